@@ -1,0 +1,103 @@
+//! Command-line definitions (clap) and their resolution into a [`Command`].
+//!
+//! Takes the raw arguments, gives a resolved, validated [`Command`] before any work starts
+//! (the ripgrep shape): everything downstream works on plain values and never sees clap.
+//! No I/O here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// How a command prints its result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text for people.
+    #[default]
+    Human,
+    /// One JSON document on stdout, with a documented, stable schema.
+    Json,
+}
+
+/// orch: a declarative reconciler for MySQL/MariaDB replication topologies.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Check topology files (and the policies they name) for CI; talks to no server.
+    ///
+    /// Exit status: 0 clean (warnings allowed), 1 errors, or warnings with --strict.
+    Validate {
+        /// Topology files; each declares one cluster.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        strict: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Local throw-away MariaDB (or MySQL) replication topologies.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The shape of a sandbox's replication tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Shape {
+    /// Every replica replicates from the primary.
+    #[default]
+    Star,
+    /// Each instance replicates from the one before it.
+    Chain,
+    /// A binary tree under the primary: intermediate sources with their own replicas.
+    Tree,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start N local servers replicating in SHAPE, then write DIR/topology.yaml.
+    Up {
+        /// Directory for the sandbox; must not exist or be empty.
+        dir: PathBuf,
+        /// Number of instances (1 to 20).
+        #[arg(short = 'n', long = "nodes", default_value_t = 3,
+              value_parser = clap::value_parser!(u8).range(1..=20))]
+        nodes: u8,
+        #[arg(long, value_enum, default_value_t)]
+        shape: Shape,
+        /// TCP port every instance listens on, each on its own 127.x.y.z address.
+        #[arg(long, default_value_t = 13306)]
+        port: u16,
+        /// Cluster name written into topology.yaml.
+        #[arg(long, default_value = "sandbox")]
+        cluster: String,
+    },
+    /// Show each instance: address, pid, state and role.
+    Status {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// SIGKILL instance I (a crash).
+    Kill { dir: PathBuf, instance: u8 },
+    /// Stop instance I cleanly (SIGTERM, then wait).
+    Stop { dir: PathBuf, instance: u8 },
+    /// Start instance I again with its previous configuration.
+    Start { dir: PathBuf, instance: u8 },
+    /// SIGSTOP instance I (a hung server: TCP still accepts, nothing answers).
+    Freeze { dir: PathBuf, instance: u8 },
+    /// SIGCONT instance I.
+    Thaw { dir: PathBuf, instance: u8 },
+    /// Stop every instance the sandbox started and remove DIR.
+    Down { dir: PathBuf },
+}

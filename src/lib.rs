@@ -1,0 +1,34 @@
+//! orch: a declarative reconciler for MySQL/MariaDB replication topologies.
+//!
+//! The pipeline (ARCHITECTURE.md): `spec` reads the desired topology and policy from YAML,
+//! `validate` lints them, `sandbox` starts local replication topologies. Pure modules never
+//! touch the network or the clock; I/O lives at the edges (`sandbox`, the commands in `run`).
+
+pub mod cli;
+pub mod gtid;
+pub mod sandbox;
+
+use std::io::Write;
+
+use cli::{Cli, CliCommand};
+
+/// Runs a parsed command line; returns the process exit code (0, 1 or 2).
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        CliCommand::Validate { .. } => anyhow::bail!("validate is not built yet"),
+        CliCommand::Sandbox(cmd) => sandbox::run(&cmd),
+        CliCommand::Completions { shell } => {
+            let mut out = Vec::new();
+            write_completions(shell, &mut out);
+            std::io::stdout().lock().write_all(&out)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Writes the completion script for `shell`; the committed files under `completions/` are
+/// exactly this output (a test checks it).
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "orch", out);
+}
