@@ -6,7 +6,11 @@
 
 pub mod cli;
 pub mod gtid;
+pub mod render;
 pub mod sandbox;
+pub mod spec;
+pub mod topology;
+pub mod validate;
 
 use std::io::Write;
 
@@ -15,7 +19,12 @@ use cli::{Cli, CliCommand};
 /// Runs a parsed command line; returns the process exit code (0, 1 or 2).
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        CliCommand::Validate { .. } => anyhow::bail!("validate is not built yet"),
+        CliCommand::Validate { files, strict, format } => {
+            let report = validate::run(&files);
+            let mut out = std::io::stdout().lock();
+            render::validate_report(&report, format, &mut out)?;
+            Ok(report.exit_code(strict))
+        }
         CliCommand::Sandbox(cmd) => sandbox::run(&cmd),
         CliCommand::Completions { shell } => {
             let mut out = Vec::new();
