@@ -1,0 +1,95 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_orch_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_orch_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_orch_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_orch_using_subcommand
+    set -l cmd (__fish_orch_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c orch -n "__fish_orch_needs_command" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_needs_command" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_needs_command" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
+complete -c orch -n "__fish_orch_needs_command" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
+complete -c orch -n "__fish_orch_needs_command" -f -a "completions" -d 'Print shell completions'
+complete -c orch -n "__fish_orch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c orch -n "__fish_orch_using_subcommand validate" -l format -r -f -a "human\t'Text for people'
+json\t'One JSON document on stdout, with a documented, stable schema'"
+complete -c orch -n "__fish_orch_using_subcommand validate" -l strict -d 'Treat warnings as errors'
+complete -c orch -n "__fish_orch_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c orch -n "__fish_orch_using_subcommand validate" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "up" -d 'Start N local servers replicating in SHAPE, then write DIR/topology.yaml'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "status" -d 'Show each instance: address, pid, state and role'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "kill" -d 'SIGKILL instance I (a crash)'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "stop" -d 'Stop instance I cleanly (SIGTERM, then wait)'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "start" -d 'Start instance I again with its previous configuration'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "freeze" -d 'SIGSTOP instance I (a hung server: TCP still accepts, nothing answers)'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "thaw" -d 'SIGCONT instance I'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "down" -d 'Stop every instance the sandbox started and remove DIR'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s n -l nodes -d 'Number of instances (1 to 20)' -r
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l shape -r -f -a "star\t'Every replica replicates from the primary'
+chain\t'Each instance replicates from the one before it'
+tree\t'A binary tree under the primary: intermediate sources with their own replicas'"
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l port -d 'TCP port every instance listens on, each on its own 127.x.y.z address' -r
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l cluster -d 'Cluster name written into topology.yaml' -r
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l format -r -f -a "human\t'Text for people'
+json\t'One JSON document on stdout, with a documented, stable schema'"
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from kill" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from kill" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from stop" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from freeze" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from freeze" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from thaw" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from thaw" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "up" -d 'Start N local servers replicating in SHAPE, then write DIR/topology.yaml'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show each instance: address, pid, state and role'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "kill" -d 'SIGKILL instance I (a crash)'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "stop" -d 'Stop instance I cleanly (SIGTERM, then wait)'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "start" -d 'Start instance I again with its previous configuration'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "freeze" -d 'SIGSTOP instance I (a hung server: TCP still accepts, nothing answers)'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "thaw" -d 'SIGCONT instance I'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop every instance the sandbox started and remove DIR'
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c orch -n "__fish_orch_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate sandbox completions help" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate sandbox completions help" -f -a "completions" -d 'Print shell completions'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Start N local servers replicating in SHAPE, then write DIR/topology.yaml'
+complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'Show each instance: address, pid, state and role'
+complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "kill" -d 'SIGKILL instance I (a crash)'
+complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "stop" -d 'Stop instance I cleanly (SIGTERM, then wait)'
+complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "start" -d 'Start instance I again with its previous configuration'
+complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "freeze" -d 'SIGSTOP instance I (a hung server: TCP still accepts, nothing answers)'
+complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "thaw" -d 'SIGCONT instance I'
+complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "down" -d 'Stop every instance the sandbox started and remove DIR'

@@ -1,0 +1,7 @@
+//! orch's integration tests: one test binary (one link, one run) with a module per area.
+//! Tests that touch servers start their own MariaDB sandboxes on loopback addresses in
+//! temporary directories and stop them by PID.
+
+mod common;
+mod completions;
+mod validate;
