@@ -46,15 +46,24 @@ fn errors_exit_1_with_positions_and_json() {
     let path = bad.to_str().unwrap();
     let (code, out, _) = run(&["validate", path]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains(&format!("{path}:5:39: error[E303 unknown-source]")), "{out}");
+    assert!(
+        out.contains(&format!("{path}:5:39: error[E303 unknown-source]")),
+        "{out}"
+    );
 
     let (code, out, _) = run(&["validate", "--format", "json", path]);
     assert_eq!(code, 1);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["errors"], 1);
     let d = &json["diagnostics"][0];
-    assert_eq!((d["code"].as_str(), d["rule"].as_str()), (Some("E303"), Some("unknown-source")));
-    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(5), Some(39)));
+    assert_eq!(
+        (d["code"].as_str(), d["rule"].as_str()),
+        (Some("E303"), Some("unknown-source"))
+    );
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(5), Some(39))
+    );
     assert_eq!(d["severity"], "error");
     assert_eq!(json["files"][0]["cluster"], "c");
 }
@@ -81,8 +90,14 @@ fn a_literal_password_is_never_printed() {
     for format in ["human", "json"] {
         let (code, out, err) = run(&["validate", "--format", format, file.to_str().unwrap()]);
         assert_eq!(code, 1);
-        assert!(out.contains("W402") || out.contains("literal-secret"), "{out}");
-        assert!(!out.contains("Tr0ub4dor") && !err.contains("Tr0ub4dor"), "{out}{err}");
+        assert!(
+            out.contains("W402") || out.contains("literal-secret"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("Tr0ub4dor") && !err.contains("Tr0ub4dor"),
+            "{out}{err}"
+        );
     }
 }
 
@@ -92,13 +107,19 @@ fn hostile_files_fail_cleanly_through_the_binary() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty.yaml", vec![], "E105"),
         ("list.yaml", b"- a\n- b\n".to_vec(), "E105"),
-        ("garbage.bin", vec![0xff, 0xfe, 0x00, 0x81, 0x13, 0x37], "E102"),
+        (
+            "garbage.bin",
+            vec![0xff, 0xfe, 0x00, 0x81, 0x13, 0x37],
+            "E102",
+        ),
         ("huge.yaml", vec![b' '; 17 * 1024 * 1024], "E101"),
     ];
     let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..10 {
         let p = i - 1;
-        bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
     }
     let mut cases = cases;
     cases.push(("bomb.yaml", bomb.into_bytes(), "E104"));
@@ -116,14 +137,19 @@ fn hostile_files_fail_cleanly_through_the_binary() {
 fn several_files_are_checked_together() {
     let dir = tempfile::tempdir().unwrap();
     let body = |cluster: &str, addr: &str| {
-        format!("cluster: {cluster}\ncredentials: {{ user: orch, password: \"${{PW}}\" }}\nhosts:\n  a: {{ address: \"{addr}\", dc: x }}\n  b: {{ address: \"b-{cluster}:1\", dc: x, source: a }}\n")
+        format!(
+            "cluster: {cluster}\ncredentials: {{ user: orch, password: \"${{PW}}\" }}\nhosts:\n  a: {{ address: \"{addr}\", dc: x }}\n  b: {{ address: \"b-{cluster}:1\", dc: x, source: a }}\n"
+        )
     };
     let (one, two) = (dir.path().join("one.yaml"), dir.path().join("two.yaml"));
     std::fs::write(&one, body("shop", "a:1")).unwrap();
     std::fs::write(&two, body("shop", "a:1")).unwrap();
     let (code, out, _) = run(&["validate", one.to_str().unwrap(), two.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(out.contains("E309 duplicate-cluster") && out.contains("E305 duplicate-address"), "{out}");
+    assert!(
+        out.contains("E309 duplicate-cluster") && out.contains("E305 duplicate-address"),
+        "{out}"
+    );
     assert!(out.contains("2 files checked"), "{out}");
 }
 
@@ -140,4 +166,27 @@ fn a_closed_stdout_is_not_an_error() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn readme_starts_with_the_two_commands_and_its_yaml_validates() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let first_block = readme.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    let commands: Vec<&str> = first_block.lines().map(|l| l.split('#').next().unwrap().trim()).collect();
+    assert_eq!(commands, ["scripts/try.sh", "scripts/test.sh"]);
+    for script in &commands {
+        assert!(repo().join(script).is_file(), "{script}");
+    }
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(ci.contains("scripts/test.sh"), ".ci/run must run the README's test command");
+
+    let dir = tempfile::tempdir().unwrap();
+    let blocks: Vec<&str> = readme.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    assert!(!blocks.is_empty());
+    for (i, block) in blocks.iter().enumerate() {
+        let file = dir.path().join(format!("readme-{i}.yaml"));
+        std::fs::write(&file, block).unwrap();
+        let (code, out, err) = run(&["validate", "--strict", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "README yaml block {i}:\n{block}\n{out}{err}");
+    }
 }
