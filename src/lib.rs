@@ -5,7 +5,9 @@
 //! touch the network or the clock; I/O lives at the edges (`sandbox`, the commands in `run`).
 
 pub mod cli;
+pub mod executor;
 pub mod gtid;
+pub mod observe;
 pub mod render;
 pub mod sandbox;
 pub mod spec;
@@ -19,7 +21,11 @@ use cli::{Cli, CliCommand};
 /// Runs a parsed command line; returns the process exit code (0, 1 or 2).
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        CliCommand::Validate { files, strict, format } => {
+        CliCommand::Validate {
+            files,
+            strict,
+            format,
+        } => {
             let report = validate::run(&files);
             let mut out = std::io::stdout().lock();
             render::validate_report(&report, format, &mut out)?;

@@ -1,0 +1,471 @@
+//! The MySQL/MariaDB executor over mysql_async: the only code in orch that knows SQL and
+//! the differences between the flavours.
+//!
+//! Takes addresses and credentials, gives [`ServerState`]s. Does network I/O, every step
+//! bounded by a timeout: a TCP connect (refused / timed out), the MySQL handshake and each
+//! query (a server that accepts TCP but never answers is *hung*, not slow).
+//!
+//! # What is read, and the grants it needs
+//!
+//! | statement | why | MariaDB 10.11 grant | MySQL 8 grant |
+//! |---|---|---|---|
+//! | `SELECT @@version, @@version_comment` | flavour and version | none | none |
+//! | `SELECT @@server_id, @@read_only, @@log_bin, ... @@gtid_*` | identity, fencing state, GTID positions | none | none |
+//! | `SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'` | semi-sync state, where present | none | none |
+//! | `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS` | replication threads, errors, lag, GTID mode | `SLAVE MONITOR` | `REPLICATION CLIENT` |
+//! | `SHOW STATUS LIKE 'Slave_heartbeat_period'` (MariaDB) | heartbeat period | none | — |
+//! | `performance_schema.replication_connection_configuration` (MySQL) | heartbeat period | — | `SELECT` on `performance_schema` |
+//! | `SHOW SLAVE HOSTS` / `SHOW REPLICAS` | the replicas a server has | `REPLICATION MASTER ADMIN` | `REPLICATION SLAVE` |
+//! | `information_schema.PROCESSLIST` binlog dump threads | replicas without `report_host` | `PROCESS` | `PROCESS` |
+//!
+//! MariaDB: `SHOW SLAVE STATUS` keeps the `Slave_*`/`Master_*` column names in every
+//! version; MySQL renamed them (`Replica_*`/`Source_*`) in 8.0.22 together with
+//! `SHOW REPLICA STATUS`, so each flavour has its own column map below.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row, Value};
+use tokio::time::timeout;
+
+use super::Executor;
+use crate::gtid::Flavor;
+use crate::observe::{
+    ConnectedReplica, Gtids, IoState, ObserveOptions, Reach, Replication, ReplicationError, SemiSync, ServerInfo,
+    ServerState, Unreachable,
+};
+use crate::spec::Secret;
+use crate::topology::Address;
+
+/// Connects as one admin user to any server of a cluster.
+#[derive(Clone)]
+pub struct MysqlExecutor {
+    user: String,
+    password: Secret,
+    options: ObserveOptions,
+}
+
+impl MysqlExecutor {
+    pub fn new(user: String, password: Secret, options: ObserveOptions) -> Self {
+        MysqlExecutor { user, password, options }
+    }
+
+    fn opts(&self, address: &Address) -> OptsBuilder {
+        OptsBuilder::default()
+            .ip_or_hostname(address.host.clone())
+            .tcp_port(address.port)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.expose().to_string()))
+            // mysql_async would switch a loopback connection to the server's unix socket;
+            // orch must talk to exactly the address it was given (fault injection and
+            // firewalls act on TCP).
+            .prefer_socket(false)
+            .stmt_cache_size(0)
+    }
+
+    /// Opens a connection, classifying every way that can fail.
+    async fn connect(&self, address: &Address) -> Result<Conn, (Unreachable, String)> {
+        let o = &self.options;
+        // A plain TCP connect first: it tells "nothing listens" and "no route" apart from
+        // "listens but never speaks" (a SIGSTOPped server still completes the TCP
+        // handshake in the kernel, then never sends its greeting).
+        let target = (address.host.as_str(), address.port);
+        match timeout(o.connect_timeout, tokio::net::TcpStream::connect(target)).await {
+            Err(_) => return Err((Unreachable::TimedOut, format!("no TCP connection within {:?}", o.connect_timeout))),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err((Unreachable::Refused, "connection refused".into()));
+            }
+            Ok(Err(e)) => return Err((Unreachable::Other, format!("TCP connect failed: {e}"))),
+            Ok(Ok(_probe)) => {}
+        }
+        match timeout(o.connect_timeout + o.read_timeout, Conn::new(self.opts(address))).await {
+            Err(_) => Err((Unreachable::HungAfterConnect, "TCP connected but the server did not complete the handshake".into())),
+            Ok(Err(e)) => Err(classify_error(&e)),
+            Ok(Ok(conn)) => Ok(conn),
+        }
+    }
+
+    async fn read(&self, conn: &mut Conn) -> Result<ServerInfo, mysql_async::Error> {
+        let version: (String, String) = conn
+            .query_first("SELECT @@version, @@version_comment")
+            .await?
+            .unwrap_or_default();
+        let flavor = if version.0.contains("MariaDB") || version.1.contains("MariaDB") { Flavor::Mariadb } else { Flavor::Mysql };
+        let vars = query_map(conn, &variables_sql(flavor, &version.0)).await?;
+        let semi = show_variables(conn, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'").await?;
+        let status_sql = if flavor == Flavor::Mariadb || !mysql_at_least(&version.0, (8, 0, 22)) {
+            "SHOW SLAVE STATUS"
+        } else {
+            "SHOW REPLICA STATUS"
+        };
+        let status = query_rows(conn, status_sql).await?.into_iter().next();
+        let heartbeat = match flavor {
+            Flavor::Mariadb => show_variables(conn, "SHOW GLOBAL STATUS LIKE 'Slave_heartbeat_period'")
+                .await?
+                .get("Slave_heartbeat_period")
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0),
+            Flavor::Mysql => conn
+                .query_first::<f64, _>("SELECT HEARTBEAT_INTERVAL FROM performance_schema.replication_connection_configuration LIMIT 1")
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(0.0),
+        };
+        let replicas = self.replicas(conn, flavor, &version.0).await?;
+        Ok(build_info(flavor, version.0, &vars, &semi, status.as_ref(), heartbeat, replicas))
+    }
+
+    async fn replicas(&self, conn: &mut Conn, flavor: Flavor, version: &str) -> Result<Vec<ConnectedReplica>, mysql_async::Error> {
+        let hosts_sql = if flavor == Flavor::Mysql && mysql_at_least(version, (8, 0, 22)) { "SHOW REPLICAS" } else { "SHOW SLAVE HOSTS" };
+        let mut out: Vec<ConnectedReplica> = query_rows(conn, hosts_sql)
+            .await?
+            .iter()
+            .filter_map(|r| {
+                let host = r.get("Host").cloned().flatten().filter(|h| !h.is_empty())?;
+                Some(ConnectedReplica {
+                    server_id: r.get("Server_id").cloned().flatten().and_then(|v| v.parse().ok()),
+                    host,
+                    port: r.get("Port").cloned().flatten().and_then(|v| v.parse().ok()).filter(|p| *p != 0),
+                })
+            })
+            .collect();
+        if out.is_empty() {
+            // Replicas without report_host are invisible to SHOW SLAVE HOSTS; their binlog
+            // dump threads still show the client IP (not the port: it is the client's).
+            let dumps = query_rows(
+                conn,
+                "SELECT HOST FROM information_schema.PROCESSLIST WHERE COMMAND IN ('Binlog Dump', 'Binlog Dump GTID')",
+            )
+            .await?;
+            out = dumps
+                .iter()
+                .filter_map(|r| r.get("HOST").cloned().flatten())
+                .map(|h| ConnectedReplica {
+                    server_id: None,
+                    host: h.rsplit_once(':').map_or(h.clone(), |(ip, _)| ip.to_string()),
+                    port: None,
+                })
+                .collect();
+        }
+        out.sort_by(|a, b| (a.server_id, &a.host, a.port).cmp(&(b.server_id, &b.host, b.port)));
+        Ok(out)
+    }
+}
+
+impl Executor for MysqlExecutor {
+    async fn observe(&self, address: &Address) -> ServerState {
+        let unreachable = |(cause, detail): (Unreachable, String)| ServerState {
+            address: address.clone(),
+            reach: Reach::Unreachable { cause, detail },
+        };
+        let mut conn = match self.connect(address).await {
+            Ok(conn) => conn,
+            Err(e) => return unreachable(e),
+        };
+        // The whole read shares one deadline: a server that hangs mid-way is hung.
+        let result = timeout(self.options.read_timeout, self.read(&mut conn)).await;
+        let state = match result {
+            Err(_) => unreachable((Unreachable::HungAfterConnect, format!("no answer within {:?}", self.options.read_timeout))),
+            Ok(Err(e)) => unreachable(classify_error(&e)),
+            Ok(Ok(info)) => ServerState { address: address.clone(), reach: Reach::Reachable(Box::new(info)) },
+        };
+        let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
+        state
+    }
+}
+
+/// Maps a client error to a cause. The message never contains the password (the server
+/// only echoes the user name and client host).
+fn classify_error(e: &mysql_async::Error) -> (Unreachable, String) {
+    match e {
+        // 1045 access denied, 1044 no access to the database, 1227 privileges missing.
+        mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045) => (Unreachable::AccessDenied, s.message.clone()),
+        mysql_async::Error::Server(s) => (Unreachable::Other, format!("server error {}: {}", s.code, s.message)),
+        mysql_async::Error::Io(io) => (Unreachable::Other, format!("I/O error: {io}")),
+        other => (Unreachable::Other, other.to_string()),
+    }
+}
+
+fn variables_sql(flavor: Flavor, version: &str) -> String {
+    match flavor {
+        Flavor::Mariadb => "SELECT @@server_id AS server_id, @@read_only AS read_only, @@log_bin AS log_bin, \
+             @@log_slave_updates AS log_replica_updates, @@binlog_format AS binlog_format, \
+             @@gtid_strict_mode AS gtid_strict_mode, @@gtid_current_pos AS gtid_current_pos, \
+             @@gtid_binlog_pos AS gtid_binlog_pos, @@gtid_binlog_state AS gtid_binlog_state, \
+             @@gtid_slave_pos AS gtid_slave_pos, @@slave_net_timeout AS replica_net_timeout, \
+             @@report_host AS report_host, @@report_port AS report_port"
+            .into(),
+        Flavor::Mysql => {
+            // 8.0.26 renamed the replica variables; the old names are deprecated aliases
+            // and some are gone in 8.4.
+            let (updates, net_timeout) = if mysql_at_least(version, (8, 0, 26)) {
+                ("@@log_replica_updates", "@@replica_net_timeout")
+            } else {
+                ("@@log_slave_updates", "@@slave_net_timeout")
+            };
+            format!(
+                "SELECT @@server_id AS server_id, @@server_uuid AS server_uuid, @@read_only AS read_only, \
+                 @@super_read_only AS super_read_only, @@log_bin AS log_bin, {updates} AS log_replica_updates, \
+                 @@binlog_format AS binlog_format, @@gtid_mode AS gtid_mode, @@gtid_executed AS gtid_executed, \
+                 @@gtid_purged AS gtid_purged, {net_timeout} AS replica_net_timeout, \
+                 @@report_host AS report_host, @@report_port AS report_port"
+            )
+        }
+    }
+}
+
+/// `8.0.26-log` >= (8, 0, 26)? Unknown versions are treated as new.
+fn mysql_at_least(version: &str, want: (u32, u32, u32)) -> bool {
+    let mut parts = version.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).map(|p| p.parse::<u32>().unwrap_or(0));
+    let got = (parts.next().unwrap_or(99), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    got >= want
+}
+
+type RowMap = HashMap<String, Option<String>>;
+
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Double(d) => Some(d.to_string()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+    }
+}
+
+fn row_map(row: &Row) -> RowMap {
+    let columns = row.columns_ref();
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name_str().into_owned(), row.as_ref(i).and_then(value_text)))
+        .collect()
+}
+
+async fn query_rows(conn: &mut Conn, sql: &str) -> Result<Vec<RowMap>, mysql_async::Error> {
+    let rows: Vec<Row> = conn.query(sql).await?;
+    Ok(rows.iter().map(row_map).collect())
+}
+
+async fn query_map(conn: &mut Conn, sql: &str) -> Result<RowMap, mysql_async::Error> {
+    Ok(query_rows(conn, sql).await?.into_iter().next().unwrap_or_default())
+}
+
+/// `SHOW VARIABLES`/`SHOW STATUS` as name → value.
+async fn show_variables(conn: &mut Conn, sql: &str) -> Result<HashMap<String, String>, mysql_async::Error> {
+    let rows: Vec<(String, String)> = conn.query(sql).await?;
+    Ok(rows.into_iter().collect())
+}
+
+fn text(m: &RowMap, key: &str) -> String {
+    m.get(key).cloned().flatten().unwrap_or_default()
+}
+
+fn flag(m: &RowMap, key: &str) -> bool {
+    matches!(text(m, key).as_str(), "1" | "ON" | "Yes" | "YES")
+}
+
+fn number<T: std::str::FromStr>(m: &RowMap, key: &str) -> Option<T> {
+    m.get(key).cloned().flatten().and_then(|v| v.trim().parse().ok())
+}
+
+fn build_info(
+    flavor: Flavor,
+    version: String,
+    vars: &RowMap,
+    semi: &HashMap<String, String>,
+    status: Option<&RowMap>,
+    heartbeat_period: f64,
+    replicas: Vec<ConnectedReplica>,
+) -> ServerInfo {
+    let semi_flag = |names: &[&str]| names.iter().any(|n| semi.get(*n).is_some_and(|v| v == "ON"));
+    let semi_sync = (!semi.is_empty()).then(|| SemiSync {
+        source_enabled: semi_flag(&["rpl_semi_sync_master_enabled", "rpl_semi_sync_source_enabled"]),
+        replica_enabled: semi_flag(&["rpl_semi_sync_slave_enabled", "rpl_semi_sync_replica_enabled"]),
+    });
+    let gtid = match flavor {
+        Flavor::Mariadb => Gtids::Mariadb {
+            current_pos: text(vars, "gtid_current_pos"),
+            binlog_pos: text(vars, "gtid_binlog_pos"),
+            binlog_state: text(vars, "gtid_binlog_state"),
+            slave_pos: text(vars, "gtid_slave_pos"),
+        },
+        Flavor::Mysql => Gtids::Mysql {
+            executed: text(vars, "gtid_executed").replace('\n', ""),
+            purged: text(vars, "gtid_purged").replace('\n', ""),
+            gtid_mode: text(vars, "gtid_mode"),
+        },
+    };
+    ServerInfo {
+        flavor,
+        version,
+        server_id: number(vars, "server_id").unwrap_or(0),
+        server_uuid: (flavor == Flavor::Mysql).then(|| text(vars, "server_uuid")),
+        read_only: flag(vars, "read_only"),
+        super_read_only: (flavor == Flavor::Mysql).then(|| flag(vars, "super_read_only")),
+        log_bin: flag(vars, "log_bin"),
+        log_replica_updates: flag(vars, "log_replica_updates"),
+        binlog_format: text(vars, "binlog_format"),
+        gtid_strict_mode: (flavor == Flavor::Mariadb).then(|| flag(vars, "gtid_strict_mode")),
+        semi_sync,
+        gtid,
+        replica_net_timeout: number(vars, "replica_net_timeout").unwrap_or(0),
+        report_host: vars.get("report_host").cloned().flatten().filter(|h| !h.is_empty()),
+        report_port: number(vars, "report_port").filter(|p| *p != 0),
+        replication: status.map(|s| replication(flavor, s, heartbeat_period)),
+        replicas,
+    }
+}
+
+/// The column names of each flavour's replica status, in orch's order.
+struct Columns {
+    host: &'static str,
+    port: &'static str,
+    io: &'static str,
+    sql: &'static str,
+    behind: &'static str,
+    retrieved: &'static str,
+    executed: &'static str,
+    source_id: &'static str,
+}
+
+const MARIADB_COLUMNS: Columns = Columns {
+    host: "Master_Host",
+    port: "Master_Port",
+    io: "Slave_IO_Running",
+    sql: "Slave_SQL_Running",
+    behind: "Seconds_Behind_Master",
+    retrieved: "Gtid_IO_Pos",
+    executed: "Gtid_Slave_Pos",
+    source_id: "Master_Server_Id",
+};
+
+const MYSQL_COLUMNS: Columns = Columns {
+    host: "Source_Host",
+    port: "Source_Port",
+    io: "Replica_IO_Running",
+    sql: "Replica_SQL_Running",
+    behind: "Seconds_Behind_Source",
+    retrieved: "Retrieved_Gtid_Set",
+    executed: "Executed_Gtid_Set",
+    source_id: "Source_Server_Id",
+};
+
+/// MySQL before 8.0.22 uses MariaDB's column names, so the map is chosen by the columns
+/// present, not by flavour.
+fn replication(flavor: Flavor, s: &RowMap, heartbeat_period: f64) -> Replication {
+    let c = if s.contains_key("Source_Host") { &MYSQL_COLUMNS } else { &MARIADB_COLUMNS };
+    let error = |errno: &str, message: &str| {
+        let errno: u32 = number(s, errno).unwrap_or(0);
+        (errno != 0).then(|| ReplicationError { errno, message: text(s, message) })
+    };
+    let gtid_mode = match flavor {
+        Flavor::Mariadb => text(s, "Using_Gtid"),
+        Flavor::Mysql if flag(s, "Auto_Position") => "auto_position".into(),
+        Flavor::Mysql => "No".into(),
+    };
+    let executed = match flavor {
+        // MariaDB's Gtid_Slave_Pos column is @@gtid_slave_pos.
+        Flavor::Mariadb => text(s, c.executed),
+        Flavor::Mysql => text(s, c.executed).replace('\n', ""),
+    };
+    Replication {
+        source_host: text(s, c.host),
+        source_port: number(s, c.port).unwrap_or(0),
+        io: match text(s, c.io).as_str() {
+            "Yes" => IoState::Running,
+            "Connecting" | "Preparing" => IoState::Connecting,
+            _ => IoState::Stopped,
+        },
+        sql_running: flag(s, c.sql),
+        last_io_error: error("Last_IO_Errno", "Last_IO_Error"),
+        last_sql_error: error("Last_SQL_Errno", "Last_SQL_Error"),
+        seconds_behind: number(s, c.behind),
+        gtid_mode,
+        retrieved_gtid: text(s, c.retrieved).replace('\n', ""),
+        executed_gtid: executed,
+        sql_delay: number(s, "SQL_Delay").unwrap_or(0),
+        connect_retry: number(s, "Connect_Retry").unwrap_or(0),
+        heartbeat_period,
+        source_server_id: number(s, c.source_id).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> RowMap {
+        pairs.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect()
+    }
+
+    #[test]
+    fn version_table() {
+        assert!(mysql_at_least("8.0.26", (8, 0, 26)));
+        assert!(mysql_at_least("8.4.0-commercial", (8, 0, 26)));
+        assert!(!mysql_at_least("8.0.21-log", (8, 0, 22)));
+        assert!(!mysql_at_least("5.7.44", (8, 0, 22)));
+    }
+
+    #[test]
+    fn mariadb_replica_status_columns() {
+        let s = map(&[
+            ("Master_Host", "127.0.9.1"),
+            ("Master_Port", "13306"),
+            ("Slave_IO_Running", "Connecting"),
+            ("Slave_SQL_Running", "No"),
+            ("Last_IO_Errno", "2003"),
+            ("Last_IO_Error", "error reconnecting to master"),
+            ("Last_SQL_Errno", "1062"),
+            ("Last_SQL_Error", "Duplicate entry"),
+            ("Using_Gtid", "Slave_Pos"),
+            ("Gtid_IO_Pos", "0-1-5"),
+            ("Gtid_Slave_Pos", "0-1-4"),
+            ("SQL_Delay", "3600"),
+            ("Connect_Retry", "1"),
+            ("Master_Server_Id", "1"),
+        ]);
+        let r = replication(Flavor::Mariadb, &s, 1.0);
+        assert_eq!((r.source_host.as_str(), r.source_port), ("127.0.9.1", 13306));
+        assert_eq!((r.io, r.sql_running), (IoState::Connecting, false));
+        assert_eq!(r.last_io_error.unwrap().errno, 2003);
+        assert_eq!(r.last_sql_error.unwrap().errno, 1062);
+        assert_eq!(r.seconds_behind, None);
+        assert_eq!((r.gtid_mode.as_str(), r.sql_delay, r.connect_retry), ("Slave_Pos", 3600, 1));
+        assert_eq!((r.retrieved_gtid.as_str(), r.executed_gtid.as_str()), ("0-1-5", "0-1-4"));
+    }
+
+    #[test]
+    fn mysql_replica_status_columns() {
+        let s = map(&[
+            ("Source_Host", "db1"),
+            ("Source_Port", "3306"),
+            ("Replica_IO_Running", "Yes"),
+            ("Replica_SQL_Running", "Yes"),
+            ("Last_IO_Errno", "0"),
+            ("Last_SQL_Errno", "0"),
+            ("Seconds_Behind_Source", "0"),
+            ("Auto_Position", "1"),
+            ("Retrieved_Gtid_Set", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"),
+            ("Executed_Gtid_Set", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n4e11fa47-71ca-11e1-9e33-c80aa9429562:1"),
+            ("Source_Server_Id", "7"),
+        ]);
+        let r = replication(Flavor::Mysql, &s, 0.0);
+        assert_eq!((r.io, r.sql_running, r.seconds_behind), (IoState::Running, true, Some(0)));
+        assert_eq!(r.gtid_mode, "auto_position");
+        assert!(!r.executed_gtid.contains('\n'));
+        assert!(r.last_io_error.is_none());
+        assert_eq!(r.source_server_id, 7);
+    }
+
+    #[test]
+    fn mysql_variables_use_new_names_from_8_0_26() {
+        assert!(variables_sql(Flavor::Mysql, "8.0.36").contains("@@log_replica_updates"));
+        assert!(variables_sql(Flavor::Mysql, "8.0.25").contains("@@log_slave_updates"));
+        assert!(variables_sql(Flavor::Mariadb, "10.11.6-MariaDB").contains("@@gtid_binlog_state"));
+    }
+}

@@ -1,0 +1,240 @@
+//! The observed topology: what each server says about itself, and the problems found by
+//! comparing that with the desired topology.
+//!
+//! Takes observations (from an [`Executor`](crate::executor::Executor): MySQL or the
+//! simulator), gives an [`Observed`] topology. An unreachable server is data, with its
+//! cause, never an error. [`observe_all`] is the one function here that does I/O (through
+//! the executor), concurrently with bounded concurrency; everything else is pure.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::executor::Executor;
+use crate::gtid::{Flavor, GtidSet, ServerGtids};
+use crate::topology::Address;
+
+/// Why a server could not be observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreachable {
+    /// Nothing listens on the port (the server is down, or the wrong port).
+    Refused,
+    /// No TCP connection within the connect timeout (host down, network partition, firewall).
+    TimedOut,
+    /// TCP connected but the server never completed the handshake or a query within the
+    /// read timeout: a hung (or frozen) server.
+    HungAfterConnect,
+    /// The server answered and refused the credentials.
+    AccessDenied,
+    Other,
+}
+
+/// How a server answered (or did not).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Reach {
+    Reachable(Box<ServerInfo>),
+    Unreachable { cause: Unreachable, detail: String },
+}
+
+/// One server as observed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerState {
+    pub address: Address,
+    #[serde(flatten)]
+    pub reach: Reach,
+}
+
+impl ServerState {
+    pub fn info(&self) -> Option<&ServerInfo> {
+        match &self.reach {
+            Reach::Reachable(info) => Some(info),
+            Reach::Unreachable { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub flavor: Flavor,
+    /// `@@version`, e.g. `10.11.6-MariaDB-0+deb12u1-log`.
+    pub version: String,
+    pub server_id: u32,
+    /// MySQL's `@@server_uuid`; MariaDB has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_uuid: Option<String>,
+    pub read_only: bool,
+    /// MySQL only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub super_read_only: Option<bool>,
+    pub log_bin: bool,
+    pub log_replica_updates: bool,
+    pub binlog_format: String,
+    /// MariaDB only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_strict_mode: Option<bool>,
+    /// Semi-synchronous replication, where the server has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semi_sync: Option<SemiSync>,
+    pub gtid: Gtids,
+    /// `@@slave_net_timeout` in seconds: how long a replica waits on a silent source.
+    pub replica_net_timeout: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_port: Option<u16>,
+    /// None: not configured as a replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
+    /// Replicas connected to this server.
+    #[serde(default)]
+    pub replicas: Vec<ConnectedReplica>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SemiSync {
+    pub source_enabled: bool,
+    pub replica_enabled: bool,
+}
+
+/// The GTID variables, as the flavour has them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "flavor", rename_all = "lowercase")]
+pub enum Gtids {
+    Mariadb {
+        current_pos: String,
+        binlog_pos: String,
+        binlog_state: String,
+        slave_pos: String,
+    },
+    Mysql {
+        executed: String,
+        purged: String,
+        gtid_mode: String,
+    },
+}
+
+impl Gtids {
+    /// The position used for "who is ahead": `gtid_current_pos` / `gtid_executed`.
+    pub fn position(&self) -> Option<GtidSet> {
+        match self {
+            Gtids::Mariadb { current_pos, .. } => GtidSet::parse(Flavor::Mariadb, current_pos).ok(),
+            Gtids::Mysql { executed, .. } => GtidSet::parse(Flavor::Mysql, executed).ok(),
+        }
+    }
+
+    /// What errant-transaction detection needs.
+    pub fn server_gtids(&self, server_id: u32) -> Option<ServerGtids> {
+        match self {
+            Gtids::Mariadb { current_pos, binlog_state, .. } => {
+                Some(ServerGtids::Mariadb(crate::gtid::MariadbServerGtids {
+                    server_id,
+                    current_pos: current_pos.parse().ok()?,
+                    binlog_state: binlog_state.parse().ok()?,
+                }))
+            }
+            Gtids::Mysql { executed, .. } => Some(ServerGtids::Mysql(executed.parse().ok()?)),
+        }
+    }
+
+    /// The text shown in status views.
+    pub fn display_position(&self) -> &str {
+        match self {
+            Gtids::Mariadb { current_pos, .. } => current_pos,
+            Gtids::Mysql { executed, .. } => executed,
+        }
+    }
+}
+
+/// Replication thread state of the IO (receiver) thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoState {
+    Running,
+    Connecting,
+    Stopped,
+}
+
+/// A replication error as the server reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationError {
+    pub errno: u32,
+    pub message: String,
+}
+
+/// `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS`, in orch's vocabulary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Replication {
+    pub source_host: String,
+    pub source_port: u16,
+    pub io: IoState,
+    pub sql_running: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_io_error: Option<ReplicationError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sql_error: Option<ReplicationError>,
+    /// Seconds_Behind_Master; None while the SQL thread is stopped or the IO thread is not
+    /// connected. Zero does not mean caught up: compare GTID positions.
+    pub seconds_behind: Option<u64>,
+    /// MariaDB `Using_Gtid` (`No`, `Slave_Pos`, `Current_Pos`); MySQL `Auto_Position` as
+    /// `auto_position` or `No`.
+    pub gtid_mode: String,
+    /// MariaDB `Gtid_IO_Pos` / MySQL `Retrieved_Gtid_Set`.
+    pub retrieved_gtid: String,
+    /// MariaDB `gtid_slave_pos` / MySQL `Executed_Gtid_Set`.
+    pub executed_gtid: String,
+    pub sql_delay: u32,
+    pub connect_retry: u32,
+    /// Seconds; 0 means heartbeats are off.
+    pub heartbeat_period: f64,
+    /// The source's server_id as the replica last saw it (0 if never connected).
+    pub source_server_id: u32,
+}
+
+/// A replica connected to a server, from `SHOW SLAVE HOSTS` (needs `report_host`) or,
+/// failing that, a binlog dump thread in the processlist (client IP, no port).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedReplica {
+    pub server_id: Option<u32>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// How observation connects: timeouts and concurrency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObserveOptions {
+    pub connect_timeout: std::time::Duration,
+    pub read_timeout: std::time::Duration,
+    pub concurrency: usize,
+}
+
+impl Default for ObserveOptions {
+    fn default() -> Self {
+        ObserveOptions {
+            connect_timeout: std::time::Duration::from_secs(2),
+            read_timeout: std::time::Duration::from_secs(3),
+            concurrency: 32,
+        }
+    }
+}
+
+/// Observes every address concurrently (at most `concurrency` at once); the result is in
+/// the order of `addresses`. One hung server costs its own timeout, not everyone's.
+pub async fn observe_all<E: Executor>(exec: Arc<E>, addresses: &[Address], concurrency: usize) -> Vec<ServerState> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, address) in addresses.iter().cloned().enumerate() {
+        let (exec, limit) = (exec.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("never closed");
+            (i, exec.observe(&address).await)
+        });
+    }
+    let mut out: Vec<Option<ServerState>> = vec![None; addresses.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (i, state) = joined.expect("observation tasks do not panic");
+        out[i] = Some(state);
+    }
+    out.into_iter().map(|s| s.expect("every address observed")).collect()
+}
