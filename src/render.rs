@@ -8,7 +8,11 @@ use std::io::Write;
 use crate::cli::Format;
 use crate::validate::Report;
 
-pub fn validate_report(report: &Report, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn validate_report(
+    report: &Report,
+    format: Format,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     if format == Format::Json {
         serde_json::to_writer_pretty(&mut *out, report)?;
         return writeln!(out);
@@ -35,7 +39,11 @@ pub fn validate_report(report: &Report, format: Format, out: &mut dyn Write) -> 
         if let Some(p) = &f.policy {
             what.push(format!("policy {p}"));
         }
-        let what = if what.is_empty() { String::new() } else { format!(" ({})", what.join(", ")) };
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", what.join(", "))
+        };
         writeln!(out, "{}: {verdict}{what}", f.file.display())?;
     }
     writeln!(

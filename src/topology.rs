@@ -42,7 +42,10 @@ impl Address {
             Ok(p) if p > 0 => p,
             _ => return Err(format!("port `{port}` is not a number from 1 to 65535")),
         };
-        Ok(Address { host: host.to_ascii_lowercase(), port })
+        Ok(Address {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
 }
 
@@ -55,7 +58,9 @@ fn is_hostname(host: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 

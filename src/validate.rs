@@ -45,23 +45,37 @@ impl Report {
 }
 
 pub fn run(files: &[PathBuf]) -> Report {
-    let loaded: Vec<(&Path, spec::Loaded)> = files.iter().map(|f| (f.as_path(), spec::load(f))).collect();
+    let loaded: Vec<(&Path, spec::Loaded)> =
+        files.iter().map(|f| (f.as_path(), spec::load(f))).collect();
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     for (_, l) in &loaded {
         diagnostics.extend(l.diagnostics.iter().cloned());
     }
-    let topologies: Vec<_> = loaded.iter().filter_map(|(_, l)| l.topology.as_ref()).collect();
+    let topologies: Vec<_> = loaded
+        .iter()
+        .filter_map(|(_, l)| l.topology.as_ref())
+        .collect();
     diagnostics.extend(check::across_files(&topologies));
     // Two topologies naming one policy file would report its problems twice.
     diagnostics.sort_by(|a, b| {
-        (file_rank(files, &a.file), a.line, a.column, a.code).cmp(&(file_rank(files, &b.file), b.line, b.column, b.code))
+        (file_rank(files, &a.file), a.line, a.column, a.code).cmp(&(
+            file_rank(files, &b.file),
+            b.line,
+            b.column,
+            b.code,
+        ))
     });
     diagnostics.dedup();
 
     let files = loaded
         .iter()
         .map(|(path, l)| {
-            let count = |s: Severity| diagnostics.iter().filter(|d| d.file == *path && d.severity == s).count();
+            let count = |s: Severity| {
+                diagnostics
+                    .iter()
+                    .filter(|d| d.file == *path && d.severity == s)
+                    .count()
+            };
             let t = l.topology.as_ref();
             FileSummary {
                 file: path.to_path_buf(),
@@ -81,10 +95,18 @@ pub fn run(files: &[PathBuf]) -> Report {
         })
         .collect();
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-    Report { files, errors, warnings: diagnostics.len() - errors, diagnostics }
+    Report {
+        files,
+        errors,
+        warnings: diagnostics.len() - errors,
+        diagnostics,
+    }
 }
 
 /// Diagnostics are listed file by file in the order given; a policy file's come last.
 fn file_rank(files: &[PathBuf], file: &Path) -> (usize, PathBuf) {
-    (files.iter().position(|f| f == file).unwrap_or(files.len()), file.to_path_buf())
+    (
+        files.iter().position(|f| f == file).unwrap_or(files.len()),
+        file.to_path_buf(),
+    )
 }

@@ -16,8 +16,15 @@ use crate::spec::decode::format_duration;
 /// that depend on it are skipped; the structural ones always run.
 pub fn cluster(t: &Topology, policy: Option<&Policy>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let at = |code: Code, pos, subject: &str, message: String| Diagnostic::new(code, &t.file, pos, message).subject(subject);
-    let index: HashMap<&str, usize> = t.hosts.iter().enumerate().map(|(i, h)| (h.id.as_str(), i)).collect();
+    let at = |code: Code, pos, subject: &str, message: String| {
+        Diagnostic::new(code, &t.file, pos, message).subject(subject)
+    };
+    let index: HashMap<&str, usize> = t
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.id.as_str(), i))
+        .collect();
 
     // Exactly one primary.
     let primaries: Vec<_> = t.primaries().collect();
@@ -28,8 +35,13 @@ pub fn cluster(t: &Topology, policy: Option<&Policy>) -> Vec<Diagnostic> {
                 .hint("declare the primary (a host without `source`) and its replicas"),
         ),
         ([], Some(pos)) => out.push(
-            at(Code::NoPrimary, pos, "hosts", "every host has a source, so none is the primary".into())
-                .hint("remove `source:` from the host that is the primary"),
+            at(
+                Code::NoPrimary,
+                pos,
+                "hosts",
+                "every host has a source, so none is the primary".into(),
+            )
+            .hint("remove `source:` from the host that is the primary"),
         ),
         ([first, rest @ ..], _) => {
             for extra in rest {
@@ -52,12 +64,20 @@ pub fn cluster(t: &Topology, policy: Option<&Policy>) -> Vec<Diagnostic> {
             && !index.contains_key(source.value.as_str())
         {
             let hint = match did_you_mean(&source.value, t.hosts.iter().map(|h| h.id.as_str())) {
-                Some(m) => format!("did you mean `{m}`? or declare `{}` under hosts", source.value),
+                Some(m) => format!(
+                    "did you mean `{m}`? or declare `{}` under hosts",
+                    source.value
+                ),
                 None => format!("declare `{}` under hosts, or fix the name", source.value),
             };
             out.push(
-                at(Code::UnknownSource, source.pos, &format!("hosts.{}.source", host.id), format!("`{}` is not a declared host", source.value))
-                    .hint(hint),
+                at(
+                    Code::UnknownSource,
+                    source.pos,
+                    &format!("hosts.{}.source", host.id),
+                    format!("`{}` is not a declared host", source.value),
+                )
+                .hint(hint),
             );
         }
     }
@@ -75,7 +95,8 @@ pub fn cluster(t: &Topology, policy: Option<&Policy>) -> Vec<Diagnostic> {
                     let from = path.iter().position(|&p| p == i).expect("on the path");
                     let cycle = &path[from..];
                     let first = *cycle.iter().min().expect("non-empty");
-                    let mut names: Vec<&str> = cycle.iter().map(|&c| t.hosts[c].id.as_str()).collect();
+                    let mut names: Vec<&str> =
+                        cycle.iter().map(|&c| t.hosts[c].id.as_str()).collect();
                     names.push(&t.hosts[i].id);
                     let h = &t.hosts[first];
                     out.push(
@@ -87,7 +108,10 @@ pub fn cluster(t: &Topology, policy: Option<&Policy>) -> Vec<Diagnostic> {
                 _ => {
                     state[i] = 1;
                     path.push(i);
-                    cur = t.hosts[i].source.as_ref().and_then(|s| index.get(s.value.as_str()).copied());
+                    cur = t.hosts[i]
+                        .source
+                        .as_ref()
+                        .and_then(|s| index.get(s.value.as_str()).copied());
                 }
             }
         }
@@ -102,8 +126,13 @@ pub fn cluster(t: &Topology, policy: Option<&Policy>) -> Vec<Diagnostic> {
         if let Some(address) = &host.address {
             if let Some(first) = seen.get(&address.value) {
                 out.push(
-                    at(Code::DuplicateAddress, address.pos, &format!("hosts.{}.address", host.id), format!("{} is also {first}'s address", address.value))
-                        .hint("each host is one server; fix the address or remove the duplicate host"),
+                    at(
+                        Code::DuplicateAddress,
+                        address.pos,
+                        &format!("hosts.{}.address", host.id),
+                        format!("{} is also {first}'s address", address.value),
+                    )
+                    .hint("each host is one server; fix the address or remove the duplicate host"),
                 );
             } else {
                 seen.insert(address.value.clone(), &host.id);
@@ -118,13 +147,25 @@ pub fn cluster(t: &Topology, policy: Option<&Policy>) -> Vec<Diagnostic> {
 }
 
 /// Someone can be promoted when the primary dies, and the policy allows it.
-fn check_candidates(t: &Topology, policy: Option<&Policy>, primary: &super::Host, out: &mut Vec<Diagnostic>) {
+fn check_candidates(
+    t: &Topology,
+    policy: Option<&Policy>,
+    primary: &super::Host,
+    out: &mut Vec<Diagnostic>,
+) {
     let replicas: Vec<_> = t.hosts.iter().filter(|h| h.source.is_some()).collect();
-    let at = |code: Code, pos, subject: &str, message: String| Diagnostic::new(code, &t.file, pos, message).subject(subject);
+    let at = |code: Code, pos, subject: &str, message: String| {
+        Diagnostic::new(code, &t.file, pos, message).subject(subject)
+    };
     if replicas.is_empty() {
         out.push(
-            at(Code::NoReplicas, primary.pos, &primary.id, "the primary has no replica: nothing can take over if it fails".into())
-                .hint("declare at least one replica with `source:`"),
+            at(
+                Code::NoReplicas,
+                primary.pos,
+                &primary.id,
+                "the primary has no replica: nothing can take over if it fails".into(),
+            )
+            .hint("declare at least one replica with `source:`"),
         );
         return;
     }
@@ -133,20 +174,39 @@ fn check_candidates(t: &Topology, policy: Option<&Policy>, primary: &super::Host
             && r.promotion != Promotion::MustNot
         {
             out.push(
-                at(Code::DelayedCandidate, r.pos, &r.id, format!("replicates {} behind on purpose but may be promoted", format_duration(delay)))
-                    .hint("add `promotion: must_not` to delayed replicas"),
+                at(
+                    Code::DelayedCandidate,
+                    r.pos,
+                    &r.id,
+                    format!(
+                        "replicates {} behind on purpose but may be promoted",
+                        format_duration(delay)
+                    ),
+                )
+                .hint("add `promotion: must_not` to delayed replicas"),
             );
         }
     }
-    let candidates: Vec<_> = replicas.iter().filter(|h| h.promotion != Promotion::MustNot && h.delay.is_none()).collect();
+    let candidates: Vec<_> = replicas
+        .iter()
+        .filter(|h| h.promotion != Promotion::MustNot && h.delay.is_none())
+        .collect();
     if candidates.is_empty() {
         out.push(
-            at(Code::NoPromotableCandidate, primary.pos, &primary.id, "no replica may be promoted if this primary fails".into())
-                .hint("mark at least one replica `promotion: prefer` or `neutral` (and without `delay`)"),
+            at(
+                Code::NoPromotableCandidate,
+                primary.pos,
+                &primary.id,
+                "no replica may be promoted if this primary fails".into(),
+            )
+            .hint(
+                "mark at least one replica `promotion: prefer` or `neutral` (and without `delay`)",
+            ),
         );
         return;
     }
-    if policy.is_some_and(|p| p.failover.automatic && p.failover.promote.cross_dc == CrossDc::Deny) {
+    if policy.is_some_and(|p| p.failover.automatic && p.failover.promote.cross_dc == CrossDc::Deny)
+    {
         let missing: Vec<&str> = std::iter::once(primary)
             .chain(candidates.iter().copied().copied())
             .filter(|h| h.dc.is_none())
@@ -154,8 +214,16 @@ fn check_candidates(t: &Topology, policy: Option<&Policy>, primary: &super::Host
             .collect();
         if !missing.is_empty() {
             out.push(
-                at(Code::MissingDc, primary.pos, &primary.id, format!("the policy denies cross-dc failover but {} has no `dc`", missing.join(", ")))
-                    .hint("give every host a `dc:` so orch can tell where it lives"),
+                at(
+                    Code::MissingDc,
+                    primary.pos,
+                    &primary.id,
+                    format!(
+                        "the policy denies cross-dc failover but {} has no `dc`",
+                        missing.join(", ")
+                    ),
+                )
+                .hint("give every host a `dc:` so orch can tell where it lives"),
             );
         } else if !candidates.iter().any(|c| c.dc == primary.dc) {
             let dc = primary.dc.as_deref().unwrap_or_default();
@@ -182,9 +250,18 @@ pub fn across_files(topologies: &[&Topology]) -> Vec<Diagnostic> {
         if !t.cluster.is_empty() {
             match clusters.get(t.cluster.as_str()) {
                 Some(first) if first.file != t.file => out.push(
-                    Diagnostic::new(Code::DuplicateCluster, &t.file, t.cluster_pos, format!("cluster `{}` is also declared in {}", t.cluster, first.file.display()))
-                        .subject("cluster")
-                        .hint("cluster names are unique: rename one of them"),
+                    Diagnostic::new(
+                        Code::DuplicateCluster,
+                        &t.file,
+                        t.cluster_pos,
+                        format!(
+                            "cluster `{}` is also declared in {}",
+                            t.cluster,
+                            first.file.display()
+                        ),
+                    )
+                    .subject("cluster")
+                    .hint("cluster names are unique: rename one of them"),
                 ),
                 _ => {
                     clusters.insert(&t.cluster, t);
@@ -199,7 +276,12 @@ pub fn across_files(topologies: &[&Topology]) -> Vec<Diagnostic> {
                         Code::DuplicateAddress,
                         &t.file,
                         a.pos,
-                        format!("{} is also {id}'s address in cluster `{}` ({})", a.value, first.cluster, first.file.display()),
+                        format!(
+                            "{} is also {id}'s address in cluster `{}` ({})",
+                            a.value,
+                            first.cluster,
+                            first.file.display()
+                        ),
                     )
                     .subject(format!("hosts.{}.address", h.id))
                     .hint("a server belongs to one cluster"),

@@ -31,7 +31,10 @@ pub struct Fields<'n> {
 
 impl<'n> Fields<'n> {
     pub fn get(&self, key: &str) -> Option<&'n Node> {
-        self.entries.iter().find(|(k, _, _)| *k == key).map(|(_, _, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, v)| *v)
     }
 
     /// Every entry as (key, key node, value node), in file order.
@@ -40,16 +43,29 @@ impl<'n> Fields<'n> {
     }
 
     pub fn child_path(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 }
 
 impl<'f> Decoder<'f> {
     pub fn new(file: &'f Path) -> Self {
-        Decoder { file, diags: Vec::new() }
+        Decoder {
+            file,
+            diags: Vec::new(),
+        }
     }
 
-    pub fn report(&mut self, code: Code, pos: Pos, subject: &str, message: impl Into<String>) -> &mut Diagnostic {
+    pub fn report(
+        &mut self,
+        code: Code,
+        pos: Pos,
+        subject: &str,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         let mut d = Diagnostic::new(code, self.file, pos, message);
         if !subject.is_empty() {
             d = d.subject(subject);
@@ -61,25 +77,52 @@ impl<'f> Decoder<'f> {
     /// Reads a mapping whose keys may only be `allowed` (`None`: any key, e.g. host ids).
     /// Reports a non-mapping, non-string and duplicate keys, and unknown keys with a
     /// "did you mean" hint; duplicates keep their first value.
-    pub fn map<'n>(&mut self, node: &'n Node, path: &str, allowed: Option<&[&str]>) -> Option<Fields<'n>> {
+    pub fn map<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        allowed: Option<&[&str]>,
+    ) -> Option<Fields<'n>> {
         let Kind::Map(raw) = &node.kind else {
-            self.report(Code::WrongType, node.pos, path, format!("expected a mapping, found {}", node.describe()));
+            self.report(
+                Code::WrongType,
+                node.pos,
+                path,
+                format!("expected a mapping, found {}", node.describe()),
+            );
             return None;
         };
-        let mut fields = Fields { path: path.to_string(), pos: node.pos, entries: Vec::with_capacity(raw.len()) };
+        let mut fields = Fields {
+            path: path.to_string(),
+            pos: node.pos,
+            entries: Vec::with_capacity(raw.len()),
+        };
         for (key, value) in raw {
             let name = match &key.kind {
                 Kind::Scalar { value, .. } if !key.is_null() => value.as_str(),
                 _ => {
-                    self.report(Code::WrongType, key.pos, path, format!("a key must be a name, found {}", key.describe()));
+                    self.report(
+                        Code::WrongType,
+                        key.pos,
+                        path,
+                        format!("a key must be a name, found {}", key.describe()),
+                    );
                     continue;
                 }
             };
             let key_path = fields.child_path(name);
             if let Some((_, first, _)) = fields.entries.iter().find(|(k, _, _)| *k == name) {
                 let line = first.pos.line;
-                self.report(Code::DuplicateKey, key.pos, &key_path, format!("`{name}` is given twice (first on line {line})"))
-                    .hint = Some("remove one of them; YAML keeps only one and which one is parser-dependent".into());
+                self.report(
+                    Code::DuplicateKey,
+                    key.pos,
+                    &key_path,
+                    format!("`{name}` is given twice (first on line {line})"),
+                )
+                .hint = Some(
+                    "remove one of them; YAML keeps only one and which one is parser-dependent"
+                        .into(),
+                );
                 continue;
             }
             if let Some(allowed) = allowed
@@ -89,7 +132,13 @@ impl<'f> Decoder<'f> {
                     Some(m) => format!("did you mean `{m}`? known keys: {}", allowed.join(", ")),
                     None => format!("known keys: {}", allowed.join(", ")),
                 };
-                self.report(Code::UnknownKey, key.pos, &key_path, format!("unknown key `{name}`")).hint = Some(hint);
+                self.report(
+                    Code::UnknownKey,
+                    key.pos,
+                    &key_path,
+                    format!("unknown key `{name}`"),
+                )
+                .hint = Some(hint);
                 continue;
             }
             fields.entries.push((name, key, value));
@@ -101,9 +150,18 @@ impl<'f> Decoder<'f> {
     pub fn required<'n>(&mut self, fields: &Fields<'n>, key: &str, what: &str) -> Option<&'n Node> {
         let node = fields.get(key);
         if node.is_none() {
-            let subject = if fields.path.is_empty() { String::new() } else { fields.path.clone() };
-            self.report(Code::MissingKey, fields.pos, &subject, format!("missing `{key}`"))
-                .hint = Some(format!("add `{key}:` ({what})"));
+            let subject = if fields.path.is_empty() {
+                String::new()
+            } else {
+                fields.path.clone()
+            };
+            self.report(
+                Code::MissingKey,
+                fields.pos,
+                &subject,
+                format!("missing `{key}`"),
+            )
+            .hint = Some(format!("add `{key}:` ({what})"));
         }
         node
     }
@@ -111,9 +169,17 @@ impl<'f> Decoder<'f> {
     /// A string (any non-null scalar: `dc: 1` is the string "1").
     pub fn string(&mut self, node: &Node, path: &str) -> Option<Spanned<String>> {
         match &node.kind {
-            Kind::Scalar { value, .. } if !node.is_null() => Some(Spanned { value: value.clone(), pos: node.pos }),
+            Kind::Scalar { value, .. } if !node.is_null() => Some(Spanned {
+                value: value.clone(),
+                pos: node.pos,
+            }),
             _ => {
-                self.report(Code::WrongType, node.pos, path, format!("expected a string, found {}", node.describe()));
+                self.report(
+                    Code::WrongType,
+                    node.pos,
+                    path,
+                    format!("expected a string, found {}", node.describe()),
+                );
                 None
             }
         }
@@ -126,12 +192,22 @@ impl<'f> Decoder<'f> {
             Kind::Scalar { value, plain: true } if value == "true" => Some(true),
             Kind::Scalar { value, plain: true } if value == "false" => Some(false),
             Kind::Scalar { value, .. } => {
-                self.report(Code::WrongType, node.pos, path, format!("expected true or false, found `{value}`"))
-                    .hint = Some("write true or false, unquoted".into());
+                self.report(
+                    Code::WrongType,
+                    node.pos,
+                    path,
+                    format!("expected true or false, found `{value}`"),
+                )
+                .hint = Some("write true or false, unquoted".into());
                 None
             }
             _ => {
-                self.report(Code::WrongType, node.pos, path, format!("expected true or false, found {}", node.describe()));
+                self.report(
+                    Code::WrongType,
+                    node.pos,
+                    path,
+                    format!("expected true or false, found {}", node.describe()),
+                );
                 None
             }
         }
@@ -142,8 +218,13 @@ impl<'f> Decoder<'f> {
         match parse_duration(&text.value) {
             Ok(d) => Some(d),
             Err(why) => {
-                self.report(Code::BadDuration, node.pos, path, format!("`{}` is not a duration: {why}", text.value))
-                    .hint = Some("write a number and a unit: 500ms, 10s, 5m, 1h, 1d (or 1m30s)".into());
+                self.report(
+                    Code::BadDuration,
+                    node.pos,
+                    path,
+                    format!("`{}` is not a duration: {why}", text.value),
+                )
+                .hint = Some("write a number and a unit: 500ms, 10s, 5m, 1h, 1d (or 1m30s)".into());
                 None
             }
         }
@@ -160,7 +241,13 @@ impl<'f> Decoder<'f> {
             Some(m) => format!("did you mean `{m}`? one of: {}", names.join(", ")),
             None => format!("one of: {}", names.join(", ")),
         };
-        self.report(Code::BadValue, node.pos, path, format!("`{}` is not allowed here", text.value)).hint = Some(hint);
+        self.report(
+            Code::BadValue,
+            node.pos,
+            path,
+            format!("`{}` is not allowed here", text.value),
+        )
+        .hint = Some(hint);
         None
     }
 
@@ -170,8 +257,13 @@ impl<'f> Decoder<'f> {
             return Vec::new();
         }
         let Kind::Seq(items) = &node.kind else {
-            self.report(Code::WrongType, node.pos, path, format!("expected a list, found {}", node.describe()))
-                .hint = Some("write a YAML list: [\"...\"] or one `- ...` per line".into());
+            self.report(
+                Code::WrongType,
+                node.pos,
+                path,
+                format!("expected a list, found {}", node.describe()),
+            )
+            .hint = Some("write a YAML list: [\"...\"] or one `- ...` per line".into());
             return Vec::new();
         };
         items
@@ -192,13 +284,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("expected a number at `{rest}`"));
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| "the number is too large".to_string())?;
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| "the number is too large".to_string())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let millis_per_unit: u64 = match unit {
@@ -210,8 +308,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "" => return Err("a unit is missing (ms, s, m, h or d)".into()),
             other => return Err(format!("unknown unit `{other}` (ms, s, m, h or d)")),
         };
-        let millis = number.checked_mul(millis_per_unit).ok_or("it is too long")?;
-        total = total.checked_add(Duration::from_millis(millis)).ok_or("it is too long")?;
+        let millis = number
+            .checked_mul(millis_per_unit)
+            .ok_or("it is too long")?;
+        total = total
+            .checked_add(Duration::from_millis(millis))
+            .ok_or("it is too long")?;
     }
     Ok(total)
 }
@@ -223,7 +325,13 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -249,10 +357,28 @@ mod tests {
             (" 3s ", 3_000),
         ];
         for (text, ms) in ok {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
-            assert_eq!(parse_duration(&format_duration(Duration::from_millis(ms))), Ok(Duration::from_millis(ms)));
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+            assert_eq!(
+                parse_duration(&format_duration(Duration::from_millis(ms))),
+                Ok(Duration::from_millis(ms))
+            );
         }
-        for bad in ["", "10", "s", "10 s", "1.5s", "-1s", "10sec", "1h-", "99999999999999999999s", "18446744073709551615d"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "10 s",
+            "1.5s",
+            "-1s",
+            "10sec",
+            "1h-",
+            "99999999999999999999s",
+            "18446744073709551615d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");
         }
     }

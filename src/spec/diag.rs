@@ -163,7 +163,10 @@ impl fmt::Display for Diagnostic {
 }
 
 /// The closest candidate to a misspelt name, for "did you mean" hints.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
         let d = edit_distance(word, candidate);
@@ -226,9 +229,14 @@ mod tests {
 
     #[test]
     fn display_shape() {
-        let d = Diagnostic::new(Code::UnknownSource, Path::new("t.yaml"), Pos { line: 4, column: 9 }, "x")
-            .subject("hosts.db2.source")
-            .hint("y");
+        let d = Diagnostic::new(
+            Code::UnknownSource,
+            Path::new("t.yaml"),
+            Pos { line: 4, column: 9 },
+            "x",
+        )
+        .subject("hosts.db2.source")
+        .hint("y");
         assert_eq!(
             d.to_string(),
             "t.yaml:4:9: error[E303 unknown-source]: hosts.db2.source: x\n  hint: y"

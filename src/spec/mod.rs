@@ -125,7 +125,11 @@ impl Loaded {
 /// Reads a topology file and the policy it names, and checks both (schema and semantics of
 /// the cluster). Never panics and never reads more than [`MAX_FILE_BYTES`] of a file.
 pub fn load(path: &Path) -> Loaded {
-    let mut loaded = Loaded { topology: None, policy: None, diagnostics: Vec::new() };
+    let mut loaded = Loaded {
+        topology: None,
+        policy: None,
+        diagnostics: Vec::new(),
+    };
     let root = match read_document(path) {
         Ok(root) => root,
         Err(d) => {
@@ -135,10 +139,14 @@ pub fn load(path: &Path) -> Loaded {
     };
     let (topology, mut diags) = parse_topology(path, &root);
     loaded.diagnostics.append(&mut diags);
-    let Some(topology) = topology else { return loaded };
+    let Some(topology) = topology else {
+        return loaded;
+    };
     let (policy, mut diags) = load_policy(&topology);
     loaded.diagnostics.append(&mut diags);
-    loaded.diagnostics.extend(check::cluster(&topology, policy.as_ref()));
+    loaded
+        .diagnostics
+        .extend(check::cluster(&topology, policy.as_ref()));
     loaded.topology = Some(topology);
     loaded.policy = policy;
     loaded
@@ -149,8 +157,18 @@ pub fn load(path: &Path) -> Loaded {
 pub fn load_valid(path: &Path) -> anyhow::Result<(Topology, Policy)> {
     let loaded = load(path);
     if loaded.has_errors() {
-        let list: Vec<String> = loaded.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
-        anyhow::bail!("{} is not a valid topology:\n{}\n(run `orch validate {}`)", path.display(), list.join("\n"), path.display());
+        let list: Vec<String> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect();
+        anyhow::bail!(
+            "{} is not a valid topology:\n{}\n(run `orch validate {}`)",
+            path.display(),
+            list.join("\n"),
+            path.display()
+        );
     }
     match (loaded.topology, loaded.policy) {
         (Some(t), Some(p)) => Ok((t, p)),
@@ -168,16 +186,33 @@ pub fn read_document(path: &Path) -> Result<Node, Box<Diagnostic>> {
         }
         Box::new(d)
     };
-    let file = std::fs::File::open(path).map_err(|e| fail(Code::Io, start, format!("cannot read the file: {e}"), "check the path"))?;
+    let file = std::fs::File::open(path).map_err(|e| {
+        fail(
+            Code::Io,
+            start,
+            format!("cannot read the file: {e}"),
+            "check the path",
+        )
+    })?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| fail(Code::Io, start, format!("cannot read the file: {e}"), "is it a directory?"))?;
+        .map_err(|e| {
+            fail(
+                Code::Io,
+                start,
+                format!("cannot read the file: {e}"),
+                "is it a directory?",
+            )
+        })?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(fail(
             Code::TooLarge,
             start,
-            format!("the file is larger than {} MiB", MAX_FILE_BYTES / 1024 / 1024),
+            format!(
+                "the file is larger than {} MiB",
+                MAX_FILE_BYTES / 1024 / 1024
+            ),
             "a topology file declares one cluster; split very large inventories into one file per cluster",
         ));
     }
@@ -185,27 +220,52 @@ pub fn read_document(path: &Path) -> Result<Node, Box<Diagnostic>> {
         let before = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = before.iter().filter(|b| **b == b'\n').count() as u32 + 1;
         let column = before.iter().rev().take_while(|b| **b != b'\n').count() as u32 + 1;
-        fail(Code::NotUtf8, Pos { line, column }, "the file is not UTF-8 text".into(), "is this a binary file?")
+        fail(
+            Code::NotUtf8,
+            Pos { line, column },
+            "the file is not UTF-8 text".into(),
+            "is this a binary file?",
+        )
     })?;
     // A NUL byte is valid UTF-8 but never part of a real YAML file.
     if let Some(at) = text.find('\0') {
         let line = text[..at].matches('\n').count() as u32 + 1;
-        return Err(fail(Code::NotUtf8, Pos { line, column: 1 }, "the file contains NUL bytes".into(), "is this a binary file?"));
+        return Err(fail(
+            Code::NotUtf8,
+            Pos { line, column: 1 },
+            "the file contains NUL bytes".into(),
+            "is this a binary file?",
+        ));
     }
     yaml::load(&text).map_err(|e| {
         let (code, hint) = match e.kind {
             LoadErrorKind::Syntax => (Code::YamlSyntax, "fix the YAML syntax at this position"),
-            LoadErrorKind::Limit => (Code::YamlLimit, "write the values out instead of nesting or aliasing them"),
-            LoadErrorKind::MultipleDocuments => (Code::MultipleDocuments, "put each cluster in a file of its own"),
-            LoadErrorKind::Empty => (Code::NotAMapping, "start from one of the files in examples/"),
+            LoadErrorKind::Limit => (
+                Code::YamlLimit,
+                "write the values out instead of nesting or aliasing them",
+            ),
+            LoadErrorKind::MultipleDocuments => (
+                Code::MultipleDocuments,
+                "put each cluster in a file of its own",
+            ),
+            LoadErrorKind::Empty => (
+                Code::NotAMapping,
+                "start from one of the files in examples/",
+            ),
         };
         fail(code, e.pos, e.message, hint)
     })
 }
 
 const TOP_KEYS: &[&str] = &["cluster", "credentials", "policy", "hosts"];
-const CREDENTIAL_KEYS: &[&str] =
-    &["user", "password", "password_file", "replication_user", "replication_password", "replication_password_file"];
+const CREDENTIAL_KEYS: &[&str] = &[
+    "user",
+    "password",
+    "password_file",
+    "replication_user",
+    "replication_password",
+    "replication_password_file",
+];
 const HOST_KEYS: &[&str] = &["address", "source", "dc", "promotion", "delay"];
 
 /// Decodes a topology document. Returns None only when the document is not a mapping;
@@ -213,11 +273,20 @@ const HOST_KEYS: &[&str] = &["address", "source", "dc", "promotion", "delay"];
 pub fn parse_topology(path: &Path, root: &Node) -> (Option<Topology>, Vec<Diagnostic>) {
     let mut dec = Decoder::new(path);
     if !matches!(root.kind, yaml::Kind::Map(_)) {
-        dec.report(Code::NotAMapping, root.pos, "", format!("a topology file is a mapping, found {}", root.describe()))
-            .hint = Some("start from one of the files in examples/: cluster, credentials, policy, hosts".into());
+        dec.report(
+            Code::NotAMapping,
+            root.pos,
+            "",
+            format!("a topology file is a mapping, found {}", root.describe()),
+        )
+        .hint = Some(
+            "start from one of the files in examples/: cluster, credentials, policy, hosts".into(),
+        );
         return (None, dec.diags);
     }
-    let top = dec.map(root, "", Some(TOP_KEYS)).expect("checked to be a mapping");
+    let top = dec
+        .map(root, "", Some(TOP_KEYS))
+        .expect("checked to be a mapping");
     let mut t = Topology {
         file: path.to_path_buf(),
         cluster: String::new(),
@@ -242,15 +311,29 @@ pub fn parse_topology(path: &Path, root: &Node) -> (Option<Topology>, Vec<Diagno
         && let Some(value) = dec.string(node, "policy")
     {
         t.policy_pos = value.pos;
-        let is_path = value.value.contains('/') || value.value.ends_with(".yaml") || value.value.ends_with(".yml");
-        t.policy = if is_path { PolicyRef::File(value.value.into()) } else { PolicyRef::Builtin(value.value) };
+        let is_path = value.value.contains('/')
+            || value.value.ends_with(".yaml")
+            || value.value.ends_with(".yml");
+        t.policy = if is_path {
+            PolicyRef::File(value.value.into())
+        } else {
+            PolicyRef::Builtin(value.value)
+        };
     }
     if let Some(node) = dec.required(&top, "hosts", "every server of the cluster") {
         t.hosts_pos = Some(node.pos);
         if let Some(hosts) = dec.map(node, "hosts", None) {
             for (id, key, value) in hosts.entries() {
                 let path = hosts.child_path(id);
-                check_name(&mut dec, &Spanned { value: id.to_string(), pos: key.pos }, &path, "host id");
+                check_name(
+                    &mut dec,
+                    &Spanned {
+                        value: id.to_string(),
+                        pos: key.pos,
+                    },
+                    &path,
+                    "host id",
+                );
                 if let Some(host) = decode_host(&mut dec, id, key.pos, value, &path) {
                     t.hosts.push(host);
                 }
@@ -262,18 +345,38 @@ pub fn parse_topology(path: &Path, root: &Node) -> (Option<Topology>, Vec<Diagno
 
 fn check_name(dec: &mut Decoder, name: &Spanned<String>, path: &str, what: &str) {
     if !is_valid_name(&name.value) {
-        dec.report(Code::BadName, name.pos, path, format!("`{}` is not a valid {what}", name.value)).hint =
-            Some("use letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 64".into());
+        dec.report(
+            Code::BadName,
+            name.pos,
+            path,
+            format!("`{}` is not a valid {what}", name.value),
+        )
+        .hint = Some(
+            "use letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 64"
+                .into(),
+        );
     }
 }
 
-fn decode_secret(dec: &mut Decoder, fields: &decode::Fields, key: &str, required: bool) -> Option<SecretRef> {
+fn decode_secret(
+    dec: &mut Decoder,
+    fields: &decode::Fields,
+    key: &str,
+    required: bool,
+) -> Option<SecretRef> {
     let file_key = format!("{key}_file");
     let (value, file) = (fields.get(key), fields.get(&file_key));
     match (value, file) {
         (Some(_), Some(f)) => {
-            dec.report(Code::BadSecret, f.pos, &fields.child_path(&file_key), format!("both `{key}` and `{file_key}` are given"))
-                .hint = Some(format!("keep one: `{key}: ${{ENV_VAR}}` or `{file_key}: PATH`"));
+            dec.report(
+                Code::BadSecret,
+                f.pos,
+                &fields.child_path(&file_key),
+                format!("both `{key}` and `{file_key}` are given"),
+            )
+            .hint = Some(format!(
+                "keep one: `{key}: ${{ENV_VAR}}` or `{file_key}: PATH`"
+            ));
             None
         }
         (Some(node), None) => {
@@ -281,14 +384,22 @@ fn decode_secret(dec: &mut Decoder, fields: &decode::Fields, key: &str, required
             let text = dec.string(node, &path)?;
             match secret::template_vars(&text.value) {
                 Err(why) => {
-                    dec.report(Code::BadSecret, text.pos, &path, why).hint =
-                        Some("write ${NAME} for an environment variable and $$ for a literal $".into());
+                    dec.report(Code::BadSecret, text.pos, &path, why).hint = Some(
+                        "write ${NAME} for an environment variable and $$ for a literal $".into(),
+                    );
                     return None;
                 }
                 Ok(vars) if vars.is_empty() => {
                     // The value itself is deliberately not quoted in the message.
-                    dec.report(Code::LiteralSecret, text.pos, &path, "a password is written literally in the file")
-                        .hint = Some(format!("use `{key}: ${{ORCH_PASSWORD}}` or `{file_key}: PATH` (mode 0600)"));
+                    dec.report(
+                        Code::LiteralSecret,
+                        text.pos,
+                        &path,
+                        "a password is written literally in the file",
+                    )
+                    .hint = Some(format!(
+                        "use `{key}: ${{ORCH_PASSWORD}}` or `{file_key}: PATH` (mode 0600)"
+                    ));
                 }
                 Ok(_) => {}
             }
@@ -300,8 +411,13 @@ fn decode_secret(dec: &mut Decoder, fields: &decode::Fields, key: &str, required
         }
         (None, None) => {
             if required {
-                dec.report(Code::MissingKey, fields.pos, &fields.path, format!("missing `{key}` or `{file_key}`"))
-                    .hint = Some(format!("add `{key}: ${{ENV_VAR}}` or `{file_key}: PATH`"));
+                dec.report(
+                    Code::MissingKey,
+                    fields.pos,
+                    &fields.path,
+                    format!("missing `{key}` or `{file_key}`"),
+                )
+                .hint = Some(format!("add `{key}: ${{ENV_VAR}}` or `{file_key}: PATH`"));
             }
             None
         }
@@ -310,13 +426,27 @@ fn decode_secret(dec: &mut Decoder, fields: &decode::Fields, key: &str, required
 
 fn decode_credentials(dec: &mut Decoder, node: &Node) -> Option<Credentials> {
     let fields = dec.map(node, "credentials", Some(CREDENTIAL_KEYS))?;
-    let user = dec.required(&fields, "user", "the MySQL user orch connects as").and_then(|n| dec.string(n, "credentials.user"));
+    let user = dec
+        .required(&fields, "user", "the MySQL user orch connects as")
+        .and_then(|n| dec.string(n, "credentials.user"));
     let password = decode_secret(dec, &fields, "password", true);
-    let replication_user = fields.get("replication_user").and_then(|n| dec.string(n, "credentials.replication_user"));
-    let replication_password = decode_secret(dec, &fields, "replication_password", replication_user.is_some());
+    let replication_user = fields
+        .get("replication_user")
+        .and_then(|n| dec.string(n, "credentials.replication_user"));
+    let replication_password = decode_secret(
+        dec,
+        &fields,
+        "replication_password",
+        replication_user.is_some(),
+    );
     if replication_user.is_none() && replication_password.is_some() {
-        dec.report(Code::MissingKey, fields.pos, "credentials", "a replication password is given without `replication_user`")
-            .hint = Some("add `replication_user:`".into());
+        dec.report(
+            Code::MissingKey,
+            fields.pos,
+            "credentials",
+            "a replication password is given without `replication_user`",
+        )
+        .hint = Some("add `replication_user:`".into());
     }
     Some(Credentials {
         user: user?.value,
@@ -341,10 +471,20 @@ fn decode_host(dec: &mut Decoder, id: &str, pos: Pos, node: &Node, path: &str) -
         && let Some(text) = dec.string(node, &fields.child_path("address"))
     {
         match Address::parse(&text.value) {
-            Ok(address) => host.address = Some(Spanned { value: address, pos: text.pos }),
+            Ok(address) => {
+                host.address = Some(Spanned {
+                    value: address,
+                    pos: text.pos,
+                })
+            }
             Err(why) => {
-                dec.report(Code::BadAddress, text.pos, &fields.child_path("address"), format!("`{}`: {why}", text.value))
-                    .hint = Some("write host:port, e.g. 10.0.0.1:3306 or db1.example.com:3306".into());
+                dec.report(
+                    Code::BadAddress,
+                    text.pos,
+                    &fields.child_path("address"),
+                    format!("`{}`: {why}", text.value),
+                )
+                .hint = Some("write host:port, e.g. 10.0.0.1:3306 or db1.example.com:3306".into());
             }
         }
     }
@@ -357,7 +497,11 @@ fn decode_host(dec: &mut Decoder, id: &str, pos: Pos, node: &Node, path: &str) -
         host.dc = dec.string(node, &fields.child_path("dc")).map(|s| s.value);
     }
     if let Some(node) = fields.get("promotion") {
-        let choices = [("prefer", Promotion::Prefer), ("neutral", Promotion::Neutral), ("must_not", Promotion::MustNot)];
+        let choices = [
+            ("prefer", Promotion::Prefer),
+            ("neutral", Promotion::Neutral),
+            ("must_not", Promotion::MustNot),
+        ];
         if let Some(p) = dec.choice(node, &fields.child_path("promotion"), &choices) {
             host.promotion = p;
         }
@@ -375,9 +519,17 @@ pub fn load_policy(t: &Topology) -> (Option<Policy>, Vec<Diagnostic>) {
         PolicyRef::Builtin(name) => {
             let Some((_, text)) = policy::BUILTIN.iter().find(|(n, _)| n == name) else {
                 let names: Vec<&str> = policy::BUILTIN.iter().map(|(n, _)| *n).collect();
-                let d = Diagnostic::new(Code::PolicyUnresolved, &t.file, t.policy_pos, format!("no built-in policy named `{name}`"))
-                    .subject("policy")
-                    .hint(format!("built-in policies: {}; or give a path like ./policies/mine.yaml", names.join(", ")));
+                let d = Diagnostic::new(
+                    Code::PolicyUnresolved,
+                    &t.file,
+                    t.policy_pos,
+                    format!("no built-in policy named `{name}`"),
+                )
+                .subject("policy")
+                .hint(format!(
+                    "built-in policies: {}; or give a path like ./policies/mine.yaml",
+                    names.join(", ")
+                ));
                 return (None, vec![d]);
             };
             let root = yaml::load(text).expect("built-in policies are valid YAML (tested)");
@@ -399,9 +551,14 @@ pub fn load_policy(t: &Topology) -> (Option<Policy>, Vec<Diagnostic>) {
             match read_document(&file) {
                 Ok(root) => (file, root),
                 Err(d) => {
-                    let refer = Diagnostic::new(Code::PolicyUnresolved, &t.file, t.policy_pos, "the policy file cannot be read")
-                        .subject("policy")
-                        .hint(format!("see the error reported in {}", file.display()));
+                    let refer = Diagnostic::new(
+                        Code::PolicyUnresolved,
+                        &t.file,
+                        t.policy_pos,
+                        "the policy file cannot be read",
+                    )
+                    .subject("policy")
+                    .hint(format!("see the error reported in {}", file.display()));
                     return (None, vec![*d, refer]);
                 }
             }

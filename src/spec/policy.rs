@@ -112,7 +112,10 @@ impl Default for Policy {
         Policy {
             failover: Failover {
                 automatic: true,
-                detect: Detect { poll_interval: Duration::from_secs(1), grace: Duration::from_secs(5) },
+                detect: Detect {
+                    poll_interval: Duration::from_secs(1),
+                    grace: Duration::from_secs(5),
+                },
                 promote: Promote {
                     max_lag: Duration::from_secs(10),
                     wait_relay_log: Duration::from_secs(30),
@@ -122,18 +125,31 @@ impl Default for Policy {
                 fence_old_primary: true,
                 anti_flap: Duration::from_secs(3600),
             },
-            hooks: Hooks { timeout: Duration::from_secs(60), ..Hooks::default() },
+            hooks: Hooks {
+                timeout: Duration::from_secs(60),
+                ..Hooks::default()
+            },
         }
     }
 }
 
 mod as_text {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::format_duration(*d))
     }
 }
 
-const HOOK_KEYS: &[&str] = &["on_detect", "pre_failover", "post_failover", "post_unsuccessful_failover", "webhooks", "timeout"];
+const HOOK_KEYS: &[&str] = &[
+    "on_detect",
+    "pre_failover",
+    "post_failover",
+    "post_unsuccessful_failover",
+    "webhooks",
+    "timeout",
+];
 
 /// Reads a policy document; absent keys keep the `safe` defaults.
 pub fn decode(dec: &mut Decoder, root: &Node) -> Policy {
@@ -151,8 +167,16 @@ pub fn decode(dec: &mut Decoder, root: &Node) -> Policy {
 }
 
 fn decode_failover(dec: &mut Decoder, node: &Node, f: &mut Failover) {
-    let keys = &["automatic", "detect", "promote", "fence_old_primary", "anti_flap"];
-    let Some(fields) = dec.map(node, "failover", Some(keys)) else { return };
+    let keys = &[
+        "automatic",
+        "detect",
+        "promote",
+        "fence_old_primary",
+        "anti_flap",
+    ];
+    let Some(fields) = dec.map(node, "failover", Some(keys)) else {
+        return;
+    };
     for (key, _, value) in fields.entries() {
         let path = fields.child_path(key);
         match key {
@@ -160,14 +184,23 @@ fn decode_failover(dec: &mut Decoder, node: &Node, f: &mut Failover) {
             "fence_old_primary" => set(&mut f.fence_old_primary, dec.boolean(value, &path)),
             "anti_flap" => set(&mut f.anti_flap, dec.duration(value, &path)),
             "detect" => {
-                let Some(d) = dec.map(value, &path, Some(&["poll_interval", "grace"])) else { continue };
+                let Some(d) = dec.map(value, &path, Some(&["poll_interval", "grace"])) else {
+                    continue;
+                };
                 for (k, _, v) in d.entries() {
                     let p = d.child_path(k);
-                    let slot = if k == "grace" { &mut f.detect.grace } else { &mut f.detect.poll_interval };
+                    let slot = if k == "grace" {
+                        &mut f.detect.grace
+                    } else {
+                        &mut f.detect.poll_interval
+                    };
                     set(slot, dec.duration(v, &p));
                 }
                 if f.detect.grace < f.detect.poll_interval {
-                    let (grace, poll) = (format_duration(f.detect.grace), format_duration(f.detect.poll_interval));
+                    let (grace, poll) = (
+                        format_duration(f.detect.grace),
+                        format_duration(f.detect.poll_interval),
+                    );
                     dec.report(
                         Code::GraceBelowPoll,
                         value.pos,
@@ -179,19 +212,34 @@ fn decode_failover(dec: &mut Decoder, node: &Node, f: &mut Failover) {
             }
             "promote" => {
                 let keys = &["max_lag", "wait_relay_log", "cross_dc", "errant_gtid"];
-                let Some(p) = dec.map(value, &path, Some(keys)) else { continue };
+                let Some(p) = dec.map(value, &path, Some(keys)) else {
+                    continue;
+                };
                 for (k, _, v) in p.entries() {
                     let kp = p.child_path(k);
                     match k {
                         "max_lag" => set(&mut f.promote.max_lag, dec.duration(v, &kp)),
-                        "wait_relay_log" => set(&mut f.promote.wait_relay_log, dec.duration(v, &kp)),
+                        "wait_relay_log" => {
+                            set(&mut f.promote.wait_relay_log, dec.duration(v, &kp))
+                        }
                         "cross_dc" => set(
                             &mut f.promote.cross_dc,
-                            dec.choice(v, &kp, &[("deny", CrossDc::Deny), ("allow", CrossDc::Allow)]),
+                            dec.choice(
+                                v,
+                                &kp,
+                                &[("deny", CrossDc::Deny), ("allow", CrossDc::Allow)],
+                            ),
                         ),
                         _ => set(
                             &mut f.promote.errant_gtid,
-                            dec.choice(v, &kp, &[("exclude", ErrantGtid::Exclude), ("allow", ErrantGtid::Allow)]),
+                            dec.choice(
+                                v,
+                                &kp,
+                                &[
+                                    ("exclude", ErrantGtid::Exclude),
+                                    ("allow", ErrantGtid::Allow),
+                                ],
+                            ),
                         ),
                     }
                 }
@@ -202,7 +250,9 @@ fn decode_failover(dec: &mut Decoder, node: &Node, f: &mut Failover) {
 }
 
 fn decode_hooks(dec: &mut Decoder, node: &Node, h: &mut Hooks) {
-    let Some(fields) = dec.map(node, "hooks", Some(HOOK_KEYS)) else { return };
+    let Some(fields) = dec.map(node, "hooks", Some(HOOK_KEYS)) else {
+        return;
+    };
     for (key, _, value) in fields.entries() {
         let path = fields.child_path(key);
         match key {
@@ -212,10 +262,18 @@ fn decode_hooks(dec: &mut Decoder, node: &Node, h: &mut Hooks) {
                     .strings(value, &path)
                     .into_iter()
                     .filter(|url| {
-                        let ok = url.value.starts_with("http://") || url.value.starts_with("https://");
+                        let ok =
+                            url.value.starts_with("http://") || url.value.starts_with("https://");
                         if !ok {
-                            dec.report(Code::BadValue, url.pos, &path, format!("`{}` is not an http(s) URL", url.value))
-                                .hint = Some("webhooks are URLs like https://hooks.example.com/orch".into());
+                            dec.report(
+                                Code::BadValue,
+                                url.pos,
+                                &path,
+                                format!("`{}` is not an http(s) URL", url.value),
+                            )
+                            .hint = Some(
+                                "webhooks are URLs like https://hooks.example.com/orch".into(),
+                            );
                         }
                         ok
                     })
@@ -247,21 +305,33 @@ fn check_placeholders(dec: &mut Decoder, command: &Spanned<String>, path: &str) 
             Ok(name) => {
                 let hint = match did_you_mean(name, PLACEHOLDERS.iter().copied()) {
                     Some(m) => format!("did you mean {{{m}}}? known: {}", braced(PLACEHOLDERS)),
-                    None => format!("known: {} (write {{{{ and }}}} for literal braces)", braced(PLACEHOLDERS)),
+                    None => format!(
+                        "known: {} (write {{{{ and }}}} for literal braces)",
+                        braced(PLACEHOLDERS)
+                    ),
                 };
-                dec.report(Code::UnknownPlaceholder, command.pos, path, format!("unknown placeholder {{{name}}}"))
-                    .hint = Some(hint);
+                dec.report(
+                    Code::UnknownPlaceholder,
+                    command.pos,
+                    path,
+                    format!("unknown placeholder {{{name}}}"),
+                )
+                .hint = Some(hint);
             }
             Err(why) => {
-                dec.report(Code::UnknownPlaceholder, command.pos, path, why).hint =
-                    Some("write {{ and }} for literal braces".into());
+                dec.report(Code::UnknownPlaceholder, command.pos, path, why)
+                    .hint = Some("write {{ and }} for literal braces".into());
             }
         }
     }
 }
 
 fn braced(names: &[&str]) -> String {
-    names.iter().map(|n| format!("{{{n}}}")).collect::<Vec<_>>().join(" ")
+    names
+        .iter()
+        .map(|n| format!("{{{n}}}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The placeholders in a hook template, in order.
@@ -334,19 +404,49 @@ mod tests {
     #[test]
     fn diagnostics_table() {
         let cases = [
-            ("failover: { automatc: true }", "E201 unknown-key]: failover.automatc: unknown key `automatc`"),
-            ("failover: { automatic: yes }", "E204 wrong-type]: failover.automatic: expected true or false, found `yes`"),
-            ("failover: { anti_flap: 10 }", "E206 bad-duration]: failover.anti_flap: `10` is not a duration"),
-            ("failover: { promote: { cross_dc: never } }", "E207 bad-value]: failover.promote.cross_dc: `never` is not allowed"),
-            ("hooks: { on_detect: [\"echo {clustr}\"] }", "E308 unknown-placeholder]: hooks.on_detect: unknown placeholder {clustr}"),
-            ("hooks: { on_detect: \"echo\" }", "E204 wrong-type]: hooks.on_detect: expected a list"),
-            ("hooks: { webhooks: [\"ftp://x\"] }", "E207 bad-value]: hooks.webhooks: `ftp://x` is not an http(s) URL"),
-            ("failover: 3", "E204 wrong-type]: failover: expected a mapping"),
-            ("hooks: {}\nhooks: {}", "E202 duplicate-key]: hooks: `hooks` is given twice"),
+            (
+                "failover: { automatc: true }",
+                "E201 unknown-key]: failover.automatc: unknown key `automatc`",
+            ),
+            (
+                "failover: { automatic: yes }",
+                "E204 wrong-type]: failover.automatic: expected true or false, found `yes`",
+            ),
+            (
+                "failover: { anti_flap: 10 }",
+                "E206 bad-duration]: failover.anti_flap: `10` is not a duration",
+            ),
+            (
+                "failover: { promote: { cross_dc: never } }",
+                "E207 bad-value]: failover.promote.cross_dc: `never` is not allowed",
+            ),
+            (
+                "hooks: { on_detect: [\"echo {clustr}\"] }",
+                "E308 unknown-placeholder]: hooks.on_detect: unknown placeholder {clustr}",
+            ),
+            (
+                "hooks: { on_detect: \"echo\" }",
+                "E204 wrong-type]: hooks.on_detect: expected a list",
+            ),
+            (
+                "hooks: { webhooks: [\"ftp://x\"] }",
+                "E207 bad-value]: hooks.webhooks: `ftp://x` is not an http(s) URL",
+            ),
+            (
+                "failover: 3",
+                "E204 wrong-type]: failover: expected a mapping",
+            ),
+            (
+                "hooks: {}\nhooks: {}",
+                "E202 duplicate-key]: hooks: `hooks` is given twice",
+            ),
         ];
         for (text, want) in cases {
             let (_, diags) = decode_text(text);
-            assert!(diags.iter().any(|d| d.contains(want)), "{text}: want {want}, got {diags:?}");
+            assert!(
+                diags.iter().any(|d| d.contains(want)),
+                "{text}: want {want}, got {diags:?}"
+            );
         }
     }
 
@@ -355,7 +455,10 @@ mod tests {
         fn ok<'a>(v: &[&'a str]) -> Vec<Result<&'a str, String>> {
             v.iter().map(|s| Ok(*s)).collect()
         }
-        assert_eq!(placeholders("notify {cluster} {failed}"), ok(&["cluster", "failed"]));
+        assert_eq!(
+            placeholders("notify {cluster} {failed}"),
+            ok(&["cluster", "failed"])
+        );
         assert_eq!(placeholders("awk '{{print}}' {lost}"), ok(&["lost"]));
         assert!(placeholders("x {cluster").iter().any(|r| r.is_err()));
         assert!(placeholders("x } y").iter().any(|r| r.is_err()));

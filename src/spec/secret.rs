@@ -22,7 +22,9 @@ impl fmt::Debug for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // Only the variable names are shown: a literal value is a secret.
-            SecretRef::Value(t) => write!(f, "Value(vars: {:?})", template_vars(t).unwrap_or_default()),
+            SecretRef::Value(t) => {
+                write!(f, "Value(vars: {:?})", template_vars(t).unwrap_or_default())
+            }
             SecretRef::File(p) => write!(f, "File({})", p.display()),
         }
     }
@@ -60,10 +62,15 @@ pub fn template_vars(text: &str) -> Result<Vec<String>, String> {
                 return Err("`${` is not closed by `}`".into());
             };
             let name = &after[..end];
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(format!("`${{{name}}}` is not a variable name (letters, digits, _)"));
+                return Err(format!(
+                    "`${{{name}}}` is not a variable name (letters, digits, _)"
+                ));
             }
             vars.push(name.to_string());
             rest = &after[end + 1..];
@@ -80,7 +87,12 @@ pub fn is_literal(text: &str) -> bool {
 impl SecretRef {
     /// Resolves the secret. `what` names it in errors (`credentials.password`);
     /// `base_dir` is the topology file's directory; `env` looks up variables.
-    pub fn resolve(&self, what: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    pub fn resolve(
+        &self,
+        what: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Secret, String> {
         match self {
             SecretRef::Value(template) => {
                 let mut out = String::new();
@@ -92,7 +104,9 @@ impl SecretRef {
                         out.push('$');
                         rest = after;
                     } else if let Some(after) = rest.strip_prefix('{') {
-                        let end = after.find('}').ok_or_else(|| format!("{what}: `${{` is not closed"))?;
+                        let end = after
+                            .find('}')
+                            .ok_or_else(|| format!("{what}: `${{` is not closed"))?;
                         let name = &after[..end];
                         let value = env(name).ok_or_else(|| {
                             format!("{what}: environment variable {name} is not set; export it before running orch")
@@ -121,7 +135,8 @@ impl SecretRef {
 #[cfg(unix)]
 fn check_owner_only(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -198,9 +213,17 @@ mod tests {
         std::fs::write(&path, "hunter2\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let r = SecretRef::File("pw".into());
-        let err = r.resolve("credentials.password_file", dir.path(), &env).unwrap_err();
-        assert!(err.contains("chmod 600") && !err.contains("hunter2"), "{err}");
+        let err = r
+            .resolve("credentials.password_file", dir.path(), &env)
+            .unwrap_err();
+        assert!(
+            err.contains("chmod 600") && !err.contains("hunter2"),
+            "{err}"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(r.resolve("x", dir.path(), &env).unwrap().expose(), "hunter2");
+        assert_eq!(
+            r.resolve("x", dir.path(), &env).unwrap().expose(),
+            "hunter2"
+        );
     }
 }

@@ -18,7 +18,15 @@ fn diagnose(text: &str) -> Vec<String> {
     }
     diags
         .iter()
-        .map(|d| format!("{}:{} {} {}", d.line, d.column, d.code, d.subject.clone().unwrap_or_default()))
+        .map(|d| {
+            format!(
+                "{}:{} {} {}",
+                d.line,
+                d.column,
+                d.code,
+                d.subject.clone().unwrap_or_default()
+            )
+        })
         .collect()
 }
 
@@ -30,7 +38,9 @@ fn with_hosts(hosts: &str) -> String {
 
 #[test]
 fn clean_topology_has_no_diagnostics() {
-    let text = with_hosts("  a: { address: \"a:1\", dc: x }\n  b: { address: \"b:1\", dc: x, source: a }\n");
+    let text = with_hosts(
+        "  a: { address: \"a:1\", dc: x }\n  b: { address: \"b:1\", dc: x, source: a }\n",
+    );
     assert_eq!(diagnose(&text), Vec::<String>::new());
 }
 
@@ -38,29 +48,56 @@ fn clean_topology_has_no_diagnostics() {
 fn semantic_rules_table() {
     let cases: &[(&str, &[&str])] = &[
         // Exactly one primary.
-        ("  a: { address: \"a:1\", source: b }\n  b: { address: \"b:1\", source: a }\n", &["4:3 E301 hosts", "4:3 E304 a"]),
-        ("  a: { address: \"a:1\" }\n  b: { address: \"b:1\" }\n", &["5:3 E302 b"]),
+        (
+            "  a: { address: \"a:1\", source: b }\n  b: { address: \"b:1\", source: a }\n",
+            &["4:3 E301 hosts", "4:3 E304 a"],
+        ),
+        (
+            "  a: { address: \"a:1\" }\n  b: { address: \"b:1\" }\n",
+            &["5:3 E302 b"],
+        ),
         // Unknown source, with the primary still fine.
-        ("  a: { address: \"a:1\" }\n  b: { address: \"b:1\", source: c }\n", &["5:32 E303 hosts.b.source", "4:3 W405 a"]),
+        (
+            "  a: { address: \"a:1\" }\n  b: { address: \"b:1\", source: c }\n",
+            &["5:32 E303 hosts.b.source", "4:3 W405 a"],
+        ),
         // A cycle of one.
-        ("  a: { address: \"a:1\" }\n  b: { address: \"b:1\", source: b }\n  c: { address: \"c:1\", source: a }\n", &["5:3 E304 b", "4:3 W405 a"]),
+        (
+            "  a: { address: \"a:1\" }\n  b: { address: \"b:1\", source: b }\n  c: { address: \"c:1\", source: a }\n",
+            &["5:3 E304 b", "4:3 W405 a"],
+        ),
         // A cycle hanging off nothing, plus a healthy primary.
         (
             "  p: { address: \"p:1\" }\n  r: { address: \"r:1\", source: p }\n  x: { address: \"x:1\", source: z }\n  z: { address: \"z:1\", source: x }\n",
             &["6:3 E304 x", "4:3 W405 p"],
         ),
         // Duplicate address (case-insensitive host).
-        ("  a: { address: \"a:1\" }\n  b: { address: \"A:1\", source: a }\n", &["5:17 E305 hosts.b.address", "4:3 W405 a"]),
+        (
+            "  a: { address: \"a:1\" }\n  b: { address: \"A:1\", source: a }\n",
+            &["5:17 E305 hosts.b.address", "4:3 W405 a"],
+        ),
         // Nobody promotable.
-        ("  a: { address: \"a:1\" }\n  b: { address: \"b:1\", source: a, promotion: must_not }\n", &["4:3 E307 a"]),
+        (
+            "  a: { address: \"a:1\" }\n  b: { address: \"b:1\", source: a, promotion: must_not }\n",
+            &["4:3 E307 a"],
+        ),
         // A delayed replica is not a candidate, and is warned about when promotable.
-        ("  a: { address: \"a:1\" }\n  b: { address: \"b:1\", source: a, delay: 1h }\n", &["5:3 W403 b", "4:3 E307 a"]),
+        (
+            "  a: { address: \"a:1\" }\n  b: { address: \"b:1\", source: a, delay: 1h }\n",
+            &["5:3 W403 b", "4:3 E307 a"],
+        ),
         // A lone primary is legal but warned about.
         ("  a: { address: \"a:1\" }\n", &["4:3 W406 a"]),
         // cross_dc deny (the safe policy) with no candidate in the primary's dc.
-        ("  a: { address: \"a:1\", dc: e }\n  b: { address: \"b:1\", dc: w, source: a }\n", &["4:3 W401 a"]),
+        (
+            "  a: { address: \"a:1\", dc: e }\n  b: { address: \"b:1\", dc: w, source: a }\n",
+            &["4:3 W401 a"],
+        ),
         // ... and with hosts whose dc is unknown.
-        ("  a: { address: \"a:1\" }\n  b: { address: \"b:1\", dc: w, source: a }\n", &["4:3 W405 a"]),
+        (
+            "  a: { address: \"a:1\" }\n  b: { address: \"b:1\", dc: w, source: a }\n",
+            &["4:3 W405 a"],
+        ),
         // No hosts at all.
         ("  {}\n", &["4:3 E301 hosts"]),
     ];
@@ -79,7 +116,10 @@ fn schema_rules_table() {
         ("- a\n- b\n", &["1:1 E105 "]),
         ("just a string\n", &["1:1 E105 "]),
         ("cluster: c\n", &["1:1 E203 ", "1:1 E203 "]),
-        ("cluster: [c]\ncredentials: { user: orch, password_file: p }\nhosts: { a: { address: \"a:1\" } }\n", &["1:10 E204 cluster", "3:10 W406 a"]),
+        (
+            "cluster: [c]\ncredentials: { user: orch, password_file: p }\nhosts: { a: { address: \"a:1\" } }\n",
+            &["1:10 E204 cluster", "3:10 W406 a"],
+        ),
         (
             "cluster: c\ncredentials: { user: orch, password: x, password_file: p }\nhosts: { a: { address: \"a:1\" } }\n",
             &["2:56 E208 credentials.password_file", "3:10 W406 a"],
@@ -102,7 +142,11 @@ fn schema_rules_table() {
         ),
         (
             "cluster: c\ncredentials: { user: orch, password: \"${PW}\", colour: blue }\nhosts: { a: { address: \"a:1\", weight: 3 } }\n",
-            &["2:47 E201 credentials.colour", "3:31 E201 hosts.a.weight", "3:10 W406 a"],
+            &[
+                "2:47 E201 credentials.colour",
+                "3:31 E201 hosts.a.weight",
+                "3:10 W406 a",
+            ],
         ),
     ];
     for (text, want) in cases {
@@ -144,12 +188,30 @@ fn hostile_documents_are_refused_cleanly() {
     let cases: Vec<(&str, Vec<u8>, Code)> = vec![
         ("empty", Vec::new(), Code::NotAMapping),
         ("list", b"- a\n- b\n".to_vec(), Code::NotAMapping),
-        ("garbage", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(), Code::NotUtf8),
+        (
+            "garbage",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+            Code::NotUtf8,
+        ),
         ("nul", b"cluster: c\n\0\0\0".to_vec(), Code::NotUtf8),
-        ("huge", vec![b'#'; (MAX_FILE_BYTES + 10) as usize], Code::TooLarge),
+        (
+            "huge",
+            vec![b'#'; (MAX_FILE_BYTES + 10) as usize],
+            Code::TooLarge,
+        ),
         ("deep", "[".repeat(10_000).into_bytes(), Code::YamlLimit),
-        ("two-docs", b"cluster: a\n---\ncluster: b\n".to_vec(), Code::MultipleDocuments),
-        ("tabs", b"cluster: c\n\thosts: x\n".to_vec(), Code::YamlSyntax),
+        (
+            "two-docs",
+            b"cluster: a\n---\ncluster: b\n".to_vec(),
+            Code::MultipleDocuments,
+        ),
+        (
+            "tabs",
+            b"cluster: c\n\thosts: x\n".to_vec(),
+            Code::YamlSyntax,
+        ),
     ];
     for (name, bytes, code) in cases {
         let path = dir.path().join(name);
@@ -169,7 +231,9 @@ fn alias_bomb_is_refused() {
     let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..10 {
         let p = i - 1;
-        text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bomb.yaml");

@@ -41,7 +41,10 @@ impl Pos {
 pub enum Kind {
     /// A scalar's text; `plain` is false for quoted and block scalars, which are always
     /// strings (`"true"` is a string, `true` a boolean).
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Entries in file order; duplicate keys are kept so the decoder can report them.
     Map(Vec<(Node, Node)>),
@@ -108,7 +111,11 @@ pub fn load(text: &str) -> Result<Node, LoadError> {
         let (event, marker) = parser.next_token().map_err(|e| LoadError {
             pos: Pos::from_marker(e.marker()),
             // yaml-rust2 has a flow nesting limit of its own.
-            kind: if e.info().contains("recursion limit") { LoadErrorKind::Limit } else { LoadErrorKind::Syntax },
+            kind: if e.info().contains("recursion limit") {
+                LoadErrorKind::Limit
+            } else {
+                LoadErrorKind::Syntax
+            },
             message: e.info().to_string(),
         })?;
         let pos = Pos::from_marker(&marker);
@@ -136,8 +143,17 @@ pub fn load(text: &str) -> Result<Node, LoadError> {
 }
 
 enum Open {
-    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
-    Map { pos: Pos, anchor: usize, entries: Vec<(Node, Node)>, key: Option<Node> },
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+    },
 }
 
 #[derive(Default)]
@@ -156,7 +172,11 @@ impl Builder {
                 let node = self.leaf(pos, Kind::Scalar { value, plain })?;
                 self.finish(node, anchor)
             }
-            Event::SequenceStart(anchor, _) => self.open(Open::Seq { pos, anchor, items: vec![] }),
+            Event::SequenceStart(anchor, _) => self.open(Open::Seq {
+                pos,
+                anchor,
+                items: vec![],
+            }),
             Event::MappingStart(anchor, _) => self.open(Open::Map {
                 pos,
                 anchor,
@@ -171,13 +191,31 @@ impl Builder {
                     Some(Open::Seq { pos, anchor, items }) => {
                         let pos = items.first().map_or(pos, |n| n.pos.min(pos));
                         let size = 1 + items.iter().map(|n| n.size).sum::<usize>();
-                        (Node { pos, kind: Kind::Seq(items), size }, anchor)
+                        (
+                            Node {
+                                pos,
+                                kind: Kind::Seq(items),
+                                size,
+                            },
+                            anchor,
+                        )
                     }
-                    Some(Open::Map { pos, anchor, entries, .. }) => {
+                    Some(Open::Map {
+                        pos,
+                        anchor,
+                        entries,
+                        ..
+                    }) => {
                         let pos = entries.first().map_or(pos, |(k, _)| k.pos.min(pos));
-                        let size =
-                            1 + entries.iter().map(|(k, v)| k.size + v.size).sum::<usize>();
-                        (Node { pos, kind: Kind::Map(entries), size }, anchor)
+                        let size = 1 + entries.iter().map(|(k, v)| k.size + v.size).sum::<usize>();
+                        (
+                            Node {
+                                pos,
+                                kind: Kind::Map(entries),
+                                size,
+                            },
+                            anchor,
+                        )
                     }
                     None => return Ok(()),
                 };
@@ -276,7 +314,9 @@ mod tests {
         let keys = map_keys(&root);
         assert_eq!(keys[0], ("a", Pos { line: 1, column: 1 }));
         assert_eq!(keys[1], ("hosts", Pos { line: 2, column: 1 }));
-        let Kind::Map(entries) = &root.kind else { panic!() };
+        let Kind::Map(entries) = &root.kind else {
+            panic!()
+        };
         let inner = map_keys(&entries[1].1);
         assert_eq!(inner[0], ("db1", Pos { line: 3, column: 3 }));
     }
@@ -290,12 +330,23 @@ mod tests {
     #[test]
     fn quoted_scalars_are_not_plain() {
         let root = load("a: \"true\"\nb: true\n").unwrap();
-        let Kind::Map(entries) = &root.kind else { panic!() };
+        let Kind::Map(entries) = &root.kind else {
+            panic!()
+        };
         assert_eq!(
             entries[0].1.kind,
-            Kind::Scalar { value: "true".into(), plain: false }
+            Kind::Scalar {
+                value: "true".into(),
+                plain: false
+            }
         );
-        assert_eq!(entries[1].1.kind, Kind::Scalar { value: "true".into(), plain: true });
+        assert_eq!(
+            entries[1].1.kind,
+            Kind::Scalar {
+                value: "true".into(),
+                plain: true
+            }
+        );
     }
 
     #[test]
@@ -318,7 +369,10 @@ mod tests {
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let text = "[".repeat(100_000);
         let err = load(&text).unwrap_err();
-        assert!(matches!(err.kind, LoadErrorKind::Limit | LoadErrorKind::Syntax), "{err:?}");
+        assert!(
+            matches!(err.kind, LoadErrorKind::Limit | LoadErrorKind::Syntax),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -337,7 +391,9 @@ mod tests {
     #[test]
     fn small_aliases_still_work() {
         let root = load("base: &b { dc: east }\nother: *b\n").unwrap();
-        let Kind::Map(entries) = &root.kind else { panic!() };
+        let Kind::Map(entries) = &root.kind else {
+            panic!()
+        };
         assert_eq!(entries[0].1.kind, entries[1].1.kind);
         assert_eq!(entries[1].1.pos.line, 2);
     }

@@ -3,7 +3,11 @@
 
 use crate::common::{repo, run};
 
-const SHELLS: &[(&str, &str)] = &[("bash", "orch.bash"), ("zsh", "_orch"), ("fish", "orch.fish")];
+const SHELLS: &[(&str, &str)] = &[
+    ("bash", "orch.bash"),
+    ("zsh", "_orch"),
+    ("fish", "orch.fish"),
+];
 
 #[test]
 fn committed_completions_are_current() {
@@ -11,7 +15,10 @@ fn committed_completions_are_current() {
     for (shell, file) in SHELLS {
         let (code, out, err) = run(&["completions", shell]);
         assert_eq!(code, 0, "{err}");
-        assert!(out.contains("validate") && out.contains("sandbox"), "{shell}: {out}");
+        assert!(
+            out.contains("validate") && out.contains("sandbox"),
+            "{shell}: {out}"
+        );
         let path = repo().join("completions").join(file);
         if bless {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
