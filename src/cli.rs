@@ -41,6 +41,23 @@ pub enum CliCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Observe every server of a topology: a tree (or table) with role, source, threads,
+    /// lag, GTID position, read_only, and the problems found.
+    ///
+    /// Exit status: 0 healthy, 2 problems found, 1 error (bad file, bad credentials, no
+    /// server reachable).
+    Status {
+        /// Topology file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Show a table instead of a tree.
+        #[arg(long)]
+        table: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        #[command(flatten)]
+        timeouts: Timeouts,
+    },
     /// Local throw-away MariaDB (or MySQL) replication topologies.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -49,6 +66,34 @@ pub enum CliCommand {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// How long to wait on each server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Timeouts {
+    /// TCP connect timeout per server (e.g. 500ms, 2s).
+    #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+    pub connect_timeout: std::time::Duration,
+    /// Time allowed for the handshake and all queries to one server, after connecting.
+    #[arg(long, default_value = "3s", value_parser = parse_duration_arg)]
+    pub read_timeout: std::time::Duration,
+    /// Servers observed at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+}
+
+impl Timeouts {
+    pub fn options(&self) -> crate::observe::ObserveOptions {
+        crate::observe::ObserveOptions {
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            concurrency: usize::from(self.concurrency),
+        }
+    }
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::spec::decode::parse_duration(text)
 }
 
 /// The shape of a sandbox's replication tree.

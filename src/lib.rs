@@ -11,6 +11,7 @@ pub mod observe;
 pub mod render;
 pub mod sandbox;
 pub mod spec;
+pub mod status;
 pub mod topology;
 pub mod validate;
 
@@ -32,6 +33,15 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(report.exit_code(strict))
         }
         CliCommand::Sandbox(cmd) => sandbox::run(&cmd),
+        CliCommand::Status { file, table, format, timeouts } => {
+            let (topology, policy) = spec::load_valid(&file)?;
+            let options = timeouts.options();
+            let snapshot = runtime()?.block_on(status::observe_topology(&topology, &policy, options))?;
+            status::check_usable(&snapshot)?;
+            let mut out = std::io::stdout().lock();
+            render::status(&snapshot, format, table, &mut out)?;
+            Ok(snapshot.exit_code())
+        }
         CliCommand::Completions { shell } => {
             let mut out = Vec::new();
             write_completions(shell, &mut out);
@@ -39,6 +49,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The tokio runtime for commands that talk to servers: observation is I/O-bound, two
+/// worker threads are plenty.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }
 
 /// Writes the completion script for `shell`; the committed files under `completions/` are

@@ -61,3 +61,126 @@ pub fn validate_report(
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
+
+/// `orch status`: the live topology as an indented tree (like orchestrator's), then the
+/// problems; or as a table.
+pub fn status(snapshot: &crate::status::Snapshot, format: Format, table: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    use crate::observe::classify::observed_sources;
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, snapshot)?;
+        return writeln!(out);
+    }
+    let states: Vec<_> = snapshot.hosts.iter().map(|h| h.state.clone()).collect();
+    let sources = observed_sources(&states);
+    let rows: Vec<[String; 8]> = snapshot.hosts.iter().enumerate().map(|(i, h)| status_row(snapshot, i, h, sources[i])).collect();
+    if table {
+        let mut t = comfy_table::Table::new();
+        t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+        t.set_header(["host", "address", "role", "source", "rw", "replication", "lag", "gtid"]);
+        for r in &rows {
+            t.add_row(r.iter());
+        }
+        writeln!(out, "{t}")?;
+    } else {
+        writeln!(out, "cluster {}", snapshot.cluster)?;
+        // Parent: the observed source; an unreachable host hangs under its declared source.
+        let parent: Vec<Option<usize>> = snapshot
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                sources[i].or_else(|| {
+                    if h.state.info().is_some() {
+                        return None;
+                    }
+                    let want = h.desired_source.as_deref()?;
+                    snapshot.hosts.iter().position(|x| x.id == want)
+                })
+            })
+            .collect();
+        let children = |p: Option<usize>| -> Vec<usize> { (0..rows.len()).filter(|&i| parent[i] == p).collect() };
+        let mut printed = vec![false; rows.len()];
+        let mut stack: Vec<(usize, String, bool)> = children(None).into_iter().rev().map(|i| (i, String::new(), true)).collect();
+        // Hosts caught in a source cycle have no root; print them at the top level.
+        let mut orphans: Vec<usize> = Vec::new();
+        loop {
+            while let Some((i, prefix, top)) = stack.pop() {
+                if printed[i] {
+                    continue;
+                }
+                printed[i] = true;
+                let r = &rows[i];
+                let line = format!("{} {} {} {} {} {} gtid {}", r[0], r[1], r[2], r[4], r[5], r[6], r[7]);
+                writeln!(out, "{prefix}{}", line.split_whitespace().collect::<Vec<_>>().join(" "))?;
+                let kids = children(Some(i));
+                let base = if top { String::new() } else { prefix.replace("├─ ", "│  ").replace("└─ ", "   ") };
+                for (k, &c) in kids.iter().enumerate().rev() {
+                    let branch = if k + 1 == kids.len() { "└─ " } else { "├─ " };
+                    stack.push((c, format!("{base}{branch}"), false));
+                }
+            }
+            orphans.extend((0..rows.len()).filter(|&i| !printed[i]));
+            match orphans.pop() {
+                Some(i) if !printed[i] => stack.push((i, String::new(), true)),
+                Some(_) => continue,
+                None => break,
+            }
+        }
+    }
+    if snapshot.problems.is_empty() {
+        writeln!(out, "no problems")?;
+    } else {
+        writeln!(out, "problems:")?;
+        for p in &snapshot.problems {
+            let severity = match p.severity {
+                crate::observe::classify::Severity::Critical => "critical",
+                crate::observe::classify::Severity::Error => "error",
+                crate::observe::classify::Severity::Warning => "warning",
+            };
+            writeln!(out, "  {severity:<8} {:<24} {}: {}", p.code.name(), p.host, p.message)?;
+        }
+    }
+    Ok(())
+}
+
+/// host, address, role, source, rw, replication, lag, gtid.
+fn status_row(snapshot: &crate::status::Snapshot, i: usize, h: &crate::status::ObservedHost, source: Option<usize>) -> [String; 8] {
+    use crate::observe::{IoState, Reach};
+    let id = h.id.clone();
+    let address = h.state.address.to_string();
+    match &h.state.reach {
+        Reach::Unreachable { cause, .. } => {
+            let cause = serde_json::to_value(cause).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            [id, address, "UNREACHABLE".into(), h.desired_source.clone().unwrap_or_default(), String::new(), cause, String::new(), String::new()]
+        }
+        Reach::Reachable(inf) => {
+            let role = match (&inf.replication, i) {
+                (None, _) => "primary",
+                (Some(_), _) if !inf.replicas.is_empty() => "intermediate",
+                _ => "replica",
+            };
+            let source_name = match (&inf.replication, source) {
+                (Some(_), Some(s)) => snapshot.hosts[s].id.clone(),
+                (Some(r), None) => format!("{}:{}", r.source_host, r.source_port),
+                (None, _) => String::new(),
+            };
+            let rw = if inf.read_only { "ro" } else { "rw" }.to_string();
+            let (repl, lag) = match &inf.replication {
+                None => (String::new(), String::new()),
+                Some(r) => {
+                    let io = match r.io {
+                        IoState::Running => "yes",
+                        IoState::Connecting => "connecting",
+                        IoState::Stopped => "no",
+                    };
+                    let sql = if r.sql_running { "yes" } else { "no" };
+                    let lag = r.seconds_behind.map_or("lag ?".to_string(), |s| format!("lag {s}s"));
+                    (format!("io:{io} sql:{sql}"), lag)
+                }
+            };
+            let gtid = inf.gtid.display_position();
+            let gtid = if gtid.is_empty() { "(empty)".to_string() } else { gtid.to_string() };
+            [id, address, role.into(), source_name, rw, repl, lag, gtid]
+        }
+    }
+}

@@ -5,3 +5,4 @@
 mod common;
 mod completions;
 mod validate;
+mod sandbox;

@@ -6,6 +6,8 @@
 //! cause, never an error. [`observe_all`] is the one function here that does I/O (through
 //! the executor), concurrently with bounded concurrency; everything else is pure.
 
+pub mod classify;
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,310 @@
+//! Problems: the observed topology compared with the desired one, as ordered pure
+//! predicates (the moco shape). Each problem has a stable code and a severity.
+//!
+//! Takes the desired [`Topology`], its [`Policy`] and one [`ServerState`] per declared host
+//! (in file order), gives [`Problem`]s. Pure: no I/O, no clock.
+//!
+//! Identity: servers are matched to hosts by the address orch connected to; a replica's
+//! source is resolved by its `Master_Host:Master_Port` when that is a declared address,
+//! otherwise by the source's server_id (`Master_Server_Id`) — replicas often name their
+//! source by an IP or another name than the file. `@@hostname` is never used: every
+//! instance on one machine shares it.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{IoState, ServerInfo, ServerState, Unreachable};
+use crate::spec::Policy;
+use crate::spec::Topology;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The cluster cannot take writes, or may take them in two places.
+    Critical,
+    /// Something is broken and needs action.
+    Error,
+    /// Drift or risk; the cluster works.
+    Warning,
+}
+
+macro_rules! problem_codes {
+    ($($variant:ident = $name:literal, $severity:ident;)*) => {
+        /// Every problem orch reports; the names are stable (JSON, hooks, alerts).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum ProblemCode { $(#[serde(rename = $name)] $variant,)* }
+        impl ProblemCode {
+            pub const ALL: &'static [ProblemCode] = &[$(ProblemCode::$variant,)*];
+            pub fn name(self) -> &'static str { match self { $(ProblemCode::$variant => $name,)* } }
+            pub fn severity(self) -> Severity { match self { $(ProblemCode::$variant => Severity::$severity,)* } }
+        }
+    };
+}
+
+problem_codes! {
+    DeadPrimary = "dead-primary", Critical;
+    UnreachablePrimary = "unreachable-primary", Critical;
+    MultipleWritable = "multiple-writable", Critical;
+    ReadOnlyPrimary = "read-only-primary", Critical;
+    DuplicateServerId = "duplicate-server-id", Critical;
+    Unreachable = "unreachable", Error;
+    ReplicationStopped = "replication-stopped", Error;
+    NotReplicating = "not-replicating", Error;
+    WritableReplica = "writable-replica", Error;
+    ErrantGtid = "errant-gtid", Error;
+    Lagging = "lagging", Warning;
+    WrongSource = "wrong-source", Warning;
+    UnknownReplica = "unknown-replica", Warning;
+    AddressMismatch = "address-mismatch", Warning;
+    NoGtid = "replication-without-gtid", Warning;
+    SlowDetection = "slow-failure-detection", Warning;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub code: ProblemCode,
+    pub severity: Severity,
+    /// The host id from the file, or the address of a server that is not in it.
+    pub host: String,
+    pub message: String,
+}
+
+/// `slave_net_timeout` above this delays noticing a dead source.
+pub const MAX_NET_TIMEOUT_SECS: u32 = 10;
+/// `MASTER_CONNECT_RETRY` above this (the default is 60) delays reconnecting.
+pub const MAX_CONNECT_RETRY_SECS: u32 = 10;
+
+/// For each observed server, the index of the observed server it replicates from, when
+/// that is one of them: by the address the replica names, else by the source's server_id.
+pub fn observed_sources(observed: &[ServerState]) -> Vec<Option<usize>> {
+    let by_address: HashMap<String, usize> = observed.iter().enumerate().map(|(i, s)| (s.address.to_string(), i)).collect();
+    let mut by_server_id: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, s) in observed.iter().enumerate() {
+        if let Some(inf) = s.info() {
+            by_server_id.entry(inf.server_id).or_default().push(i);
+        }
+    }
+    (0..observed.len())
+        .map(|i| {
+            let r = observed[i].info()?.replication.as_ref()?;
+            let named = format!("{}:{}", r.source_host.to_ascii_lowercase(), r.source_port);
+            by_address.get(&named).copied().or_else(|| match by_server_id.get(&r.source_server_id) {
+                Some(v) if r.source_server_id != 0 && v.len() == 1 && v[0] != i => Some(v[0]),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<Problem> {
+    assert_eq!(t.hosts.len(), observed.len(), "one observation per declared host");
+    let mut out = Vec::new();
+    let mut push = |code: ProblemCode, host: &str, message: String| {
+        out.push(Problem { code, severity: code.severity(), host: host.to_string(), message })
+    };
+    let ids: Vec<&str> = t.hosts.iter().map(|h| h.id.as_str()).collect();
+    let info: Vec<Option<&ServerInfo>> = observed.iter().map(ServerState::info).collect();
+    let mut by_server_id: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, inf) in info.iter().enumerate() {
+        if let Some(inf) = inf {
+            by_server_id.entry(inf.server_id).or_default().push(i);
+        }
+    }
+    let sources = observed_sources(observed);
+    let source_of = |i: usize| sources[i];
+    let desired_source = |i: usize| -> Option<usize> {
+        let s = t.hosts[i].source.as_ref()?;
+        ids.iter().position(|id| *id == s.value)
+    };
+    let primary = t.hosts.iter().position(|h| h.source.is_none());
+
+    // Duplicate server_ids: replication silently skips or loops on them.
+    for (id, members) in &by_server_id {
+        if members.len() > 1 {
+            let names: Vec<&str> = members.iter().map(|&m| ids[m]).collect();
+            push(
+                ProblemCode::DuplicateServerId,
+                names[0],
+                format!("{} share server_id {id}: give every server its own (or two hosts in the file are one server)", names.join(", ")),
+            );
+        }
+    }
+
+    // The primary: dead (holistically), or only unreachable from here.
+    if let Some(p) = primary {
+        if let super::Reach::Unreachable { cause, detail } = &observed[p].reach {
+            let replicas: Vec<usize> = (0..ids.len()).filter(|&i| desired_source(i) == Some(p)).collect();
+            let reachable: Vec<usize> = replicas.iter().copied().filter(|&i| info[i].is_some()).collect();
+            let still_see_it: Vec<&str> = reachable
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    info[i]
+                        .and_then(|inf| inf.replication.as_ref())
+                        .is_some_and(|r| r.io == IoState::Running && source_of(i) == Some(p))
+                })
+                .map(|i| ids[i])
+                .collect();
+            let why = format!("{} ({detail})", cause_text(*cause));
+            if reachable.is_empty() {
+                push(
+                    ProblemCode::UnreachablePrimary,
+                    ids[p],
+                    format!("orch cannot reach the primary: {why}; no replica is reachable to confirm it is dead"),
+                );
+            } else if still_see_it.is_empty() {
+                let names: Vec<&str> = reachable.iter().map(|&i| ids[i]).collect();
+                push(
+                    ProblemCode::DeadPrimary,
+                    ids[p],
+                    format!("the primary is dead: orch cannot reach it ({why}) and its replicas {} have lost it too", names.join(", ")),
+                );
+            } else {
+                push(
+                    ProblemCode::UnreachablePrimary,
+                    ids[p],
+                    format!("orch cannot reach the primary ({why}) but {} still replicate from it: not a failover case", still_see_it.join(", ")),
+                );
+            }
+        } else if let Some(inf) = info[p] {
+            if inf.read_only {
+                push(ProblemCode::ReadOnlyPrimary, ids[p], "the primary is read_only: writes fail".into());
+            }
+            if inf.replication.is_some() && source_of(p).is_some() {
+                let s = source_of(p).map_or("?", |s| ids[s]);
+                push(ProblemCode::WrongSource, ids[p], format!("is the primary in the file but replicates from {s}"));
+            }
+        }
+    }
+
+    let writable: Vec<&str> = (0..ids.len()).filter(|&i| info[i].is_some_and(|inf| !inf.read_only)).map(|i| ids[i]).collect();
+    if writable.len() > 1 {
+        push(ProblemCode::MultipleWritable, writable[0], format!("{} are all writable: writes may land in two places", writable.join(", ")));
+    }
+
+    for i in 0..ids.len() {
+        let id = ids[i];
+        let Some(inf) = info[i] else {
+            if Some(i) != primary
+                && let super::Reach::Unreachable { cause, detail } = &observed[i].reach
+            {
+                push(ProblemCode::Unreachable, id, format!("{} ({detail})", cause_text(*cause)));
+            }
+            continue;
+        };
+        let Some(want) = desired_source(i) else { continue };
+        // A declared replica.
+        if !inf.read_only {
+            push(ProblemCode::WritableReplica, id, "a replica with read_only=OFF: a stray write becomes an errant transaction".into());
+        }
+        let Some(r) = &inf.replication else {
+            push(ProblemCode::NotReplicating, id, format!("has no replication configured (the file says it replicates from {})", ids[want]));
+            continue;
+        };
+        let actual = source_of(i);
+        match actual {
+            None => push(
+                ProblemCode::NotReplicating,
+                id,
+                format!("replicates from {}:{}, which is not a server of this cluster (the file says {})", r.source_host, r.source_port, ids[want]),
+            ),
+            Some(s) if s != want => push(ProblemCode::WrongSource, id, format!("replicates from {}; the file says {}", ids[s], ids[want])),
+            Some(s) => {
+                let named = format!("{}:{}", r.source_host.to_ascii_lowercase(), r.source_port);
+                if named != observed[s].address.to_string() {
+                    push(
+                        ProblemCode::AddressMismatch,
+                        id,
+                        format!("reaches its source {} as {}:{}; the file says {}", ids[s], r.source_host, r.source_port, observed[s].address),
+                    );
+                }
+            }
+        }
+        if r.io != IoState::Running || !r.sql_running {
+            let mut parts = vec![format!("IO thread {}, SQL thread {}", io_text(r.io), if r.sql_running { "running" } else { "stopped" })];
+            if let Some(e) = &r.last_io_error {
+                parts.push(format!("IO error {}: {}", e.errno, e.message));
+            }
+            if let Some(e) = &r.last_sql_error {
+                parts.push(format!("SQL error {}: {}", e.errno, e.message));
+            }
+            // A replica of a dead primary is expected to have lost it; that is reported
+            // once, as dead-primary.
+            if !(Some(want) == primary && primary.is_some_and(|p| info[p].is_none()) && r.sql_running) {
+                push(ProblemCode::ReplicationStopped, id, parts.join("; "));
+            }
+        }
+        if let Some(behind) = r.seconds_behind {
+            let allowed = policy.failover.promote.max_lag.as_secs() + u64::from(r.sql_delay);
+            if behind > allowed {
+                push(ProblemCode::Lagging, id, format!("{behind}s behind its source (policy max_lag {}s)", policy.failover.promote.max_lag.as_secs()));
+            }
+        }
+        if r.gtid_mode.eq_ignore_ascii_case("no") {
+            push(ProblemCode::NoGtid, id, "replicates by binlog file and position, not GTID: it cannot be moved safely".into());
+        }
+        if let Some(s) = actual
+            && let (Some(mine), Some(src)) = (inf.gtid.server_gtids(inf.server_id), info[s].and_then(|x| x.gtid.server_gtids(x.server_id)))
+            && let Ok(errant) = mine.errant_relative_to(&src)
+            && !errant.is_empty()
+        {
+            push(ProblemCode::ErrantGtid, id, format!("has transactions its source {} never had: {errant}", ids[s]));
+        }
+        let mut slow = Vec::new();
+        if inf.replica_net_timeout > MAX_NET_TIMEOUT_SECS {
+            slow.push(format!("slave_net_timeout={}s", inf.replica_net_timeout));
+        }
+        if r.connect_retry > MAX_CONNECT_RETRY_SECS {
+            slow.push(format!("MASTER_CONNECT_RETRY={}s", r.connect_retry));
+        }
+        if r.heartbeat_period == 0.0 {
+            slow.push("no heartbeat".into());
+        }
+        if !slow.is_empty() {
+            push(ProblemCode::SlowDetection, id, format!("{}: a dead source is noticed late", slow.join(", ")));
+        }
+    }
+
+    // Servers that replicate from ours but are not in the file.
+    let known_ids: std::collections::HashSet<u32> = info.iter().flatten().map(|i| i.server_id).collect();
+    let known_hosts: std::collections::HashSet<&str> = observed.iter().map(|s| s.address.host.as_str()).collect();
+    for i in 0..ids.len() {
+        let Some(inf) = info[i] else { continue };
+        for r in &inf.replicas {
+            let known = match r.server_id {
+                Some(sid) => known_ids.contains(&sid),
+                // Processlist fallback: only the client IP is known.
+                None => known_hosts.contains(r.host.as_str()),
+            };
+            if !known {
+                let at = match r.port {
+                    Some(p) => format!("{}:{p}", r.host),
+                    None => r.host.clone(),
+                };
+                let sid = r.server_id.map(|s| format!(" (server_id {s})")).unwrap_or_default();
+                push(ProblemCode::UnknownReplica, &at, format!("replicates from {} but is not in the file{sid}", ids[i]));
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.severity, &a.host, a.code).cmp(&(b.severity, &b.host, b.code)));
+    out
+}
+
+fn cause_text(cause: Unreachable) -> &'static str {
+    match cause {
+        Unreachable::Refused => "connection refused",
+        Unreachable::TimedOut => "connect timed out",
+        Unreachable::HungAfterConnect => "hung: accepts connections but does not answer",
+        Unreachable::AccessDenied => "access denied",
+        Unreachable::Other => "error",
+    }
+}
+
+fn io_text(io: IoState) -> &'static str {
+    match io {
+        IoState::Running => "running",
+        IoState::Connecting => "connecting",
+        IoState::Stopped => "stopped",
+    }
+}

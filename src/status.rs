@@ -1,0 +1,105 @@
+//! `orch status`: observe every declared server and report the live topology and its
+//! problems.
+//!
+//! Takes a topology file (or, with `--seed`, a topology crawled from one server), gives a
+//! [`Snapshot`]: the observed servers and the problems, rendered as a tree, a table or JSON.
+//! Does I/O: resolves credentials and connects to every server (through the executor).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::executor::mysql::MysqlExecutor;
+use crate::observe::classify::{Problem, classify};
+use crate::observe::{ObserveOptions, Reach, ServerState, Unreachable, observe_all};
+use crate::spec::{Secret, Topology};
+
+/// The observed topology and its problems; `--format json` prints exactly this, and
+/// `plan --observed` will read it back. Field names are stable.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Version of this schema.
+    pub schema: u32,
+    pub cluster: String,
+    pub hosts: Vec<ObservedHost>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ObservedHost {
+    /// The host id in the topology file.
+    pub id: String,
+    /// The source the file declares (None: the primary).
+    pub desired_source: Option<String>,
+    #[serde(flatten)]
+    pub state: ServerState,
+}
+
+impl Snapshot {
+    /// 0 healthy, 2 problems found.
+    pub fn exit_code(&self) -> u8 {
+        if self.problems.is_empty() { 0 } else { 2 }
+    }
+}
+
+/// Resolves the credentials a topology names into an executor.
+pub fn executor_for(t: &Topology, options: ObserveOptions) -> anyhow::Result<MysqlExecutor> {
+    let creds = t.credentials.as_ref().context("the topology has no credentials")?;
+    let base = t.file.parent().unwrap_or(Path::new("."));
+    let env = |name: &str| std::env::var(name).ok();
+    let password = match &creds.password {
+        Some(r) => r.resolve("credentials.password", base, &env).map_err(anyhow::Error::msg)?,
+        None => Secret::new(String::new()),
+    };
+    Ok(MysqlExecutor::new(creds.user.clone(), password, options))
+}
+
+/// Observes a validated topology and classifies it.
+pub async fn observe_topology(t: &Topology, policy: &crate::spec::Policy, options: ObserveOptions) -> anyhow::Result<Snapshot> {
+    let exec = Arc::new(executor_for(t, options)?);
+    let addresses: Vec<_> = t
+        .hosts
+        .iter()
+        .map(|h| h.address.as_ref().map(|a| a.value.clone()).expect("validated"))
+        .collect();
+    let states = observe_all(exec, &addresses, options.concurrency).await;
+    let problems = classify(t, policy, &states);
+    let hosts = t
+        .hosts
+        .iter()
+        .zip(states)
+        .map(|(h, state)| ObservedHost { id: h.id.clone(), desired_source: h.source.as_ref().map(|s| s.value.clone()), state })
+        .collect();
+    Ok(Snapshot { schema: 1, cluster: t.cluster.clone(), hosts, problems })
+}
+
+/// Refuses a snapshot that says nothing: no server answered. Access denied everywhere is
+/// a credentials problem, said as such.
+pub fn check_usable(snapshot: &Snapshot) -> anyhow::Result<()> {
+    let reachable = snapshot.hosts.iter().any(|h| h.state.info().is_some());
+    if reachable {
+        return Ok(());
+    }
+    let denied = snapshot
+        .hosts
+        .iter()
+        .all(|h| matches!(h.state.reach, Reach::Unreachable { cause: Unreachable::AccessDenied, .. }));
+    if denied {
+        bail!(
+            "every server of cluster {} refused orch's credentials (access denied): check credentials.user and the password it names",
+            snapshot.cluster
+        );
+    }
+    let first: Vec<String> = snapshot
+        .hosts
+        .iter()
+        .take(3)
+        .map(|h| match &h.state.reach {
+            Reach::Unreachable { detail, .. } => format!("{} ({}): {detail}", h.id, h.state.address),
+            Reach::Reachable(_) => String::new(),
+        })
+        .collect();
+    bail!("no server of cluster {} is reachable: {}", snapshot.cluster, first.join("; "))
+}
