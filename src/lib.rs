@@ -33,10 +33,16 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(report.exit_code(strict))
         }
         CliCommand::Sandbox(cmd) => sandbox::run(&cmd),
-        CliCommand::Status { file, table, format, timeouts } => {
+        CliCommand::Status {
+            file,
+            table,
+            format,
+            timeouts,
+        } => {
             let (topology, policy) = spec::load_valid(&file)?;
             let options = timeouts.options();
-            let snapshot = runtime()?.block_on(status::observe_topology(&topology, &policy, options))?;
+            let snapshot =
+                runtime()?.block_on(status::observe_topology(&topology, &policy, options))?;
             status::check_usable(&snapshot)?;
             let mut out = std::io::stdout().lock();
             render::status(&snapshot, format, table, &mut out)?;
@@ -54,7 +60,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 /// The tokio runtime for commands that talk to servers: observation is I/O-bound, two
 /// worker threads are plenty.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 /// Writes the completion script for `shell`; the committed files under `completions/` are

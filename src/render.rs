@@ -64,7 +64,12 @@ fn plural(n: usize) -> &'static str {
 
 /// `orch status`: the live topology as an indented tree (like orchestrator's), then the
 /// problems; or as a table.
-pub fn status(snapshot: &crate::status::Snapshot, format: Format, table: bool, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn status(
+    snapshot: &crate::status::Snapshot,
+    format: Format,
+    table: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     use crate::observe::classify::observed_sources;
     if format == Format::Json {
         serde_json::to_writer_pretty(&mut *out, snapshot)?;
@@ -72,11 +77,25 @@ pub fn status(snapshot: &crate::status::Snapshot, format: Format, table: bool, o
     }
     let states: Vec<_> = snapshot.hosts.iter().map(|h| h.state.clone()).collect();
     let sources = observed_sources(&states);
-    let rows: Vec<[String; 8]> = snapshot.hosts.iter().enumerate().map(|(i, h)| status_row(snapshot, i, h, sources[i])).collect();
+    let rows: Vec<[String; 8]> = snapshot
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| status_row(snapshot, i, h, sources[i]))
+        .collect();
     if table {
         let mut t = comfy_table::Table::new();
         t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
-        t.set_header(["host", "address", "role", "source", "rw", "replication", "lag", "gtid"]);
+        t.set_header([
+            "host",
+            "address",
+            "role",
+            "source",
+            "rw",
+            "replication",
+            "lag",
+            "gtid",
+        ]);
         for r in &rows {
             t.add_row(r.iter());
         }
@@ -98,9 +117,15 @@ pub fn status(snapshot: &crate::status::Snapshot, format: Format, table: bool, o
                 })
             })
             .collect();
-        let children = |p: Option<usize>| -> Vec<usize> { (0..rows.len()).filter(|&i| parent[i] == p).collect() };
+        let children = |p: Option<usize>| -> Vec<usize> {
+            (0..rows.len()).filter(|&i| parent[i] == p).collect()
+        };
         let mut printed = vec![false; rows.len()];
-        let mut stack: Vec<(usize, String, bool)> = children(None).into_iter().rev().map(|i| (i, String::new(), true)).collect();
+        let mut stack: Vec<(usize, String, bool)> = children(None)
+            .into_iter()
+            .rev()
+            .map(|i| (i, String::new(), true))
+            .collect();
         // Hosts caught in a source cycle have no root; print them at the top level.
         let mut orphans: Vec<usize> = Vec::new();
         loop {
@@ -110,12 +135,32 @@ pub fn status(snapshot: &crate::status::Snapshot, format: Format, table: bool, o
                 }
                 printed[i] = true;
                 let r = &rows[i];
-                let line = format!("{} {} {} {} {} {} gtid {}", r[0], r[1], r[2], r[4], r[5], r[6], r[7]);
-                writeln!(out, "{prefix}{}", line.split_whitespace().collect::<Vec<_>>().join(" "))?;
+                let gtid = if r[7].is_empty() {
+                    String::new()
+                } else {
+                    format!("gtid {}", r[7])
+                };
+                let line = format!(
+                    "{} {} {} {} {} {} {gtid}",
+                    r[0], r[1], r[2], r[4], r[5], r[6]
+                );
+                writeln!(
+                    out,
+                    "{prefix}{}",
+                    line.split_whitespace().collect::<Vec<_>>().join(" ")
+                )?;
                 let kids = children(Some(i));
-                let base = if top { String::new() } else { prefix.replace("├─ ", "│  ").replace("└─ ", "   ") };
+                let base = if top {
+                    String::new()
+                } else {
+                    prefix.replace("├─ ", "│  ").replace("└─ ", "   ")
+                };
                 for (k, &c) in kids.iter().enumerate().rev() {
-                    let branch = if k + 1 == kids.len() { "└─ " } else { "├─ " };
+                    let branch = if k + 1 == kids.len() {
+                        "└─ "
+                    } else {
+                        "├─ "
+                    };
                     stack.push((c, format!("{base}{branch}"), false));
                 }
             }
@@ -137,21 +182,44 @@ pub fn status(snapshot: &crate::status::Snapshot, format: Format, table: bool, o
                 crate::observe::classify::Severity::Error => "error",
                 crate::observe::classify::Severity::Warning => "warning",
             };
-            writeln!(out, "  {severity:<8} {:<24} {}: {}", p.code.name(), p.host, p.message)?;
+            writeln!(
+                out,
+                "  {severity:<8} {:<24} {}: {}",
+                p.code.name(),
+                p.host,
+                p.message
+            )?;
         }
     }
     Ok(())
 }
 
 /// host, address, role, source, rw, replication, lag, gtid.
-fn status_row(snapshot: &crate::status::Snapshot, i: usize, h: &crate::status::ObservedHost, source: Option<usize>) -> [String; 8] {
+fn status_row(
+    snapshot: &crate::status::Snapshot,
+    i: usize,
+    h: &crate::status::ObservedHost,
+    source: Option<usize>,
+) -> [String; 8] {
     use crate::observe::{IoState, Reach};
     let id = h.id.clone();
     let address = h.state.address.to_string();
     match &h.state.reach {
         Reach::Unreachable { cause, .. } => {
-            let cause = serde_json::to_value(cause).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-            [id, address, "UNREACHABLE".into(), h.desired_source.clone().unwrap_or_default(), String::new(), cause, String::new(), String::new()]
+            let cause = serde_json::to_value(cause)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            [
+                id,
+                address,
+                "UNREACHABLE".into(),
+                h.desired_source.clone().unwrap_or_default(),
+                String::new(),
+                cause,
+                String::new(),
+                String::new(),
+            ]
         }
         Reach::Reachable(inf) => {
             let role = match (&inf.replication, i) {
@@ -174,12 +242,18 @@ fn status_row(snapshot: &crate::status::Snapshot, i: usize, h: &crate::status::O
                         IoState::Stopped => "no",
                     };
                     let sql = if r.sql_running { "yes" } else { "no" };
-                    let lag = r.seconds_behind.map_or("lag ?".to_string(), |s| format!("lag {s}s"));
+                    let lag = r
+                        .seconds_behind
+                        .map_or("lag ?".to_string(), |s| format!("lag {s}s"));
                     (format!("io:{io} sql:{sql}"), lag)
                 }
             };
             let gtid = inf.gtid.display_position();
-            let gtid = if gtid.is_empty() { "(empty)".to_string() } else { gtid.to_string() };
+            let gtid = if gtid.is_empty() {
+                "(empty)".to_string()
+            } else {
+                gtid.to_string()
+            };
             [id, address, role.into(), source_name, rw, repl, lag, gtid]
         }
     }

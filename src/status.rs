@@ -46,23 +46,37 @@ impl Snapshot {
 
 /// Resolves the credentials a topology names into an executor.
 pub fn executor_for(t: &Topology, options: ObserveOptions) -> anyhow::Result<MysqlExecutor> {
-    let creds = t.credentials.as_ref().context("the topology has no credentials")?;
+    let creds = t
+        .credentials
+        .as_ref()
+        .context("the topology has no credentials")?;
     let base = t.file.parent().unwrap_or(Path::new("."));
     let env = |name: &str| std::env::var(name).ok();
     let password = match &creds.password {
-        Some(r) => r.resolve("credentials.password", base, &env).map_err(anyhow::Error::msg)?,
+        Some(r) => r
+            .resolve("credentials.password", base, &env)
+            .map_err(anyhow::Error::msg)?,
         None => Secret::new(String::new()),
     };
     Ok(MysqlExecutor::new(creds.user.clone(), password, options))
 }
 
 /// Observes a validated topology and classifies it.
-pub async fn observe_topology(t: &Topology, policy: &crate::spec::Policy, options: ObserveOptions) -> anyhow::Result<Snapshot> {
+pub async fn observe_topology(
+    t: &Topology,
+    policy: &crate::spec::Policy,
+    options: ObserveOptions,
+) -> anyhow::Result<Snapshot> {
     let exec = Arc::new(executor_for(t, options)?);
     let addresses: Vec<_> = t
         .hosts
         .iter()
-        .map(|h| h.address.as_ref().map(|a| a.value.clone()).expect("validated"))
+        .map(|h| {
+            h.address
+                .as_ref()
+                .map(|a| a.value.clone())
+                .expect("validated")
+        })
         .collect();
     let states = observe_all(exec, &addresses, options.concurrency).await;
     let problems = classify(t, policy, &states);
@@ -70,9 +84,18 @@ pub async fn observe_topology(t: &Topology, policy: &crate::spec::Policy, option
         .hosts
         .iter()
         .zip(states)
-        .map(|(h, state)| ObservedHost { id: h.id.clone(), desired_source: h.source.as_ref().map(|s| s.value.clone()), state })
+        .map(|(h, state)| ObservedHost {
+            id: h.id.clone(),
+            desired_source: h.source.as_ref().map(|s| s.value.clone()),
+            state,
+        })
         .collect();
-    Ok(Snapshot { schema: 1, cluster: t.cluster.clone(), hosts, problems })
+    Ok(Snapshot {
+        schema: 1,
+        cluster: t.cluster.clone(),
+        hosts,
+        problems,
+    })
 }
 
 /// Refuses a snapshot that says nothing: no server answered. Access denied everywhere is
@@ -82,10 +105,15 @@ pub fn check_usable(snapshot: &Snapshot) -> anyhow::Result<()> {
     if reachable {
         return Ok(());
     }
-    let denied = snapshot
-        .hosts
-        .iter()
-        .all(|h| matches!(h.state.reach, Reach::Unreachable { cause: Unreachable::AccessDenied, .. }));
+    let denied = snapshot.hosts.iter().all(|h| {
+        matches!(
+            h.state.reach,
+            Reach::Unreachable {
+                cause: Unreachable::AccessDenied,
+                ..
+            }
+        )
+    });
     if denied {
         bail!(
             "every server of cluster {} refused orch's credentials (access denied): check credentials.user and the password it names",
@@ -97,9 +125,15 @@ pub fn check_usable(snapshot: &Snapshot) -> anyhow::Result<()> {
         .iter()
         .take(3)
         .map(|h| match &h.state.reach {
-            Reach::Unreachable { detail, .. } => format!("{} ({}): {detail}", h.id, h.state.address),
+            Reach::Unreachable { detail, .. } => {
+                format!("{} ({}): {detail}", h.id, h.state.address)
+            }
             Reach::Reachable(_) => String::new(),
         })
         .collect();
-    bail!("no server of cluster {} is reachable: {}", snapshot.cluster, first.join("; "))
+    bail!(
+        "no server of cluster {} is reachable: {}",
+        snapshot.cluster,
+        first.join("; ")
+    )
 }

@@ -32,8 +32,8 @@ use tokio::time::timeout;
 use super::Executor;
 use crate::gtid::Flavor;
 use crate::observe::{
-    ConnectedReplica, Gtids, IoState, ObserveOptions, Reach, Replication, ReplicationError, SemiSync, ServerInfo,
-    ServerState, Unreachable,
+    ConnectedReplica, Gtids, IoState, ObserveOptions, Reach, Replication, ReplicationError,
+    SemiSync, ServerInfo, ServerState, Unreachable,
 };
 use crate::spec::Secret;
 use crate::topology::Address;
@@ -48,7 +48,11 @@ pub struct MysqlExecutor {
 
 impl MysqlExecutor {
     pub fn new(user: String, password: Secret, options: ObserveOptions) -> Self {
-        MysqlExecutor { user, password, options }
+        MysqlExecutor {
+            user,
+            password,
+            options,
+        }
     }
 
     fn opts(&self, address: &Address) -> OptsBuilder {
@@ -72,15 +76,24 @@ impl MysqlExecutor {
         // handshake in the kernel, then never sends its greeting).
         let target = (address.host.as_str(), address.port);
         match timeout(o.connect_timeout, tokio::net::TcpStream::connect(target)).await {
-            Err(_) => return Err((Unreachable::TimedOut, format!("no TCP connection within {:?}", o.connect_timeout))),
+            Err(_) => {
+                return Err((
+                    Unreachable::TimedOut,
+                    format!("no TCP connection within {:?}", o.connect_timeout),
+                ));
+            }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err((Unreachable::Refused, "connection refused".into()));
             }
             Ok(Err(e)) => return Err((Unreachable::Other, format!("TCP connect failed: {e}"))),
             Ok(Ok(_probe)) => {}
         }
-        match timeout(o.connect_timeout + o.read_timeout, Conn::new(self.opts(address))).await {
-            Err(_) => Err((Unreachable::HungAfterConnect, "TCP connected but the server did not complete the handshake".into())),
+        // TCP is known to work now, so the handshake gets the read timeout.
+        match timeout(o.read_timeout, Conn::new(self.opts(address))).await {
+            Err(_) => Err((
+                Unreachable::HungAfterConnect,
+                "TCP connected but the server did not complete the handshake".into(),
+            )),
             Ok(Err(e)) => Err(classify_error(&e)),
             Ok(Ok(conn)) => Ok(conn),
         }
@@ -91,9 +104,14 @@ impl MysqlExecutor {
             .query_first("SELECT @@version, @@version_comment")
             .await?
             .unwrap_or_default();
-        let flavor = if version.0.contains("MariaDB") || version.1.contains("MariaDB") { Flavor::Mariadb } else { Flavor::Mysql };
+        let flavor = if version.0.contains("MariaDB") || version.1.contains("MariaDB") {
+            Flavor::Mariadb
+        } else {
+            Flavor::Mysql
+        };
         let vars = query_map(conn, &variables_sql(flavor, &version.0)).await?;
-        let semi = show_variables(conn, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'").await?;
+        let semi =
+            show_variables(conn, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'").await?;
         let status_sql = if flavor == Flavor::Mariadb || !mysql_at_least(&version.0, (8, 0, 22)) {
             "SHOW SLAVE STATUS"
         } else {
@@ -114,20 +132,46 @@ impl MysqlExecutor {
                 .unwrap_or(0.0),
         };
         let replicas = self.replicas(conn, flavor, &version.0).await?;
-        Ok(build_info(flavor, version.0, &vars, &semi, status.as_ref(), heartbeat, replicas))
+        Ok(build_info(
+            flavor,
+            version.0,
+            &vars,
+            &semi,
+            status.as_ref(),
+            heartbeat,
+            replicas,
+        ))
     }
 
-    async fn replicas(&self, conn: &mut Conn, flavor: Flavor, version: &str) -> Result<Vec<ConnectedReplica>, mysql_async::Error> {
-        let hosts_sql = if flavor == Flavor::Mysql && mysql_at_least(version, (8, 0, 22)) { "SHOW REPLICAS" } else { "SHOW SLAVE HOSTS" };
+    async fn replicas(
+        &self,
+        conn: &mut Conn,
+        flavor: Flavor,
+        version: &str,
+    ) -> Result<Vec<ConnectedReplica>, mysql_async::Error> {
+        let hosts_sql = if flavor == Flavor::Mysql && mysql_at_least(version, (8, 0, 22)) {
+            "SHOW REPLICAS"
+        } else {
+            "SHOW SLAVE HOSTS"
+        };
         let mut out: Vec<ConnectedReplica> = query_rows(conn, hosts_sql)
             .await?
             .iter()
             .filter_map(|r| {
                 let host = r.get("Host").cloned().flatten().filter(|h| !h.is_empty())?;
                 Some(ConnectedReplica {
-                    server_id: r.get("Server_id").cloned().flatten().and_then(|v| v.parse().ok()),
+                    server_id: r
+                        .get("Server_id")
+                        .cloned()
+                        .flatten()
+                        .and_then(|v| v.parse().ok()),
                     host,
-                    port: r.get("Port").cloned().flatten().and_then(|v| v.parse().ok()).filter(|p| *p != 0),
+                    port: r
+                        .get("Port")
+                        .cloned()
+                        .flatten()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|p| *p != 0),
                 })
             })
             .collect();
@@ -144,7 +188,9 @@ impl MysqlExecutor {
                 .filter_map(|r| r.get("HOST").cloned().flatten())
                 .map(|h| ConnectedReplica {
                     server_id: None,
-                    host: h.rsplit_once(':').map_or(h.clone(), |(ip, _)| ip.to_string()),
+                    host: h
+                        .rsplit_once(':')
+                        .map_or(h.clone(), |(ip, _)| ip.to_string()),
                     port: None,
                 })
                 .collect();
@@ -167,9 +213,15 @@ impl Executor for MysqlExecutor {
         // The whole read shares one deadline: a server that hangs mid-way is hung.
         let result = timeout(self.options.read_timeout, self.read(&mut conn)).await;
         let state = match result {
-            Err(_) => unreachable((Unreachable::HungAfterConnect, format!("no answer within {:?}", self.options.read_timeout))),
+            Err(_) => unreachable((
+                Unreachable::HungAfterConnect,
+                format!("no answer within {:?}", self.options.read_timeout),
+            )),
             Ok(Err(e)) => unreachable(classify_error(&e)),
-            Ok(Ok(info)) => ServerState { address: address.clone(), reach: Reach::Reachable(Box::new(info)) },
+            Ok(Ok(info)) => ServerState {
+                address: address.clone(),
+                reach: Reach::Reachable(Box::new(info)),
+            },
         };
         let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
         state
@@ -181,8 +233,13 @@ impl Executor for MysqlExecutor {
 fn classify_error(e: &mysql_async::Error) -> (Unreachable, String) {
     match e {
         // 1045 access denied, 1044 no access to the database, 1227 privileges missing.
-        mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045) => (Unreachable::AccessDenied, s.message.clone()),
-        mysql_async::Error::Server(s) => (Unreachable::Other, format!("server error {}: {}", s.code, s.message)),
+        mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045) => {
+            (Unreachable::AccessDenied, s.message.clone())
+        }
+        mysql_async::Error::Server(s) => (
+            Unreachable::Other,
+            format!("server error {}: {}", s.code, s.message),
+        ),
         mysql_async::Error::Io(io) => (Unreachable::Other, format!("I/O error: {io}")),
         other => (Unreachable::Other, other.to_string()),
     }
@@ -190,13 +247,15 @@ fn classify_error(e: &mysql_async::Error) -> (Unreachable, String) {
 
 fn variables_sql(flavor: Flavor, version: &str) -> String {
     match flavor {
-        Flavor::Mariadb => "SELECT @@server_id AS server_id, @@read_only AS read_only, @@log_bin AS log_bin, \
+        Flavor::Mariadb => {
+            "SELECT @@server_id AS server_id, @@read_only AS read_only, @@log_bin AS log_bin, \
              @@log_slave_updates AS log_replica_updates, @@binlog_format AS binlog_format, \
              @@gtid_strict_mode AS gtid_strict_mode, @@gtid_current_pos AS gtid_current_pos, \
              @@gtid_binlog_pos AS gtid_binlog_pos, @@gtid_binlog_state AS gtid_binlog_state, \
              @@gtid_slave_pos AS gtid_slave_pos, @@slave_net_timeout AS replica_net_timeout, \
              @@report_host AS report_host, @@report_port AS report_port"
-            .into(),
+                .into()
+        }
         Flavor::Mysql => {
             // 8.0.26 renamed the replica variables; the old names are deprecated aliases
             // and some are gone in 8.4.
@@ -218,8 +277,15 @@ fn variables_sql(flavor: Flavor, version: &str) -> String {
 
 /// `8.0.26-log` >= (8, 0, 26)? Unknown versions are treated as new.
 fn mysql_at_least(version: &str, want: (u32, u32, u32)) -> bool {
-    let mut parts = version.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).map(|p| p.parse::<u32>().unwrap_or(0));
-    let got = (parts.next().unwrap_or(99), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let got = (
+        parts.next().unwrap_or(99),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
     got >= want
 }
 
@@ -242,7 +308,12 @@ fn row_map(row: &Row) -> RowMap {
     columns
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.name_str().into_owned(), row.as_ref(i).and_then(value_text)))
+        .map(|(i, c)| {
+            (
+                c.name_str().into_owned(),
+                row.as_ref(i).and_then(value_text),
+            )
+        })
         .collect()
 }
 
@@ -252,11 +323,18 @@ async fn query_rows(conn: &mut Conn, sql: &str) -> Result<Vec<RowMap>, mysql_asy
 }
 
 async fn query_map(conn: &mut Conn, sql: &str) -> Result<RowMap, mysql_async::Error> {
-    Ok(query_rows(conn, sql).await?.into_iter().next().unwrap_or_default())
+    Ok(query_rows(conn, sql)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default())
 }
 
 /// `SHOW VARIABLES`/`SHOW STATUS` as name → value.
-async fn show_variables(conn: &mut Conn, sql: &str) -> Result<HashMap<String, String>, mysql_async::Error> {
+async fn show_variables(
+    conn: &mut Conn,
+    sql: &str,
+) -> Result<HashMap<String, String>, mysql_async::Error> {
     let rows: Vec<(String, String)> = conn.query(sql).await?;
     Ok(rows.into_iter().collect())
 }
@@ -270,7 +348,10 @@ fn flag(m: &RowMap, key: &str) -> bool {
 }
 
 fn number<T: std::str::FromStr>(m: &RowMap, key: &str) -> Option<T> {
-    m.get(key).cloned().flatten().and_then(|v| v.trim().parse().ok())
+    m.get(key)
+        .cloned()
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn build_info(
@@ -282,10 +363,20 @@ fn build_info(
     heartbeat_period: f64,
     replicas: Vec<ConnectedReplica>,
 ) -> ServerInfo {
-    let semi_flag = |names: &[&str]| names.iter().any(|n| semi.get(*n).is_some_and(|v| v == "ON"));
+    let semi_flag = |names: &[&str]| {
+        names
+            .iter()
+            .any(|n| semi.get(*n).is_some_and(|v| v == "ON"))
+    };
     let semi_sync = (!semi.is_empty()).then(|| SemiSync {
-        source_enabled: semi_flag(&["rpl_semi_sync_master_enabled", "rpl_semi_sync_source_enabled"]),
-        replica_enabled: semi_flag(&["rpl_semi_sync_slave_enabled", "rpl_semi_sync_replica_enabled"]),
+        source_enabled: semi_flag(&[
+            "rpl_semi_sync_master_enabled",
+            "rpl_semi_sync_source_enabled",
+        ]),
+        replica_enabled: semi_flag(&[
+            "rpl_semi_sync_slave_enabled",
+            "rpl_semi_sync_replica_enabled",
+        ]),
     });
     let gtid = match flavor {
         Flavor::Mariadb => Gtids::Mariadb {
@@ -314,7 +405,11 @@ fn build_info(
         semi_sync,
         gtid,
         replica_net_timeout: number(vars, "replica_net_timeout").unwrap_or(0),
-        report_host: vars.get("report_host").cloned().flatten().filter(|h| !h.is_empty()),
+        report_host: vars
+            .get("report_host")
+            .cloned()
+            .flatten()
+            .filter(|h| !h.is_empty()),
         report_port: number(vars, "report_port").filter(|p| *p != 0),
         replication: status.map(|s| replication(flavor, s, heartbeat_period)),
         replicas,
@@ -358,10 +453,17 @@ const MYSQL_COLUMNS: Columns = Columns {
 /// MySQL before 8.0.22 uses MariaDB's column names, so the map is chosen by the columns
 /// present, not by flavour.
 fn replication(flavor: Flavor, s: &RowMap, heartbeat_period: f64) -> Replication {
-    let c = if s.contains_key("Source_Host") { &MYSQL_COLUMNS } else { &MARIADB_COLUMNS };
+    let c = if s.contains_key("Source_Host") {
+        &MYSQL_COLUMNS
+    } else {
+        &MARIADB_COLUMNS
+    };
     let error = |errno: &str, message: &str| {
         let errno: u32 = number(s, errno).unwrap_or(0);
-        (errno != 0).then(|| ReplicationError { errno, message: text(s, message) })
+        (errno != 0).then(|| ReplicationError {
+            errno,
+            message: text(s, message),
+        })
     };
     let gtid_mode = match flavor {
         Flavor::Mariadb => text(s, "Using_Gtid"),
@@ -400,7 +502,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> RowMap {
-        pairs.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect()
     }
 
     #[test]
@@ -430,13 +535,22 @@ mod tests {
             ("Master_Server_Id", "1"),
         ]);
         let r = replication(Flavor::Mariadb, &s, 1.0);
-        assert_eq!((r.source_host.as_str(), r.source_port), ("127.0.9.1", 13306));
+        assert_eq!(
+            (r.source_host.as_str(), r.source_port),
+            ("127.0.9.1", 13306)
+        );
         assert_eq!((r.io, r.sql_running), (IoState::Connecting, false));
         assert_eq!(r.last_io_error.unwrap().errno, 2003);
         assert_eq!(r.last_sql_error.unwrap().errno, 1062);
         assert_eq!(r.seconds_behind, None);
-        assert_eq!((r.gtid_mode.as_str(), r.sql_delay, r.connect_retry), ("Slave_Pos", 3600, 1));
-        assert_eq!((r.retrieved_gtid.as_str(), r.executed_gtid.as_str()), ("0-1-5", "0-1-4"));
+        assert_eq!(
+            (r.gtid_mode.as_str(), r.sql_delay, r.connect_retry),
+            ("Slave_Pos", 3600, 1)
+        );
+        assert_eq!(
+            (r.retrieved_gtid.as_str(), r.executed_gtid.as_str()),
+            ("0-1-5", "0-1-4")
+        );
     }
 
     #[test]
@@ -450,12 +564,21 @@ mod tests {
             ("Last_SQL_Errno", "0"),
             ("Seconds_Behind_Source", "0"),
             ("Auto_Position", "1"),
-            ("Retrieved_Gtid_Set", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"),
-            ("Executed_Gtid_Set", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n4e11fa47-71ca-11e1-9e33-c80aa9429562:1"),
+            (
+                "Retrieved_Gtid_Set",
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5",
+            ),
+            (
+                "Executed_Gtid_Set",
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n4e11fa47-71ca-11e1-9e33-c80aa9429562:1",
+            ),
             ("Source_Server_Id", "7"),
         ]);
         let r = replication(Flavor::Mysql, &s, 0.0);
-        assert_eq!((r.io, r.sql_running, r.seconds_behind), (IoState::Running, true, Some(0)));
+        assert_eq!(
+            (r.io, r.sql_running, r.seconds_behind),
+            (IoState::Running, true, Some(0))
+        );
         assert_eq!(r.gtid_mode, "auto_position");
         assert!(!r.executed_gtid.contains('\n'));
         assert!(r.last_io_error.is_none());

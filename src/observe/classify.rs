@@ -78,7 +78,11 @@ pub const MAX_CONNECT_RETRY_SECS: u32 = 10;
 /// For each observed server, the index of the observed server it replicates from, when
 /// that is one of them: by the address the replica names, else by the source's server_id.
 pub fn observed_sources(observed: &[ServerState]) -> Vec<Option<usize>> {
-    let by_address: HashMap<String, usize> = observed.iter().enumerate().map(|(i, s)| (s.address.to_string(), i)).collect();
+    let by_address: HashMap<String, usize> = observed
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.address.to_string(), i))
+        .collect();
     let mut by_server_id: HashMap<u32, Vec<usize>> = HashMap::new();
     for (i, s) in observed.iter().enumerate() {
         if let Some(inf) = s.info() {
@@ -89,19 +93,30 @@ pub fn observed_sources(observed: &[ServerState]) -> Vec<Option<usize>> {
         .map(|i| {
             let r = observed[i].info()?.replication.as_ref()?;
             let named = format!("{}:{}", r.source_host.to_ascii_lowercase(), r.source_port);
-            by_address.get(&named).copied().or_else(|| match by_server_id.get(&r.source_server_id) {
-                Some(v) if r.source_server_id != 0 && v.len() == 1 && v[0] != i => Some(v[0]),
-                _ => None,
+            by_address.get(&named).copied().or_else(|| {
+                match by_server_id.get(&r.source_server_id) {
+                    Some(v) if r.source_server_id != 0 && v.len() == 1 && v[0] != i => Some(v[0]),
+                    _ => None,
+                }
             })
         })
         .collect()
 }
 
 pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<Problem> {
-    assert_eq!(t.hosts.len(), observed.len(), "one observation per declared host");
+    assert_eq!(
+        t.hosts.len(),
+        observed.len(),
+        "one observation per declared host"
+    );
     let mut out = Vec::new();
     let mut push = |code: ProblemCode, host: &str, message: String| {
-        out.push(Problem { code, severity: code.severity(), host: host.to_string(), message })
+        out.push(Problem {
+            code,
+            severity: code.severity(),
+            host: host.to_string(),
+            message,
+        })
     };
     let ids: Vec<&str> = t.hosts.iter().map(|h| h.id.as_str()).collect();
     let info: Vec<Option<&ServerInfo>> = observed.iter().map(ServerState::info).collect();
@@ -126,7 +141,10 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
             push(
                 ProblemCode::DuplicateServerId,
                 names[0],
-                format!("{} share server_id {id}: give every server its own (or two hosts in the file are one server)", names.join(", ")),
+                format!(
+                    "{} share server_id {id}: give every server its own (or two hosts in the file are one server)",
+                    names.join(", ")
+                ),
             );
         }
     }
@@ -134,8 +152,14 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
     // The primary: dead (holistically), or only unreachable from here.
     if let Some(p) = primary {
         if let super::Reach::Unreachable { cause, detail } = &observed[p].reach {
-            let replicas: Vec<usize> = (0..ids.len()).filter(|&i| desired_source(i) == Some(p)).collect();
-            let reachable: Vec<usize> = replicas.iter().copied().filter(|&i| info[i].is_some()).collect();
+            let replicas: Vec<usize> = (0..ids.len())
+                .filter(|&i| desired_source(i) == Some(p))
+                .collect();
+            let reachable: Vec<usize> = replicas
+                .iter()
+                .copied()
+                .filter(|&i| info[i].is_some())
+                .collect();
             let still_see_it: Vec<&str> = reachable
                 .iter()
                 .copied()
@@ -151,36 +175,62 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                 push(
                     ProblemCode::UnreachablePrimary,
                     ids[p],
-                    format!("orch cannot reach the primary: {why}; no replica is reachable to confirm it is dead"),
+                    format!(
+                        "orch cannot reach the primary: {why}; no replica is reachable to confirm it is dead"
+                    ),
                 );
             } else if still_see_it.is_empty() {
                 let names: Vec<&str> = reachable.iter().map(|&i| ids[i]).collect();
                 push(
                     ProblemCode::DeadPrimary,
                     ids[p],
-                    format!("the primary is dead: orch cannot reach it ({why}) and its replicas {} have lost it too", names.join(", ")),
+                    format!(
+                        "the primary is dead: orch cannot reach it ({why}) and its replicas {} have lost it too",
+                        names.join(", ")
+                    ),
                 );
             } else {
                 push(
                     ProblemCode::UnreachablePrimary,
                     ids[p],
-                    format!("orch cannot reach the primary ({why}) but {} still replicate from it: not a failover case", still_see_it.join(", ")),
+                    format!(
+                        "orch cannot reach the primary ({why}) but {} still replicate from it: not a failover case",
+                        still_see_it.join(", ")
+                    ),
                 );
             }
         } else if let Some(inf) = info[p] {
             if inf.read_only {
-                push(ProblemCode::ReadOnlyPrimary, ids[p], "the primary is read_only: writes fail".into());
+                push(
+                    ProblemCode::ReadOnlyPrimary,
+                    ids[p],
+                    "the primary is read_only: writes fail".into(),
+                );
             }
             if inf.replication.is_some() && source_of(p).is_some() {
                 let s = source_of(p).map_or("?", |s| ids[s]);
-                push(ProblemCode::WrongSource, ids[p], format!("is the primary in the file but replicates from {s}"));
+                push(
+                    ProblemCode::WrongSource,
+                    ids[p],
+                    format!("is the primary in the file but replicates from {s}"),
+                );
             }
         }
     }
 
-    let writable: Vec<&str> = (0..ids.len()).filter(|&i| info[i].is_some_and(|inf| !inf.read_only)).map(|i| ids[i]).collect();
+    let writable: Vec<&str> = (0..ids.len())
+        .filter(|&i| info[i].is_some_and(|inf| !inf.read_only))
+        .map(|i| ids[i])
+        .collect();
     if writable.len() > 1 {
-        push(ProblemCode::MultipleWritable, writable[0], format!("{} are all writable: writes may land in two places", writable.join(", ")));
+        push(
+            ProblemCode::MultipleWritable,
+            writable[0],
+            format!(
+                "{} are all writable: writes may land in two places",
+                writable.join(", ")
+            ),
+        );
     }
 
     for i in 0..ids.len() {
@@ -189,17 +239,34 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
             if Some(i) != primary
                 && let super::Reach::Unreachable { cause, detail } = &observed[i].reach
             {
-                push(ProblemCode::Unreachable, id, format!("{} ({detail})", cause_text(*cause)));
+                push(
+                    ProblemCode::Unreachable,
+                    id,
+                    format!("{} ({detail})", cause_text(*cause)),
+                );
             }
             continue;
         };
-        let Some(want) = desired_source(i) else { continue };
+        let Some(want) = desired_source(i) else {
+            continue;
+        };
         // A declared replica.
         if !inf.read_only {
-            push(ProblemCode::WritableReplica, id, "a replica with read_only=OFF: a stray write becomes an errant transaction".into());
+            push(
+                ProblemCode::WritableReplica,
+                id,
+                "a replica with read_only=OFF: a stray write becomes an errant transaction".into(),
+            );
         }
         let Some(r) = &inf.replication else {
-            push(ProblemCode::NotReplicating, id, format!("has no replication configured (the file says it replicates from {})", ids[want]));
+            push(
+                ProblemCode::NotReplicating,
+                id,
+                format!(
+                    "has no replication configured (the file says it replicates from {})",
+                    ids[want]
+                ),
+            );
             continue;
         };
         let actual = source_of(i);
@@ -207,22 +274,36 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
             None => push(
                 ProblemCode::NotReplicating,
                 id,
-                format!("replicates from {}:{}, which is not a server of this cluster (the file says {})", r.source_host, r.source_port, ids[want]),
+                format!(
+                    "replicates from {}:{}, which is not a server of this cluster (the file says {})",
+                    r.source_host, r.source_port, ids[want]
+                ),
             ),
-            Some(s) if s != want => push(ProblemCode::WrongSource, id, format!("replicates from {}; the file says {}", ids[s], ids[want])),
+            Some(s) if s != want => push(
+                ProblemCode::WrongSource,
+                id,
+                format!("replicates from {}; the file says {}", ids[s], ids[want]),
+            ),
             Some(s) => {
                 let named = format!("{}:{}", r.source_host.to_ascii_lowercase(), r.source_port);
                 if named != observed[s].address.to_string() {
                     push(
                         ProblemCode::AddressMismatch,
                         id,
-                        format!("reaches its source {} as {}:{}; the file says {}", ids[s], r.source_host, r.source_port, observed[s].address),
+                        format!(
+                            "reaches its source {} as {}:{}; the file says {}",
+                            ids[s], r.source_host, r.source_port, observed[s].address
+                        ),
                     );
                 }
             }
         }
         if r.io != IoState::Running || !r.sql_running {
-            let mut parts = vec![format!("IO thread {}, SQL thread {}", io_text(r.io), if r.sql_running { "running" } else { "stopped" })];
+            let mut parts = vec![format!(
+                "IO thread {}, SQL thread {}",
+                io_text(r.io),
+                if r.sql_running { "running" } else { "stopped" }
+            )];
             if let Some(e) = &r.last_io_error {
                 parts.push(format!("IO error {}: {}", e.errno, e.message));
             }
@@ -231,25 +312,47 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
             }
             // A replica of a dead primary is expected to have lost it; that is reported
             // once, as dead-primary.
-            if !(Some(want) == primary && primary.is_some_and(|p| info[p].is_none()) && r.sql_running) {
+            if !(Some(want) == primary
+                && primary.is_some_and(|p| info[p].is_none())
+                && r.sql_running)
+            {
                 push(ProblemCode::ReplicationStopped, id, parts.join("; "));
             }
         }
         if let Some(behind) = r.seconds_behind {
             let allowed = policy.failover.promote.max_lag.as_secs() + u64::from(r.sql_delay);
             if behind > allowed {
-                push(ProblemCode::Lagging, id, format!("{behind}s behind its source (policy max_lag {}s)", policy.failover.promote.max_lag.as_secs()));
+                push(
+                    ProblemCode::Lagging,
+                    id,
+                    format!(
+                        "{behind}s behind its source (policy max_lag {}s)",
+                        policy.failover.promote.max_lag.as_secs()
+                    ),
+                );
             }
         }
         if r.gtid_mode.eq_ignore_ascii_case("no") {
-            push(ProblemCode::NoGtid, id, "replicates by binlog file and position, not GTID: it cannot be moved safely".into());
+            push(
+                ProblemCode::NoGtid,
+                id,
+                "replicates by binlog file and position, not GTID: it cannot be moved safely"
+                    .into(),
+            );
         }
         if let Some(s) = actual
-            && let (Some(mine), Some(src)) = (inf.gtid.server_gtids(inf.server_id), info[s].and_then(|x| x.gtid.server_gtids(x.server_id)))
+            && let (Some(mine), Some(src)) = (
+                inf.gtid.server_gtids(inf.server_id),
+                info[s].and_then(|x| x.gtid.server_gtids(x.server_id)),
+            )
             && let Ok(errant) = mine.errant_relative_to(&src)
             && !errant.is_empty()
         {
-            push(ProblemCode::ErrantGtid, id, format!("has transactions its source {} never had: {errant}", ids[s]));
+            push(
+                ProblemCode::ErrantGtid,
+                id,
+                format!("has transactions its source {} never had: {errant}", ids[s]),
+            );
         }
         let mut slow = Vec::new();
         if inf.replica_net_timeout > MAX_NET_TIMEOUT_SECS {
@@ -262,28 +365,49 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
             slow.push("no heartbeat".into());
         }
         if !slow.is_empty() {
-            push(ProblemCode::SlowDetection, id, format!("{}: a dead source is noticed late", slow.join(", ")));
+            push(
+                ProblemCode::SlowDetection,
+                id,
+                format!("{}: a dead source is noticed late", slow.join(", ")),
+            );
         }
     }
 
     // Servers that replicate from ours but are not in the file.
-    let known_ids: std::collections::HashSet<u32> = info.iter().flatten().map(|i| i.server_id).collect();
-    let known_hosts: std::collections::HashSet<&str> = observed.iter().map(|s| s.address.host.as_str()).collect();
+    let known_ids: std::collections::HashSet<u32> =
+        info.iter().flatten().map(|i| i.server_id).collect();
+    let known_hosts: std::collections::HashSet<&str> =
+        observed.iter().map(|s| s.address.host.as_str()).collect();
+    let known_addresses: std::collections::HashSet<String> =
+        observed.iter().map(|s| s.address.to_string()).collect();
     for i in 0..ids.len() {
         let Some(inf) = info[i] else { continue };
         for r in &inf.replicas {
-            let known = match r.server_id {
-                Some(sid) => known_ids.contains(&sid),
-                // Processlist fallback: only the client IP is known.
-                None => known_hosts.contains(r.host.as_str()),
-            };
+            // A declared address is known even when that server is down and its
+            // server_id therefore unknown (the source still lists it for a while).
+            let declared = r.port.is_some_and(|p| {
+                known_addresses.contains(&format!("{}:{p}", r.host.to_ascii_lowercase()))
+            });
+            let known = declared
+                || match r.server_id {
+                    Some(sid) => known_ids.contains(&sid),
+                    // Processlist fallback: only the client IP is known.
+                    None => known_hosts.contains(r.host.as_str()),
+                };
             if !known {
                 let at = match r.port {
                     Some(p) => format!("{}:{p}", r.host),
                     None => r.host.clone(),
                 };
-                let sid = r.server_id.map(|s| format!(" (server_id {s})")).unwrap_or_default();
-                push(ProblemCode::UnknownReplica, &at, format!("replicates from {} but is not in the file{sid}", ids[i]));
+                let sid = r
+                    .server_id
+                    .map(|s| format!(" (server_id {s})"))
+                    .unwrap_or_default();
+                push(
+                    ProblemCode::UnknownReplica,
+                    &at,
+                    format!("replicates from {} but is not in the file{sid}", ids[i]),
+                );
             }
         }
     }

@@ -129,13 +129,15 @@ impl Gtids {
     /// What errant-transaction detection needs.
     pub fn server_gtids(&self, server_id: u32) -> Option<ServerGtids> {
         match self {
-            Gtids::Mariadb { current_pos, binlog_state, .. } => {
-                Some(ServerGtids::Mariadb(crate::gtid::MariadbServerGtids {
-                    server_id,
-                    current_pos: current_pos.parse().ok()?,
-                    binlog_state: binlog_state.parse().ok()?,
-                }))
-            }
+            Gtids::Mariadb {
+                current_pos,
+                binlog_state,
+                ..
+            } => Some(ServerGtids::Mariadb(crate::gtid::MariadbServerGtids {
+                server_id,
+                current_pos: current_pos.parse().ok()?,
+                binlog_state: binlog_state.parse().ok()?,
+            })),
             Gtids::Mysql { executed, .. } => Some(ServerGtids::Mysql(executed.parse().ok()?)),
         }
     }
@@ -223,7 +225,11 @@ impl Default for ObserveOptions {
 
 /// Observes every address concurrently (at most `concurrency` at once); the result is in
 /// the order of `addresses`. One hung server costs its own timeout, not everyone's.
-pub async fn observe_all<E: Executor>(exec: Arc<E>, addresses: &[Address], concurrency: usize) -> Vec<ServerState> {
+pub async fn observe_all<E: Executor>(
+    exec: Arc<E>,
+    addresses: &[Address],
+    concurrency: usize,
+) -> Vec<ServerState> {
     let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, address) in addresses.iter().cloned().enumerate() {
@@ -238,5 +244,7 @@ pub async fn observe_all<E: Executor>(exec: Arc<E>, addresses: &[Address], concu
         let (i, state) = joined.expect("observation tasks do not panic");
         out[i] = Some(state);
     }
-    out.into_iter().map(|s| s.expect("every address observed")).collect()
+    out.into_iter()
+        .map(|s| s.expect("every address observed"))
+        .collect()
 }

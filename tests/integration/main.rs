@@ -4,5 +4,6 @@
 
 mod common;
 mod completions;
-mod validate;
 mod sandbox;
+mod status;
+mod validate;

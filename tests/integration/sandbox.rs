@@ -53,7 +53,7 @@ fn reap_orphaned_servers() {
 }
 
 /// Runs orch; returns (exit code, stdout, stderr).
-fn orch(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn orch(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_orch"))
         .args(args)
         // One template cache for the whole run: parallel tests race to build it, which
@@ -71,7 +71,7 @@ fn orch(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn orch_ok(args: &[&str]) -> String {
+pub(crate) fn orch_ok(args: &[&str]) -> String {
     let (code, out, err) = orch(args);
     assert_eq!(
         code, 0,
@@ -81,14 +81,14 @@ fn orch_ok(args: &[&str]) -> String {
 }
 
 /// A sandbox in a temporary directory; `down` on drop if the test did not.
-struct Sandbox {
+pub(crate) struct Sandbox {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     down: bool,
 }
 
 impl Sandbox {
-    fn up(extra: &[&str]) -> Sandbox {
+    pub(crate) fn up(extra: &[&str]) -> Sandbox {
         reap_orphaned_servers();
         let tmp = tempfile::tempdir().unwrap();
         // Under root the servers run as `mysql`, which must be able to enter the directory.
@@ -112,16 +112,16 @@ impl Sandbox {
         sandbox
     }
 
-    fn d(&self) -> &str {
+    pub(crate) fn d(&self) -> &str {
         self.dir.to_str().unwrap()
     }
 
-    fn state(&self) -> SandboxState {
+    pub(crate) fn state(&self) -> SandboxState {
         serde_json::from_str(&std::fs::read_to_string(self.dir.join("sandbox.json")).unwrap())
             .unwrap()
     }
 
-    fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         serde_json::from_str(&orch_ok(&[
             "sandbox",
             "status",
@@ -133,7 +133,7 @@ impl Sandbox {
     }
 
     /// The `state` column of every instance, in order.
-    fn states(&self) -> Vec<String> {
+    pub(crate) fn states(&self) -> Vec<String> {
         self.status()["instances"]
             .as_array()
             .unwrap()
@@ -142,24 +142,24 @@ impl Sandbox {
             .collect()
     }
 
-    fn socket(&self, index: usize) -> PathBuf {
+    pub(crate) fn socket(&self, index: usize) -> PathBuf {
         self.dir.join(format!("node{index}/mysqld.sock"))
     }
 
-    fn address(&self, index: usize) -> String {
+    pub(crate) fn address(&self, index: usize) -> String {
         self.state().instances[index - 1].address.clone()
     }
 
-    fn pid(&self, index: usize) -> i32 {
+    pub(crate) fn pid(&self, index: usize) -> i32 {
         self.state().instances[index - 1].pid.unwrap()
     }
 
-    fn root(&self, index: usize, sql: &str) -> Vec<mysql_async::Row> {
+    pub(crate) fn root(&self, index: usize, sql: &str) -> Vec<mysql_async::Row> {
         query(root_opts(&self.socket(index)), sql)
             .unwrap_or_else(|e| panic!("node{index}: {sql}: {e}"))
     }
 
-    fn down(mut self) {
+    pub(crate) fn down(mut self) {
         self.down = true;
         let out = orch_ok(&["sandbox", "down", self.d()]);
         assert!(out.contains("removed"), "{out}");
@@ -174,7 +174,7 @@ impl Drop for Sandbox {
     }
 }
 
-fn root_opts(socket: &Path) -> mysql_async::Opts {
+pub(crate) fn root_opts(socket: &Path) -> mysql_async::Opts {
     mysql_async::OptsBuilder::default()
         .socket(Some(socket.to_string_lossy()))
         .user(Some("root"))
@@ -194,7 +194,7 @@ fn orch_opts(sandbox: &Sandbox, index: usize) -> mysql_async::Opts {
         .into()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -202,7 +202,10 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Runs one statement on a fresh connection.
-fn query(opts: mysql_async::Opts, sql: &str) -> Result<Vec<mysql_async::Row>, mysql_async::Error> {
+pub(crate) fn query(
+    opts: mysql_async::Opts,
+    sql: &str,
+) -> Result<Vec<mysql_async::Row>, mysql_async::Error> {
     runtime().block_on(async {
         let mut conn = mysql_async::Conn::new(opts).await?;
         let rows = conn.query(sql).await;
@@ -212,7 +215,7 @@ fn query(opts: mysql_async::Opts, sql: &str) -> Result<Vec<mysql_async::Row>, my
 }
 
 /// Column `name` (or index) of the first row, as text ("" for NULL or no row).
-fn first(rows: &[mysql_async::Row], col: &str) -> String {
+pub(crate) fn first(rows: &[mysql_async::Row], col: &str) -> String {
     rows.first()
         .and_then(|r| r.get::<Option<String>, _>(col))
         .flatten()
@@ -226,7 +229,7 @@ fn first_idx(rows: &[mysql_async::Row]) -> String {
         .unwrap_or_default()
 }
 
-fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

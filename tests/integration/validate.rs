@@ -171,17 +171,33 @@ fn a_closed_stdout_is_not_an_error() {
 #[test]
 fn readme_starts_with_the_two_commands_and_its_yaml_validates() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let first_block = readme.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
-    let commands: Vec<&str> = first_block.lines().map(|l| l.split('#').next().unwrap().trim()).collect();
+    let first_block = readme
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let commands: Vec<&str> = first_block
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .collect();
     assert_eq!(commands, ["scripts/try.sh", "scripts/test.sh"]);
     for script in &commands {
         assert!(repo().join(script).is_file(), "{script}");
     }
     let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
-    assert!(ci.contains("scripts/test.sh"), ".ci/run must run the README's test command");
+    assert!(
+        ci.contains("scripts/test.sh"),
+        ".ci/run must run the README's test command"
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    let blocks: Vec<&str> = readme.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
     assert!(!blocks.is_empty());
     for (i, block) in blocks.iter().enumerate() {
         let file = dir.path().join(format!("readme-{i}.yaml"));

@@ -1,0 +1,186 @@
+//! `orch status` against real MariaDB sandboxes: healthy shapes, a killed replica, a frozen
+//! primary (status returns within its timeouts), a broken SQL thread, an errant
+//! transaction, a host that is not there, and wrong credentials.
+
+use std::time::{Duration, Instant};
+
+use crate::sandbox::{Sandbox, eventually, orch};
+
+fn status_json(topology: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["status", topology, "--format", "json"];
+    args.extend_from_slice(extra);
+    let (code, out, err) = orch(&args);
+    let json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, json)
+}
+
+fn problems(json: &serde_json::Value) -> Vec<(String, String)> {
+    json["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["code"].as_str().unwrap().to_string(),
+                p["host"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn topology(sb: &Sandbox) -> String {
+    sb.dir.join("topology.yaml").to_str().unwrap().to_string()
+}
+
+#[test]
+fn healthy_star_then_faults_on_real_servers() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let t = topology(&sb);
+    let (code, out, err) = orch(&["status", &t]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("node1") && out.contains("├─ node2") && out.contains("└─ node3"),
+        "{out}"
+    );
+    assert!(out.contains("no problems"), "{out}");
+    let (code, json) = status_json(&t, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(json["hosts"].as_array().unwrap().len(), 3);
+    assert_eq!(json["hosts"][1]["replication"]["gtid_mode"], "Slave_Pos");
+    assert_eq!(json["hosts"][0]["replicas"].as_array().unwrap().len(), 2);
+
+    // A write reaches both replicas: positions agree.
+    sb.root(1, "CREATE DATABASE t");
+    sb.root(1, "CREATE TABLE t.x (id INT PRIMARY KEY)");
+    sb.root(1, "INSERT INTO t.x VALUES (1)");
+    eventually("replicas caught up", Duration::from_secs(10), || {
+        let (_, json) = status_json(&t, &[]);
+        let pos: Vec<_> = (0..3)
+            .map(|i| {
+                json["hosts"][i]["gtid"]["current_pos"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        pos[0] == "0-1-3" && pos[1] == pos[0] && pos[2] == pos[0]
+    });
+
+    // An errant transaction on node3.
+    sb.root(3, "SET GLOBAL read_only = 0");
+    sb.root(3, "INSERT INTO t.x VALUES (1000)");
+    sb.root(3, "SET GLOBAL read_only = 1");
+    let (code, json) = status_json(&t, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        problems(&json).contains(&("errant-gtid".into(), "node3".into())),
+        "{json}"
+    );
+
+    // A row conflict stops node2's SQL thread with an error.
+    sb.root(2, "SET sql_log_bin = 0; SET GLOBAL read_only = 0; INSERT INTO t.x VALUES (2); SET GLOBAL read_only = 1");
+    sb.root(1, "INSERT INTO t.x VALUES (2)");
+    eventually("node2's SQL thread stops", Duration::from_secs(10), || {
+        let (_, json) = status_json(&t, &[]);
+        json["hosts"][1]["replication"]["sql_running"] == false
+    });
+    let (_, json) = status_json(&t, &[]);
+    assert_eq!(
+        json["hosts"][1]["replication"]["last_sql_error"]["errno"], 1062,
+        "{json}"
+    );
+    assert!(problems(&json).contains(&("replication-stopped".into(), "node2".into())));
+
+    // A killed replica is unreachable, refused.
+    crate::sandbox::orch_ok(&["sandbox", "kill", sb.d(), "3"]);
+    eventually("node3 refused", Duration::from_secs(10), || {
+        let (_, json) = status_json(&t, &[]);
+        json["hosts"][2]["cause"] == "refused"
+    });
+    let (_, json) = status_json(&t, &[]);
+    assert!(problems(&json).contains(&("unreachable".into(), "node3".into())));
+    assert!(
+        !problems(&json).iter().any(|(c, _)| c == "unknown-replica"),
+        "{json}"
+    );
+
+    // A frozen primary: status answers within connect + read timeouts, and reports the
+    // primary unreachable; once the replicas lost it too, dead.
+    crate::sandbox::orch_ok(&["sandbox", "freeze", sb.d(), "1"]);
+    let started = Instant::now();
+    let (code, json) = status_json(&t, &["--connect-timeout", "1s", "--read-timeout", "1s"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, 2);
+    assert_eq!(json["hosts"][0]["cause"], "hung_after_connect", "{json}");
+    let codes = problems(&json);
+    assert!(
+        codes.contains(&("unreachable-primary".into(), "node1".into()))
+            || codes.contains(&("dead-primary".into(), "node1".into())),
+        "{json}"
+    );
+    crate::sandbox::orch_ok(&["sandbox", "thaw", sb.d(), "1"]);
+    sb.down();
+}
+
+#[test]
+fn chain_and_tree_show_their_shape_and_a_missing_host_and_bad_password() {
+    let sb = Sandbox::up(&["-n", "4", "--shape", "chain"]);
+    let t = topology(&sb);
+    let (code, out, err) = orch(&["status", &t]);
+    assert_eq!(code, 0, "{out}{err}");
+    // node4 is three levels down.
+    let line = out.lines().find(|l| l.contains("node4")).unwrap();
+    assert!(line.starts_with("      └─ node4"), "{out}");
+    let (_, json) = status_json(&t, &[]);
+    assert_eq!(
+        json["hosts"][3]["replication"]["source_host"],
+        json["hosts"][2]["address"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+    );
+
+    // A host in the file that is not there.
+    let text = std::fs::read_to_string(&t).unwrap();
+    let node1 = json["hosts"][0]["address"].as_str().unwrap().to_string();
+    let ghost = node1.replace(".1:", ".9:");
+    let extra = sb.dir.join("extra.yaml");
+    std::fs::write(
+        &extra,
+        format!("{text}  ghost: {{ address: \"{ghost}\", dc: local, source: node1 }}\n"),
+    )
+    .unwrap();
+    let (code, json) = status_json(extra.to_str().unwrap(), &[]);
+    assert_eq!(code, 2);
+    assert_eq!(json["hosts"][4]["cause"], "refused");
+    assert!(problems(&json).contains(&("unreachable".into(), "ghost".into())));
+
+    // Wrong password: exit 1, said clearly, the password never printed.
+    let bad = sb.dir.join("bad.yaml");
+    let secret = "Wr0ngPassw0rd-xyz";
+    std::fs::write(
+        &bad,
+        text.replace(
+            "password_file: secrets/orch.password",
+            &format!("password: {secret}"),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = orch(&["status", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("access denied"), "{err}");
+    assert!(!out.contains(secret) && !err.contains(secret));
+    sb.down();
+
+    let sb = Sandbox::up(&["-n", "5", "--shape", "tree"]);
+    let (code, out, err) = orch(&["status", &topology(&sb), "--table"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("intermediate"), "{out}");
+    sb.down();
+}
