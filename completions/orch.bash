@@ -25,6 +25,9 @@ _orch() {
             orch,sandbox)
                 cmd="orch__subcmd__sandbox"
                 ;;
+            orch,status)
+                cmd="orch__subcmd__status"
+                ;;
             orch,validate)
                 cmd="orch__subcmd__validate"
                 ;;
@@ -36,6 +39,9 @@ _orch() {
                 ;;
             orch__subcmd__help,sandbox)
                 cmd="orch__subcmd__help__subcmd__sandbox"
+                ;;
+            orch__subcmd__help,status)
+                cmd="orch__subcmd__help__subcmd__status"
                 ;;
             orch__subcmd__help,validate)
                 cmd="orch__subcmd__help__subcmd__validate"
@@ -125,7 +131,7 @@ _orch() {
 
     case "${cmd}" in
         orch)
-            opts="-h -V --help --version validate sandbox completions help"
+            opts="-h -V --help --version validate status sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,7 +159,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__help)
-            opts="validate sandbox completions help"
+            opts="validate status sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -309,6 +315,20 @@ _orch() {
         orch__subcmd__help__subcmd__sandbox__subcmd__up)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -614,6 +634,36 @@ _orch() {
                     return 0
                     ;;
                 --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__status)
+            opts="-h -V --table --format --connect-timeout --read-timeout --concurrency --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -42,22 +42,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Which server family produced a GTID value; the two have different GTID models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    Mysql,
-    Mariadb,
-}
-
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Flavor::Mysql => "MySQL",
-            Flavor::Mariadb => "MariaDB",
-        })
-    }
-}
+pub use crate::topology::Flavor;
 
 // ---------------------------------------------------------------------------------------------
 // Errors

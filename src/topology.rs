@@ -6,6 +6,40 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Which server family: they differ in GTID model, SQL and privileges. Decided from the
+/// server's `@@version` (or a binary's `--version`), never from a file name: on Debian
+/// `/usr/sbin/mysqld` is a symlink to `mariadbd`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    Mysql,
+    Mariadb,
+}
+
+impl Flavor {
+    /// The product name for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Flavor::Mariadb => "MariaDB",
+            Flavor::Mysql => "MySQL",
+        }
+    }
+
+    /// The command-line client users are told to run.
+    pub fn client(self) -> &'static str {
+        match self {
+            Flavor::Mariadb => "mariadb",
+            Flavor::Mysql => "mysql",
+        }
+    }
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// `host:port` of a MySQL/MariaDB server. The host is a DNS name, an IPv4 address or an
 /// IPv6 address in brackets (`[::1]:3306`); the port is explicit, 1 to 65535.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -11,36 +11,10 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 
 use crate::cli::Shape;
 
-/// Which server family a binary belongs to. Decided from `--version`, never from the file
-/// name: on Debian `/usr/sbin/mysqld` is a symlink to `mariadbd`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    Mariadb,
-    Mysql,
-}
-
-impl Flavor {
-    /// The product name for people.
-    pub fn label(self) -> &'static str {
-        match self {
-            Flavor::Mariadb => "MariaDB",
-            Flavor::Mysql => "MySQL",
-        }
-    }
-
-    /// The command-line client users are told to run.
-    pub fn client(self) -> &'static str {
-        match self {
-            Flavor::Mariadb => "mariadb",
-            Flavor::Mysql => "mysql",
-        }
-    }
-}
+pub use crate::topology::Flavor;
 
 /// One privilege the `orch` user holds, and why orch needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
