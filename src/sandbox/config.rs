@@ -11,7 +11,6 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-
 use crate::cli::Shape;
 
 pub use crate::topology::Flavor;

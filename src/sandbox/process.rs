@@ -147,6 +147,11 @@ mod tests {
     fn a_foreign_process_is_never_signalled() {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id() as i32;
+        // Between fork and exec the child's command line is still empty (or ours).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cmdline_text(pid).contains("sleep 30") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let bin = Path::new("/usr/sbin/mariadbd");
         let cnf = Path::new("/nonexistent/node1/my.cnf");
         assert_eq!(inspect(pid, bin, cnf), Proc::Reused);
