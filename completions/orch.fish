@@ -28,6 +28,7 @@ complete -c orch -n "__fish_orch_needs_command" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_needs_command" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_needs_command" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
 complete -c orch -n "__fish_orch_needs_command" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
+complete -c orch -n "__fish_orch_needs_command" -f -a "discover" -d 'Crawl a live topology from one server (up to its sources, down to every replica) and print it as a topology file that `orch validate` accepts'
 complete -c orch -n "__fish_orch_needs_command" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
 complete -c orch -n "__fish_orch_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c orch -n "__fish_orch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -36,6 +37,11 @@ json\t'One JSON document on stdout, with a documented, stable schema'"
 complete -c orch -n "__fish_orch_using_subcommand validate" -l strict -d 'Treat warnings as errors'
 complete -c orch -n "__fish_orch_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand validate" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand status" -l seed -d 'Observe the topology crawled from this server instead of a file' -r
+complete -c orch -n "__fish_orch_using_subcommand status" -l user -d 'User orch connects as (with --seed)' -r
+complete -c orch -n "__fish_orch_using_subcommand status" -l password-file -d 'File holding the password (mode 0600); otherwise $ORCH_PASSWORD' -r -F
+complete -c orch -n "__fish_orch_using_subcommand status" -l replication-user -d 'Replication user written into a discovered topology' -r
+complete -c orch -n "__fish_orch_using_subcommand status" -l limit -d 'At most this many servers are crawled' -r
 complete -c orch -n "__fish_orch_using_subcommand status" -l format -r -f -a "human\t'Text for people'
 json\t'One JSON document on stdout, with a documented, stable schema'"
 complete -c orch -n "__fish_orch_using_subcommand status" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
@@ -44,6 +50,18 @@ complete -c orch -n "__fish_orch_using_subcommand status" -l concurrency -d 'Ser
 complete -c orch -n "__fish_orch_using_subcommand status" -l table -d 'Show a table instead of a tree'
 complete -c orch -n "__fish_orch_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand status" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand discover" -l seed -r
+complete -c orch -n "__fish_orch_using_subcommand discover" -l cluster -d 'Cluster name to write' -r
+complete -c orch -n "__fish_orch_using_subcommand discover" -s o -l output -d 'Write the file here instead of stdout' -r -F
+complete -c orch -n "__fish_orch_using_subcommand discover" -l user -d 'User orch connects as (with --seed)' -r
+complete -c orch -n "__fish_orch_using_subcommand discover" -l password-file -d 'File holding the password (mode 0600); otherwise $ORCH_PASSWORD' -r -F
+complete -c orch -n "__fish_orch_using_subcommand discover" -l replication-user -d 'Replication user written into a discovered topology' -r
+complete -c orch -n "__fish_orch_using_subcommand discover" -l limit -d 'At most this many servers are crawled' -r
+complete -c orch -n "__fish_orch_using_subcommand discover" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
+complete -c orch -n "__fish_orch_using_subcommand discover" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
+complete -c orch -n "__fish_orch_using_subcommand discover" -l concurrency -d 'Servers observed at once' -r
+complete -c orch -n "__fish_orch_using_subcommand discover" -s h -l help -d 'Print help'
+complete -c orch -n "__fish_orch_using_subcommand discover" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and not __fish_seen_subcommand_from up status kill stop start freeze thaw down help" -f -a "up" -d 'Start N local servers replicating in SHAPE, then write DIR/topology.yaml'
@@ -90,11 +108,12 @@ complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subco
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status sandbox completions help" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status sandbox completions help" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status sandbox completions help" -f -a "completions" -d 'Print shell completions'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "discover" -d 'Crawl a live topology from one server (up to its sources, down to every replica) and print it as a topology file that `orch validate` accepts'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "completions" -d 'Print shell completions'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Start N local servers replicating in SHAPE, then write DIR/topology.yaml'
 complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'Show each instance: address, pid, state and role'
 complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "kill" -d 'SIGKILL instance I (a crash)'

@@ -48,13 +48,38 @@ pub enum CliCommand {
     /// server reachable).
     Status {
         /// Topology file.
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "seed",
+            conflicts_with = "seed"
+        )]
+        file: Option<PathBuf>,
+        /// Observe the topology crawled from this server instead of a file.
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_address_arg)]
+        seed: Option<crate::topology::Address>,
+        #[command(flatten)]
+        login: Login,
         /// Show a table instead of a tree.
         #[arg(long)]
         table: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        #[command(flatten)]
+        timeouts: Timeouts,
+    },
+    /// Crawl a live topology from one server (up to its sources, down to every replica)
+    /// and print it as a topology file that `orch validate` accepts.
+    Discover {
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_address_arg)]
+        seed: crate::topology::Address,
+        /// Cluster name to write.
+        #[arg(long, default_value = "discovered")]
+        cluster: String,
+        /// Write the file here instead of stdout.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        login: Login,
         #[command(flatten)]
         timeouts: Timeouts,
     },
@@ -90,6 +115,49 @@ impl Timeouts {
             concurrency: usize::from(self.concurrency),
         }
     }
+}
+
+/// How `--seed` commands log in (a topology file says it itself).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Login {
+    /// User orch connects as (with --seed).
+    #[arg(long, env = "ORCH_USER", default_value = "orch")]
+    pub user: String,
+    /// File holding the password (mode 0600); otherwise $ORCH_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Replication user written into a discovered topology.
+    #[arg(long, default_value = "repl")]
+    pub replication_user: String,
+    /// At most this many servers are crawled.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: usize,
+}
+
+impl Login {
+    pub fn executor(
+        &self,
+        options: crate::observe::ObserveOptions,
+    ) -> anyhow::Result<crate::executor::mysql::MysqlExecutor> {
+        use crate::spec::SecretRef;
+        let secret = match &self.password_file {
+            Some(path) => SecretRef::File(path.clone()),
+            None => SecretRef::Value("${ORCH_PASSWORD}".into()),
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        let password = secret
+            .resolve("the password", std::path::Path::new("."), &env)
+            .map_err(anyhow::Error::msg)?;
+        Ok(crate::executor::mysql::MysqlExecutor::new(
+            self.user.clone(),
+            password,
+            options,
+        ))
+    }
+}
+
+fn parse_address_arg(text: &str) -> Result<crate::topology::Address, String> {
+    crate::topology::Address::parse(text)
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {

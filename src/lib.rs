@@ -5,6 +5,7 @@
 //! touch the network or the clock; I/O lives at the edges (`sandbox`, the commands in `run`).
 
 pub mod cli;
+pub mod discover;
 pub mod executor;
 pub mod gtid;
 pub mod observe;
@@ -16,6 +17,8 @@ pub mod topology;
 pub mod validate;
 
 use std::io::Write;
+
+use anyhow::Context;
 
 use cli::{Cli, CliCommand};
 
@@ -33,17 +36,75 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(report.exit_code(strict))
         }
         CliCommand::Sandbox(cmd) => sandbox::run(&cmd),
+        CliCommand::Discover {
+            seed,
+            cluster,
+            output,
+            timeouts,
+            login,
+        } => {
+            let options = timeouts.options();
+            let exec = std::sync::Arc::new(login.executor(options)?);
+            let servers = runtime()?.block_on(discover::crawl(
+                exec,
+                seed.clone(),
+                login.limit,
+                options.concurrency,
+            ));
+            if servers.iter().all(|s| s.info().is_none()) {
+                let why = match &servers[0].reach {
+                    observe::Reach::Unreachable { detail, .. } => detail.clone(),
+                    observe::Reach::Reachable(_) => String::new(),
+                };
+                anyhow::bail!("cannot observe the seed {seed}: {why}");
+            }
+            let yaml = discover::topology_yaml(
+                &cluster,
+                &seed,
+                &login.user,
+                &login.replication_user,
+                &servers,
+            );
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, &yaml)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!(
+                        "wrote {} ({} servers); check it with: orch validate {}",
+                        path.display(),
+                        servers.len(),
+                        path.display()
+                    );
+                }
+                None => std::io::stdout().lock().write_all(yaml.as_bytes())?,
+            }
+            Ok(0)
+        }
         CliCommand::Status {
             file,
+            seed,
             table,
             format,
             timeouts,
+            login,
         } => {
-            let (topology, policy) = spec::load_valid(&file)?;
             let options = timeouts.options();
-            let snapshot =
-                runtime()?.block_on(status::observe_topology(&topology, &policy, options))?;
-            status::check_usable(&snapshot)?;
+            let snapshot = match (file, seed) {
+                (Some(file), None) => {
+                    let (topology, policy) = spec::load_valid(&file)?;
+                    let snapshot = runtime()?
+                        .block_on(status::observe_topology(&topology, &policy, options))?;
+                    status::check_usable(&snapshot)?;
+                    snapshot
+                }
+                (None, Some(seed)) => {
+                    let exec = std::sync::Arc::new(login.executor(options)?);
+                    let crawl = discover::crawl(exec, seed, login.limit, options.concurrency);
+                    let servers = runtime()?.block_on(crawl);
+                    status::snapshot_of_crawl(&login, &servers)?
+                }
+                _ => anyhow::bail!("give a topology FILE or --seed HOST:PORT"),
+            };
             let mut out = std::io::stdout().lock();
             render::status(&snapshot, format, table, &mut out)?;
             Ok(snapshot.exit_code())

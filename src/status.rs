@@ -137,3 +137,46 @@ pub fn check_usable(snapshot: &Snapshot) -> anyhow::Result<()> {
         first.join("; ")
     )
 }
+
+/// The snapshot of a crawled topology (`status --seed`): the crawl is read back as the
+/// topology file `discover` would write, so both commands agree on names and sources.
+pub fn snapshot_of_crawl(
+    login: &crate::cli::Login,
+    servers: &[ServerState],
+) -> anyhow::Result<Snapshot> {
+    let seed = servers
+        .first()
+        .map(|s| s.address.clone())
+        .context("nothing was crawled")?;
+    let yaml = crate::discover::topology_yaml(
+        "discovered",
+        &seed,
+        &login.user,
+        &login.replication_user,
+        servers,
+    );
+    let root = crate::spec::yaml::load(&yaml)
+        .map_err(|e| anyhow::anyhow!("internal: discovered topology: {}", e.message))?;
+    let (topology, _) = crate::spec::parse_topology(Path::new("<discovered>"), &root);
+    let topology = topology.context("internal: discovered topology")?;
+    let policy = crate::spec::Policy::default();
+    let problems = classify(&topology, &policy, servers);
+    let hosts = topology
+        .hosts
+        .iter()
+        .zip(servers.iter().cloned())
+        .map(|(h, state)| ObservedHost {
+            id: h.id.clone(),
+            desired_source: h.source.as_ref().map(|s| s.value.clone()),
+            state,
+        })
+        .collect();
+    let snapshot = Snapshot {
+        schema: 1,
+        cluster: topology.cluster,
+        hosts,
+        problems,
+    };
+    check_usable(&snapshot)?;
+    Ok(snapshot)
+}

@@ -432,3 +432,203 @@ fn io_text(io: IoState) -> &'static str {
         IoState::Stopped => "stopped",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::executor::sim::{Simulator, host_address};
+    use crate::observe::observe_all;
+    use crate::topology::Flavor;
+
+    /// A topology file for hosts h0..h{n-1} at the simulator's addresses; `sources[i]` is
+    /// host i's declared source.
+    fn topology(sources: &[Option<usize>]) -> Topology {
+        let mut text = String::from(
+            "cluster: sim\ncredentials: { user: orch, password: \"${PW}\" }\nhosts:\n",
+        );
+        for (i, s) in sources.iter().enumerate() {
+            let source = s.map(|s| format!(", source: h{s}")).unwrap_or_default();
+            text.push_str(&format!(
+                "  h{i}: {{ address: \"{}\", dc: x{source} }}\n",
+                host_address(i)
+            ));
+        }
+        let root = crate::spec::yaml::load(&text).unwrap();
+        let (t, diags) = crate::spec::parse_topology(Path::new("sim.yaml"), &root);
+        assert!(diags.is_empty(), "{diags:?}");
+        t.unwrap()
+    }
+
+    fn star_file(n: usize) -> Topology {
+        let sources: Vec<Option<usize>> = (0..n).map(|i| (i > 0).then_some(0)).collect();
+        topology(&sources)
+    }
+
+    fn problems(sim: &Simulator, t: &Topology) -> Vec<(ProblemCode, String)> {
+        let addresses: Vec<_> = t
+            .hosts
+            .iter()
+            .map(|h| h.address.as_ref().unwrap().value.clone())
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let states = rt.block_on(observe_all(Arc::new(sim.clone()), &addresses, 8));
+        let mut got: Vec<_> = classify(t, &Policy::default(), &states)
+            .into_iter()
+            .map(|p| (p.code, p.host))
+            .collect();
+        got.sort();
+        got
+    }
+
+    fn want(list: &[(ProblemCode, &str)]) -> Vec<(ProblemCode, String)> {
+        let mut v: Vec<_> = list.iter().map(|(c, h)| (*c, h.to_string())).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn scenarios_on_the_simulator() {
+        use ProblemCode::*;
+        type Setup = fn(&Simulator);
+        type Case<'a> = (&'a str, Setup, &'a [(ProblemCode, &'a str)]);
+        let cases: &[Case] = &[
+            ("healthy", |_| {}, &[]),
+            (
+                "killed primary: dead",
+                |s| s.kill(host_address(0)),
+                &[(DeadPrimary, "h0")],
+            ),
+            (
+                "frozen primary: dead once replicas lost it",
+                |s| s.freeze(host_address(0)),
+                &[(DeadPrimary, "h0")],
+            ),
+            (
+                "only orch lost the primary",
+                |s| s.partition_from_orch(host_address(0)),
+                &[(UnreachablePrimary, "h0")],
+            ),
+            (
+                "killed replica",
+                |s| s.kill(host_address(2)),
+                &[(Unreachable, "h2")],
+            ),
+            (
+                "errant write",
+                |s| s.errant(host_address(1), 2),
+                &[(ErrantGtid, "h1")],
+            ),
+            (
+                "broken SQL thread",
+                |s| s.break_sql(host_address(1), 1062, "Duplicate entry"),
+                &[(ReplicationStopped, "h1")],
+            ),
+            (
+                "writable replica",
+                |s| s.set_read_only(host_address(2), false),
+                &[(WritableReplica, "h2"), (MultipleWritable, "h0")],
+            ),
+            (
+                "read-only primary",
+                |s| s.set_read_only(host_address(0), true),
+                &[(ReadOnlyPrimary, "h0")],
+            ),
+            (
+                "lagging replica",
+                |s| {
+                    s.set_lag(host_address(1), 20);
+                    s.write(host_address(0), 30).unwrap();
+                },
+                &[(Lagging, "h1")],
+            ),
+            (
+                "stopped replication",
+                |s| s.stop_replication(host_address(1)),
+                &[(ReplicationStopped, "h1")],
+            ),
+            (
+                "moved under a sibling",
+                |s| {
+                    s.stop_replication(host_address(2));
+                    s.change_source(host_address(2), host_address(1));
+                    s.start_replication(host_address(2));
+                },
+                &[(WrongSource, "h2")],
+            ),
+            (
+                "a replica the file does not know",
+                |s| {
+                    s.add_replica(host_address(9), host_address(0));
+                },
+                &[(UnknownReplica, "10.0.0.10:3306")],
+            ),
+            (
+                "slow failure detection",
+                |s| {
+                    s.update(host_address(1), |srv| srv.replica_net_timeout = 60);
+                },
+                &[(SlowDetection, "h1")],
+            ),
+        ];
+        for (name, setup, expected) in cases {
+            let sim = Simulator::star(3, Flavor::Mariadb);
+            sim.write(host_address(0), 5).unwrap();
+            sim.tick();
+            setup(&sim);
+            sim.tick();
+            assert_eq!(problems(&sim, &star_file(3)), want(expected), "{name}");
+        }
+    }
+
+    #[test]
+    fn mysql_flavour_errant_and_healthy() {
+        let sim = Simulator::star(3, Flavor::Mysql);
+        sim.write(host_address(0), 5).unwrap();
+        sim.tick();
+        assert_eq!(problems(&sim, &star_file(3)), want(&[]));
+        sim.errant(host_address(2), 1);
+        assert_eq!(
+            problems(&sim, &star_file(3)),
+            want(&[(ProblemCode::ErrantGtid, "h2")])
+        );
+    }
+
+    #[test]
+    fn a_host_declared_as_replica_that_is_its_own_primary() {
+        let sim = Simulator::star(2, Flavor::Mariadb);
+        sim.add_primary(host_address(2), Flavor::Mariadb);
+        let got = problems(&sim, &star_file(3));
+        assert_eq!(
+            got,
+            want(&[
+                (ProblemCode::NotReplicating, "h2"),
+                (ProblemCode::WritableReplica, "h2"),
+                (ProblemCode::MultipleWritable, "h0")
+            ])
+        );
+    }
+
+    #[test]
+    fn a_thousand_host_tree_is_healthy() {
+        let sim = Simulator::tree(1000, 10, Flavor::Mariadb);
+        sim.write(host_address(0), 3).unwrap();
+        sim.tick();
+        let sources: Vec<Option<usize>> =
+            (0..1000).map(|i| (i > 0).then(|| (i - 1) / 10)).collect();
+        assert_eq!(problems(&sim, &topology(&sources)), want(&[]));
+    }
+
+    #[test]
+    fn problem_names_are_unique() {
+        let mut names: Vec<&str> = ProblemCode::ALL.iter().map(|c| c.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ProblemCode::ALL.len());
+    }
+}

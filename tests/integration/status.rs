@@ -184,3 +184,59 @@ fn chain_and_tree_show_their_shape_and_a_missing_host_and_bad_password() {
     assert!(out.contains("intermediate"), "{out}");
     sb.down();
 }
+
+#[test]
+fn discover_from_a_leaf_writes_a_topology_that_validates_and_status_seed_agrees() {
+    let sb = Sandbox::up(&["-n", "5", "--shape", "tree"]);
+    let password = std::fs::read_to_string(sb.dir.join("secrets/orch.password")).unwrap();
+    let (_, json) = status_json(&topology(&sb), &[]);
+    let address = |i: usize| json["hosts"][i]["address"].as_str().unwrap().to_string();
+    let out_file = sb.dir.join("discovered.yaml");
+    // Seed at node4, a leaf under the intermediate node2: the crawl goes up and down.
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
+            .args(args)
+            .env("ORCH_PASSWORD", password.trim())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&[
+        "discover",
+        "--seed",
+        &address(3),
+        "--cluster",
+        "found",
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let yaml = std::fs::read_to_string(&out_file).unwrap();
+    assert!(!yaml.contains(password.trim()), "a secret in the output");
+    assert!(yaml.contains("password: ${ORCH_PASSWORD}"), "{yaml}");
+    let (code, out, err) = orch(&["validate", out_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{yaml}\n{out}{err}");
+    assert!(out.contains("5 hosts"), "{out}");
+    // The same sources as the sandbox's own file: node4 and node5 under node2.
+    let node2 = address(1);
+    let node2_host = node2.split(':').next().unwrap();
+    for leaf in [address(3), address(4)] {
+        let line = yaml
+            .lines()
+            .find(|l| l.contains(&format!("address: \"{leaf}\"")))
+            .unwrap();
+        assert!(line.contains(&format!("source: {node2_host} ")), "{line}");
+    }
+
+    let (code, out, err) = run(&["status", "--seed", &address(3)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("intermediate") && out.contains("no problems"),
+        "{out}"
+    );
+    sb.down();
+}
