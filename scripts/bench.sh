@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Figures that need real servers (criterion covers the pure ones: `cargo bench`):
+# sandbox start time for 3 and 5 instances, `orch status` wall time on a healthy 5-node
+# sandbox and with one frozen server, and peak memory of `orch status`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-mariadb.sh
+cargo build --release --quiet
+O=target/release/orch
+DIR=$(mktemp -d)
+chmod 755 "$DIR"
+trap '"$O" sandbox down "$DIR/sb" >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
+ms() { echo $(( ($2 - $1) / 1000000 )); }
+for n in 3 5; do
+  s=$(date +%s%N); "$O" sandbox up "$DIR/sb" -n "$n" >/dev/null; e=$(date +%s%N)
+  echo "sandbox up -n $n: $(ms "$s" "$e") ms"
+  if [ "$n" = 5 ]; then break; fi
+  "$O" sandbox down "$DIR/sb" >/dev/null
+done
+runs=20
+s=$(date +%s%N); for _ in $(seq $runs); do "$O" status "$DIR/sb/topology.yaml" >/dev/null; done; e=$(date +%s%N)
+echo "status, healthy 5-node sandbox: $(( $(ms "$s" "$e") / runs )) ms (mean of $runs)"
+if [ -x /usr/bin/time ]; then
+  /usr/bin/time -f "status peak memory: %M KiB" "$O" status "$DIR/sb/topology.yaml" >/dev/null
+else
+  echo "status peak memory: (install the 'time' package for this figure)"
+fi
+"$O" sandbox freeze "$DIR/sb" 3 >/dev/null
+for rt in 3s 1s; do
+  s=$(date +%s%N); "$O" status "$DIR/sb/topology.yaml" --read-timeout "$rt" >/dev/null || true; e=$(date +%s%N)
+  echo "status, one frozen server, --read-timeout $rt: $(ms "$s" "$e") ms"
+done
+"$O" sandbox thaw "$DIR/sb" 3 >/dev/null
