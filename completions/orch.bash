@@ -689,7 +689,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__sandbox__subcmd__up)
-            opts="-n -h -V --nodes --shape --port --cluster --help --version"
+            opts="-n -h -V --nodes --shape --port --cluster --tls --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -79,6 +79,7 @@ chain\t'Each instance replicates from the one before it'
 tree\t'A binary tree under the primary: intermediate sources with their own replicas'"
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l port -d 'TCP port every instance listens on, each on its own 127.x.y.z address' -r
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l cluster -d 'Cluster name written into topology.yaml' -r
+complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l tls -d 'Serve TLS with a throw-away CA (DIR/tls/ca.pem), require it for orch\'s account, and have topology.yaml verify the servers\' identity'
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l format -r -f -a "human\t'Text for people'

@@ -194,6 +194,10 @@ pub enum SandboxCommand {
         /// Cluster name written into topology.yaml.
         #[arg(long, default_value = "sandbox")]
         cluster: String,
+        /// Serve TLS with a throw-away CA (DIR/tls/ca.pem), require it for orch's account,
+        /// and have topology.yaml verify the servers' identity.
+        #[arg(long)]
+        tls: bool,
     },
     /// Show each instance: address, pid, state and role.
     Status {

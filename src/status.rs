@@ -58,7 +58,11 @@ pub fn executor_for(t: &Topology, options: ObserveOptions) -> anyhow::Result<Mys
             .map_err(anyhow::Error::msg)?,
         None => Secret::new(String::new()),
     };
-    Ok(MysqlExecutor::new(creds.user.clone(), password, options))
+    let exec = MysqlExecutor::new(creds.user.clone(), password, options);
+    Ok(match &creds.tls {
+        Some(tls) => exec.with_tls(tls.mode, tls.ca_file.as_ref().map(|f| base.join(f))),
+        None => exec,
+    })
 }
 
 /// Observes a validated topology and classifies it.

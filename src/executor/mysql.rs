@@ -23,10 +23,11 @@
 //! `SHOW REPLICA STATUS`, so each flavour has its own column map below.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row, Value};
+use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 use tokio::time::timeout;
 
 use super::Executor;
@@ -35,7 +36,7 @@ use crate::observe::{
     ConnectedReplica, Gtids, IoState, ObserveOptions, Reach, Replication, ReplicationError,
     SemiSync, ServerInfo, ServerState, Unreachable,
 };
-use crate::spec::Secret;
+use crate::spec::{Secret, TlsMode};
 use crate::topology::Address;
 
 /// Connects as one admin user to any server of a cluster.
@@ -44,6 +45,7 @@ pub struct MysqlExecutor {
     user: String,
     password: Secret,
     options: ObserveOptions,
+    tls: Option<SslOpts>,
 }
 
 impl MysqlExecutor {
@@ -52,11 +54,34 @@ impl MysqlExecutor {
             user,
             password,
             options,
+            tls: None,
         }
+    }
+
+    /// Uses TLS as `mode` says; `ca_file` is already resolved against the topology file.
+    pub fn with_tls(mut self, mode: TlsMode, ca_file: Option<PathBuf>) -> Self {
+        self.tls = match mode {
+            TlsMode::Disabled => None,
+            mode => {
+                let mut ssl = SslOpts::default();
+                if let Some(ca) = ca_file {
+                    ssl = ssl
+                        .with_root_certs(vec![ca.into()])
+                        .with_disable_built_in_roots(true);
+                }
+                Some(match mode {
+                    TlsMode::Required => ssl.with_danger_accept_invalid_certs(true),
+                    TlsMode::VerifyCa => ssl.with_danger_skip_domain_validation(true),
+                    _ => ssl,
+                })
+            }
+        };
+        self
     }
 
     fn opts(&self, address: &Address) -> OptsBuilder {
         OptsBuilder::default()
+            .ssl_opts(self.tls.clone())
             .ip_or_hostname(address.host.clone())
             .tcp_port(address.port)
             .user(Some(self.user.clone()))

@@ -23,6 +23,7 @@
 pub mod config;
 pub mod process;
 pub mod server;
+pub mod tls;
 
 use std::fs;
 use std::net::TcpListener;
@@ -107,7 +108,8 @@ pub fn run(cmd: &SandboxCommand) -> Result<u8> {
             shape,
             port,
             cluster,
-        } => up(dir, *nodes, *shape, *port, cluster),
+            tls,
+        } => up(dir, *nodes, *shape, *port, cluster, *tls),
         SandboxCommand::Status { dir, format } => status(dir, *format),
         SandboxCommand::Kill { dir, instance } => act(dir, *instance, Action::Kill),
         SandboxCommand::Stop { dir, instance } => act(dir, *instance, Action::Stop),
@@ -121,7 +123,7 @@ pub fn run(cmd: &SandboxCommand) -> Result<u8> {
 // ---------------------------------------------------------------------------------------
 // up
 
-fn up(dir: &Path, nodes: u8, shape: Shape, port: u16, cluster: &str) -> Result<u8> {
+fn up(dir: &Path, nodes: u8, shape: Shape, port: u16, cluster: &str, tls: bool) -> Result<u8> {
     let started = Instant::now();
     if !config::valid_cluster_name(cluster) {
         bail!(
@@ -172,6 +174,15 @@ fn up(dir: &Path, nodes: u8, shape: Shape, port: u16, cluster: &str) -> Result<u
         );
     }
 
+    let tls_dir = tls.then(|| dir.join("tls"));
+    if let Some(tls_dir) = &tls_dir {
+        let ips: Vec<_> = layouts.iter().map(|l| l.ip).collect();
+        tls::make_certs(tls_dir, &ips)?;
+        if let Some(user) = run_as.as_ref() {
+            server::chown_tree(tls_dir, user)?;
+        }
+    }
+
     let template_started = Instant::now();
     let (template, built) = server::template(&server, run_as.is_some())?;
     let template_time = template_started.elapsed();
@@ -188,7 +199,11 @@ fn up(dir: &Path, nodes: u8, shape: Shape, port: u16, cluster: &str) -> Result<u
     std::thread::scope(|scope| {
         let handles: Vec<_> = layouts
             .iter()
-            .map(|l| scope.spawn(|| prepare_node(&server, &template, l, run_as.as_ref())))
+            .map(|l| {
+                scope.spawn(|| {
+                    prepare_node(&server, &template, l, run_as.as_ref(), tls_dir.as_deref())
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -252,6 +267,7 @@ fn up(dir: &Path, nodes: u8, shape: Shape, port: u16, cluster: &str) -> Result<u
             &mut children,
             &orch_password,
             &repl_password,
+            tls,
         ))
     });
     if let Err(err) = setup {
@@ -271,7 +287,14 @@ fn up(dir: &Path, nodes: u8, shape: Shape, port: u16, cluster: &str) -> Result<u
             source: i.source.clone(),
         })
         .collect();
-    let yaml = config::topology_yaml(cluster, shape, server.flavor, &server.version, &hosts);
+    let mut yaml = config::topology_yaml(cluster, shape, server.flavor, &server.version, &hosts);
+    if tls {
+        // orch's account requires TLS; the file tells orch to verify the server.
+        yaml = yaml.replace(
+            "  replication_password_file: secrets/repl.password\n",
+            "  replication_password_file: secrets/repl.password\n  tls: { mode: verify_identity, ca_file: tls/ca.pem }\n",
+        );
+    }
     fs::write(dir.join("topology.yaml"), yaml)?;
 
     let elapsed = started.elapsed().as_secs_f64();
@@ -353,11 +376,16 @@ fn prepare_node(
     template: &Path,
     l: &InstanceLayout,
     run_as: Option<&RunAs>,
+    tls_dir: Option<&Path>,
 ) -> Result<()> {
     fs::create_dir(&l.node_dir)?;
     server::make_datadir(server, template, &l.datadir())
         .with_context(|| format!("could not create the datadir of node{}", l.index))?;
-    fs::write(l.config(), config::my_cnf(server.flavor, l))?;
+    let mut cnf = config::my_cnf(server.flavor, l);
+    if let Some(tls_dir) = tls_dir {
+        cnf.push_str(&tls::my_cnf_lines(tls_dir));
+    }
+    fs::write(l.config(), cnf)?;
     fs::write(l.error_log(), "")?;
     if let Some(user) = run_as {
         server::chown_tree(&l.node_dir, user)?;
@@ -392,6 +420,7 @@ async fn set_up(
     children: &mut [Child],
     orch_password: &str,
     repl_password: &str,
+    tls: bool,
 ) -> Result<()> {
     let flavor = server.flavor;
     let mut conns = Vec::new();
@@ -404,7 +433,18 @@ async fn set_up(
     // Each statement waits on a disk flush (the grant tables are Aria); run every
     // instance's batch at once. All accounts exist before any replica connects, or its
     // first attempt fails and retries a second later.
-    let users = config::users_sql(flavor, orch_password, repl_password);
+    let mut users = config::users_sql(flavor, orch_password, repl_password);
+    if tls {
+        // Before the final `SET sql_log_bin = 1`: no GTID for this either.
+        let at = users.len() - 1;
+        users.insert(
+            at,
+            format!(
+                "ALTER USER 'orch'@{} REQUIRE SSL",
+                config::sql_str(config::ACCOUNT_HOST)
+            ),
+        );
+    }
     let batches = layouts.iter().map(|_| users.clone()).collect();
     let mut conns = run_everywhere(
         conns,

@@ -61,9 +61,32 @@ pub struct Host {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Credentials {
     pub user: String,
+    /// TLS to the servers; None: plain TCP.
+    pub tls: Option<Tls>,
     pub password: Option<SecretRef>,
     pub replication_user: Option<String>,
     pub replication_password: Option<SecretRef>,
+}
+
+/// How orch's connections use TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    Disabled,
+    /// Encrypt; do not verify the certificate (protects against sniffing only).
+    Required,
+    /// Encrypt and verify the certificate chain against `ca_file`, not the name.
+    VerifyCa,
+    /// Encrypt, verify the chain and that the certificate names the address connected to.
+    VerifyIdentity,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: TlsMode,
+    /// PEM CA bundle, relative to the topology file; without it `verify_identity` uses the
+    /// built-in public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Which policy a topology uses: a built-in by name, or a file relative to the topology.
@@ -259,6 +282,7 @@ pub fn read_document(path: &Path) -> Result<Node, Box<Diagnostic>> {
 
 const TOP_KEYS: &[&str] = &["cluster", "credentials", "policy", "hosts"];
 const CREDENTIAL_KEYS: &[&str] = &[
+    "tls",
     "user",
     "password",
     "password_file",
@@ -448,12 +472,47 @@ fn decode_credentials(dec: &mut Decoder, node: &Node) -> Option<Credentials> {
         )
         .hint = Some("add `replication_user:`".into());
     }
+    let tls = fields.get("tls").and_then(|node| decode_tls(dec, node));
     Some(Credentials {
         user: user?.value,
+        tls,
         password,
         replication_user: replication_user.map(|u| u.value),
         replication_password,
     })
+}
+
+fn decode_tls(dec: &mut Decoder, node: &Node) -> Option<Tls> {
+    let fields = dec.map(node, "credentials.tls", Some(&["mode", "ca_file"]))?;
+    let modes = [
+        ("disabled", TlsMode::Disabled),
+        ("required", TlsMode::Required),
+        ("verify_ca", TlsMode::VerifyCa),
+        ("verify_identity", TlsMode::VerifyIdentity),
+    ];
+    let mode = dec
+        .required(
+            &fields,
+            "mode",
+            "disabled, required, verify_ca or verify_identity",
+        )
+        .and_then(|n| dec.choice(n, "credentials.tls.mode", &modes))?;
+    let ca_file = fields
+        .get("ca_file")
+        .and_then(|n| dec.string(n, "credentials.tls.ca_file"))
+        .map(|s| PathBuf::from(s.value));
+    if mode == TlsMode::VerifyCa && ca_file.is_none() {
+        dec.report(
+            Code::MissingKey,
+            fields.pos,
+            "credentials.tls",
+            "verify_ca needs `ca_file`",
+        )
+        .hint = Some(
+            "add `ca_file: PATH` (a PEM CA bundle), or use verify_identity with public CAs".into(),
+        );
+    }
+    Some(Tls { mode, ca_file })
 }
 
 fn decode_host(dec: &mut Decoder, id: &str, pos: Pos, node: &Node, path: &str) -> Option<Host> {

@@ -240,3 +240,83 @@ fn discover_from_a_leaf_writes_a_topology_that_validates_and_status_seed_agrees(
     );
     sb.down();
 }
+
+#[test]
+fn tls_to_a_sandbox_that_requires_it() {
+    let sb = Sandbox::up(&["-n", "2", "--tls"]);
+    let t = topology(&sb);
+    let text = std::fs::read_to_string(&t).unwrap();
+    assert!(
+        text.contains("tls: { mode: verify_identity, ca_file: tls/ca.pem }"),
+        "{text}"
+    );
+    let variant = |name: &str, from: &str, to: &str| {
+        let path = sb.dir.join(name);
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    // verify_identity with the sandbox CA: the certificate names each instance's IP.
+    let (code, out, err) = orch(&["status", &t]);
+    assert_eq!(code, 0, "{out}{err}");
+    for (file, mode) in [
+        (
+            variant("ca.yaml", "mode: verify_identity", "mode: verify_ca"),
+            "verify_ca",
+        ),
+        (
+            variant(
+                "req.yaml",
+                "{ mode: verify_identity, ca_file: tls/ca.pem }",
+                "{ mode: required }",
+            ),
+            "required",
+        ),
+    ] {
+        let (code, out, err) = orch(&["status", &file]);
+        assert_eq!(code, 0, "{mode}: {out}{err}");
+    }
+    // orch's account requires TLS: without it, access is denied.
+    let plain = variant(
+        "plain.yaml",
+        "  tls: { mode: verify_identity, ca_file: tls/ca.pem }\n",
+        "",
+    );
+    let (code, _, err) = orch(&["status", &plain]);
+    assert_eq!(code, 1);
+    assert!(err.contains("access denied"), "{err}");
+    // A CA that did not sign the server's certificate is refused.
+    let other = sb.dir.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "k.pem",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=another CA",
+        ])
+        .current_dir(&other)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let wrong = variant("wrong.yaml", "ca_file: tls/ca.pem", "ca_file: other/ca.pem");
+    let (code, _, err) = orch(&["status", &wrong]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("UnknownIssuer") || err.contains("certificate"),
+        "{err}"
+    );
+    sb.down();
+}
