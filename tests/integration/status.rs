@@ -285,32 +285,9 @@ fn tls_to_a_sandbox_that_requires_it() {
     assert_eq!(code, 1);
     assert!(err.contains("access denied"), "{err}");
     // A CA that did not sign the server's certificate is refused.
+    // (another throw-away CA, made the way the sandbox makes its own)
     let other = sb.dir.join("other");
-    std::fs::create_dir(&other).unwrap();
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .args([
-            "-keyout",
-            "k.pem",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=another CA",
-        ])
-        .current_dir(&other)
-        .output()
-        .unwrap();
-    assert!(ok.status.success());
+    orch::sandbox::tls::make_certs(&other, &["127.0.0.1".parse().unwrap()]).unwrap();
     let wrong = variant("wrong.yaml", "ca_file: tls/ca.pem", "ca_file: other/ca.pem");
     let (code, _, err) = orch(&["status", &wrong]);
     assert_eq!(code, 1);
