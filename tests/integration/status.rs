@@ -46,6 +46,9 @@ fn healthy_star_then_faults_on_real_servers() {
     let (code, json) = status_json(&t, &[]);
     assert_eq!(code, 0);
     assert_eq!(json["hosts"].as_array().unwrap().len(), 3);
+    // The JSON reads back into the snapshot value (what `plan --observed` will load).
+    let snapshot: orch::status::Snapshot = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&snapshot).unwrap(), json);
     assert_eq!(json["hosts"][1]["replication"]["gtid_mode"], "Slave_Pos");
     assert_eq!(json["hosts"][0]["replicas"].as_array().unwrap().len(), 2);
 
