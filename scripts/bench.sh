@@ -4,7 +4,7 @@
 # sandbox and with one frozen server, and peak memory of `orch status`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-mariadb.sh
+bash scripts/install-deps.sh
 cargo build --release --quiet
 O=target/release/orch
 DIR=$(mktemp -d)

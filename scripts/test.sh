@@ -4,7 +4,7 @@
 # the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-mariadb.sh
+bash scripts/install-deps.sh
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets

@@ -4,7 +4,7 @@
 # file and shows the live topology. Stop it with: target/release/orch sandbox down /tmp/orch-try
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-mariadb.sh
+bash scripts/install-deps.sh
 cargo build --release --quiet
 ORCH=target/release/orch
 DIR="${ORCH_TRY_DIR:-/tmp/orch-try}"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what orch's sandboxes and tests need, from the distribution's packages, when it
+# is missing: a MariaDB server (mariadb-server; orch starts its own mariadbd processes, so
+# the packaged service is never started: policy-rc.d) and the openssl command (sandbox
+# --tls makes its certificates with it).
+set -euo pipefail
+
+missing=()
+if ! { command -v mariadbd || [ -x /usr/sbin/mariadbd ] || command -v mysqld || [ -x /usr/sbin/mysqld ]; } >/dev/null 2>&1; then
+  missing+=(mariadb-server)
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+  missing+=(openssl)
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "orch: missing ${missing[*]} and no apt-get here; install them with your package manager" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "orch: installing ${missing[*]} needs root: run 'apt-get install -y ${missing[*]}' as root" >&2
+    exit 1
+  fi
+fi
+echo "orch: installing ${missing[*]} (Debian packages)..." >&2
+$SUDO apt-get update -qq
+created_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  created_policy=1
+fi
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+if [ -n "$created_policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+if [ -x /usr/sbin/mariadbd ]; then echo "orch: $(/usr/sbin/mariadbd --version)" >&2; fi
