@@ -134,28 +134,6 @@ pub struct Login {
     pub limit: usize,
 }
 
-impl Login {
-    pub fn executor(
-        &self,
-        options: crate::observe::ObserveOptions,
-    ) -> anyhow::Result<crate::executor::mysql::MysqlExecutor> {
-        use crate::spec::SecretRef;
-        let secret = match &self.password_file {
-            Some(path) => SecretRef::File(path.clone()),
-            None => SecretRef::Value("${ORCH_PASSWORD}".into()),
-        };
-        let env = |name: &str| std::env::var(name).ok();
-        let password = secret
-            .resolve("the password", std::path::Path::new("."), &env)
-            .map_err(anyhow::Error::msg)?;
-        Ok(crate::executor::mysql::MysqlExecutor::new(
-            self.user.clone(),
-            password,
-            options,
-        ))
-    }
-}
-
 fn parse_address_arg(text: &str) -> Result<crate::topology::Address, String> {
     crate::topology::Address::parse(text)
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::executor::Executor;
 use crate::observe::classify::observed_sources;
-use crate::observe::{ServerState, observe_all};
+use crate::observe::{ServerState, observe_all, tree_walk};
 use crate::topology::{Address, is_valid_name};
 
 /// Crawls from `seed`, at most `limit` servers, `concurrency` at a time. The seed comes
@@ -68,42 +68,13 @@ pub async fn crawl<E: Executor>(
 
 /// Orders servers as a tree reads: each root (a primary, or a server whose source was not
 /// reached), then its replicas depth-first, siblings by address.
-pub fn tree_order(servers: Vec<ServerState>) -> Vec<ServerState> {
-    let sources = observed_sources(&servers);
-    let mut order = Vec::with_capacity(servers.len());
-    let mut by_address: Vec<usize> = (0..servers.len()).collect();
-    by_address.sort_by(|&a, &b| servers[a].address.cmp(&servers[b].address));
-    let mut stack: Vec<usize> = by_address
-        .iter()
-        .rev()
-        .copied()
-        .filter(|&i| sources[i].is_none())
-        .collect();
-    let mut placed = vec![false; servers.len()];
-    loop {
-        while let Some(i) = stack.pop() {
-            if std::mem::replace(&mut placed[i], true) {
-                continue;
-            }
-            order.push(i);
-            stack.extend(
-                by_address
-                    .iter()
-                    .rev()
-                    .copied()
-                    .filter(|&c| sources[c] == Some(i)),
-            );
-        }
-        // Servers in a replication cycle have no root.
-        match (0..servers.len()).find(|&i| !placed[i]) {
-            Some(i) => stack.push(i),
-            None => break,
-        }
-    }
+pub fn tree_order(mut servers: Vec<ServerState>) -> Vec<ServerState> {
+    servers.sort_by(|a, b| a.address.cmp(&b.address));
+    let order = tree_walk(&observed_sources(&servers));
     let mut slots: Vec<Option<ServerState>> = servers.into_iter().map(Some).collect();
     order
         .into_iter()
-        .map(|i| slots[i].take().expect("each once"))
+        .map(|(i, _)| slots[i].take().expect("each once"))
         .collect()
 }
 

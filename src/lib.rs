@@ -44,7 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             login,
         } => {
             let options = timeouts.options();
-            let exec = std::sync::Arc::new(login.executor(options)?);
+            let exec = std::sync::Arc::new(status::executor_for_login(&login, options)?);
             let servers = runtime()?.block_on(discover::crawl(
                 exec,
                 seed.clone(),
@@ -98,7 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                     snapshot
                 }
                 (None, Some(seed)) => {
-                    let exec = std::sync::Arc::new(login.executor(options)?);
+                    let exec = std::sync::Arc::new(status::executor_for_login(&login, options)?);
                     let crawl = discover::crawl(exec, seed, login.limit, options.concurrency);
                     let servers = runtime()?.block_on(crawl);
                     status::snapshot_of_crawl(&login, &servers)?

@@ -117,59 +117,31 @@ pub fn status(
                 })
             })
             .collect();
-        let children = |p: Option<usize>| -> Vec<usize> {
-            (0..rows.len()).filter(|&i| parent[i] == p).collect()
-        };
-        let mut printed = vec![false; rows.len()];
-        let mut stack: Vec<(usize, String, bool)> = children(None)
-            .into_iter()
-            .rev()
-            .map(|i| (i, String::new(), true))
-            .collect();
-        // Hosts caught in a source cycle have no root; print them at the top level.
-        let mut orphans: Vec<usize> = Vec::new();
-        loop {
-            while let Some((i, prefix, top)) = stack.pop() {
-                if printed[i] {
-                    continue;
-                }
-                printed[i] = true;
-                let r = &rows[i];
-                let gtid = if r[7].is_empty() {
-                    String::new()
-                } else {
-                    format!("gtid {}", r[7])
-                };
-                let line = format!(
-                    "{} {} {} {} {} {} {gtid}",
-                    r[0], r[1], r[2], r[4], r[5], r[6]
-                );
-                writeln!(
-                    out,
-                    "{prefix}{}",
-                    line.split_whitespace().collect::<Vec<_>>().join(" ")
-                )?;
-                let kids = children(Some(i));
-                let base = if top {
-                    String::new()
-                } else {
-                    prefix.replace("├─ ", "│  ").replace("└─ ", "   ")
-                };
-                for (k, &c) in kids.iter().enumerate().rev() {
-                    let branch = if k + 1 == kids.len() {
-                        "└─ "
-                    } else {
-                        "├─ "
-                    };
-                    stack.push((c, format!("{base}{branch}"), false));
-                }
+        for (i, last) in crate::observe::tree_walk(&parent) {
+            let mut prefix = String::new();
+            for (level, &is_last) in last.iter().enumerate() {
+                prefix.push_str(match (level + 1 == last.len(), is_last) {
+                    (true, true) => "└─ ",
+                    (true, false) => "├─ ",
+                    (false, true) => "   ",
+                    (false, false) => "│  ",
+                });
             }
-            orphans.extend((0..rows.len()).filter(|&i| !printed[i]));
-            match orphans.pop() {
-                Some(i) if !printed[i] => stack.push((i, String::new(), true)),
-                Some(_) => continue,
-                None => break,
-            }
+            let r = &rows[i];
+            let gtid = if r[7].is_empty() {
+                String::new()
+            } else {
+                format!("gtid {}", r[7])
+            };
+            let line = format!(
+                "{} {} {} {} {} {} {gtid}",
+                r[0], r[1], r[2], r[4], r[5], r[6]
+            );
+            writeln!(
+                out,
+                "{prefix}{}",
+                line.split_whitespace().collect::<Vec<_>>().join(" ")
+            )?;
         }
     }
     if snapshot.problems.is_empty() {

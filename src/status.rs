@@ -51,11 +51,8 @@ pub fn executor_for(t: &Topology, options: ObserveOptions) -> anyhow::Result<Mys
         .as_ref()
         .context("the topology has no credentials")?;
     let base = t.file.parent().unwrap_or(Path::new("."));
-    let env = |name: &str| std::env::var(name).ok();
     let password = match &creds.password {
-        Some(r) => r
-            .resolve("credentials.password", base, &env)
-            .map_err(anyhow::Error::msg)?,
+        Some(r) => r.resolve_from_env("credentials.password", base)?,
         None => Secret::new(String::new()),
     };
     let exec = MysqlExecutor::new(creds.user.clone(), password, options);
@@ -63,6 +60,20 @@ pub fn executor_for(t: &Topology, options: ObserveOptions) -> anyhow::Result<Mys
         Some(tls) => exec.with_tls(tls.mode, tls.ca_file.as_ref().map(|f| base.join(f))),
         None => exec,
     })
+}
+
+/// The executor for `--seed` commands: `--user`, and the password from `--password-file`
+/// or `$ORCH_PASSWORD`.
+pub fn executor_for_login(
+    login: &crate::cli::Login,
+    options: ObserveOptions,
+) -> anyhow::Result<MysqlExecutor> {
+    let secret = match &login.password_file {
+        Some(path) => crate::spec::SecretRef::File(path.clone()),
+        None => crate::spec::SecretRef::Value("${ORCH_PASSWORD}".into()),
+    };
+    let password = secret.resolve_from_env("the password", Path::new("."))?;
+    Ok(MysqlExecutor::new(login.user.clone(), password, options))
 }
 
 /// Observes a validated topology and classifies it.

@@ -57,13 +57,15 @@ pub fn run(files: &[PathBuf]) -> Report {
         .collect();
     diagnostics.extend(check::across_files(&topologies));
     // Two topologies naming one policy file would report its problems twice.
-    diagnostics.sort_by(|a, b| {
-        (file_rank(files, &a.file), a.line, a.column, a.code).cmp(&(
-            file_rank(files, &b.file),
-            b.line,
-            b.column,
-            b.code,
-        ))
+    // Equal diagnostics must end up adjacent for dedup: the message is part of the key.
+    diagnostics.sort_by_cached_key(|d| {
+        (
+            file_rank(files, &d.file),
+            d.line,
+            d.column,
+            d.code,
+            d.message.clone(),
+        )
     });
     diagnostics.dedup();
 

@@ -223,6 +223,50 @@ impl Default for ObserveOptions {
     }
 }
 
+/// A forest walked depth-first, given each node's parent: every root (in index order)
+/// followed by its descendants, siblings in index order. Nodes caught in a parent cycle have
+/// no root; the walk starts one at the lowest such index. Each entry is the node and, for
+/// each level below the root down to the node, whether that ancestor (or the node) is its
+/// parent's last child: what a tree view needs to draw its branches.
+pub fn tree_walk(parent: &[Option<usize>]) -> Vec<(usize, Vec<bool>)> {
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); parent.len()];
+    for (i, p) in parent.iter().enumerate() {
+        if let Some(p) = p {
+            children[*p].push(i);
+        }
+    }
+    let mut placed = vec![false; parent.len()];
+    let mut out = Vec::with_capacity(parent.len());
+    let mut stack: Vec<(usize, Vec<bool>)> = (0..parent.len())
+        .rev()
+        .filter(|&i| parent[i].is_none())
+        .map(|i| (i, Vec::new()))
+        .collect();
+    loop {
+        while let Some((i, last)) = stack.pop() {
+            if std::mem::replace(&mut placed[i], true) {
+                continue;
+            }
+            let kids: Vec<usize> = children[i]
+                .iter()
+                .copied()
+                .filter(|&c| !placed[c])
+                .collect();
+            for (k, &c) in kids.iter().enumerate().rev() {
+                let mut l = last.clone();
+                l.push(k + 1 == kids.len());
+                stack.push((c, l));
+            }
+            out.push((i, last));
+        }
+        match (0..parent.len()).find(|&i| !placed[i]) {
+            Some(i) => stack.push((i, Vec::new())),
+            None => break,
+        }
+    }
+    out
+}
+
 /// Observes every address concurrently (at most `concurrency` at once); the result is in
 /// the order of `addresses`. One hung server costs its own timeout, not everyone's.
 pub async fn observe_all<E: Executor>(
@@ -247,4 +291,28 @@ pub async fn observe_all<E: Executor>(
     out.into_iter()
         .map(|s| s.expect("every address observed"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tree_walk;
+
+    #[test]
+    fn tree_walk_table() {
+        // 0 ─ 2 ─ 3, 0 ─ 4; 1 a second root; 5 ⇄ 6 a cycle with no root.
+        let parent = [None, None, Some(0), Some(2), Some(0), Some(6), Some(5)];
+        let got = tree_walk(&parent);
+        let want: Vec<(usize, Vec<bool>)> = vec![
+            (0, vec![]),
+            (2, vec![false]),
+            (3, vec![false, true]),
+            (4, vec![true]),
+            (1, vec![]),
+            (5, vec![]),
+            (6, vec![true]),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(tree_walk(&[]), vec![]);
+        assert_eq!(tree_walk(&[Some(0)]), vec![(0, vec![])]);
+    }
 }

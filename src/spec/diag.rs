@@ -169,8 +169,13 @@ pub fn did_you_mean<'a>(
 ) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
-        let d = edit_distance(word, candidate);
         let limit = (candidate.len().max(word.len()) / 3).max(1);
+        // The distance is at least the difference in length: skip the quadratic work for
+        // candidates that cannot be close (a 10,000-host file has 10,000 candidates).
+        if candidate.len().abs_diff(word.len()) > limit {
+            continue;
+        }
+        let d = edit_distance(word, candidate);
         if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, candidate));
         }

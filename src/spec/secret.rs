@@ -131,6 +131,15 @@ impl SecretRef {
     }
 }
 
+impl SecretRef {
+    /// [`resolve`](SecretRef::resolve) against this process's environment: what every
+    /// command that connects uses.
+    pub fn resolve_from_env(&self, what: &str, base_dir: &Path) -> anyhow::Result<Secret> {
+        self.resolve(what, base_dir, &|name| std::env::var(name).ok())
+            .map_err(anyhow::Error::msg)
+    }
+}
+
 /// A password file readable by group or others is refused, like ssh refuses such keys.
 #[cfg(unix)]
 fn check_owner_only(path: &Path) -> Result<(), String> {

@@ -225,19 +225,3 @@ fn hostile_documents_are_refused_cleanly() {
     let loaded = load(dir.path());
     assert_eq!(loaded.diagnostics[0].code, Code::Io);
 }
-
-#[test]
-fn alias_bomb_is_refused() {
-    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-    for i in 1..10 {
-        let p = i - 1;
-        text.push_str(&format!(
-            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
-        ));
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bomb.yaml");
-    std::fs::write(&path, text).unwrap();
-    let codes: Vec<Code> = load(&path).diagnostics.iter().map(|d| d.code).collect();
-    assert_eq!(codes, vec![Code::YamlLimit]);
-}

@@ -300,3 +300,55 @@ fn tls_to_a_sandbox_that_requires_it() {
     );
     sb.down();
 }
+
+#[test]
+fn drift_on_real_servers_writable_replica_moved_replica_unknown_replica_slow_settings() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let t = topology(&sb);
+    let ip = |i: usize| sb.address(i).split(':').next().unwrap().to_string();
+    sb.root(2, "SET GLOBAL read_only = 0");
+    sb.root(2, "SET GLOBAL slave_net_timeout = 60");
+    sb.root(1, "SET GLOBAL read_only = 1");
+    // node3 moves under node2.
+    sb.root(3, "STOP SLAVE");
+    sb.root(3, &format!("CHANGE MASTER TO MASTER_HOST = '{}'", ip(2)));
+    sb.root(3, "START SLAVE");
+    eventually(
+        "node3 replicates from node2",
+        Duration::from_secs(10),
+        || {
+            let (_, json) = status_json(&t, &[]);
+            json["hosts"][2]["replication"]["source_host"] == ip(2).as_str()
+                && json["hosts"][2]["replication"]["io"] == "running"
+        },
+    );
+    let (code, json) = status_json(&t, &[]);
+    assert_eq!(code, 2);
+    let got = problems(&json);
+    for want in [
+        ("writable-replica", "node2"),
+        ("slow-failure-detection", "node2"),
+        ("read-only-primary", "node1"),
+        ("wrong-source", "node3"),
+    ] {
+        assert!(
+            got.contains(&(want.0.into(), want.1.into())),
+            "{want:?} in {got:?}"
+        );
+    }
+    // A file that leaves node3 out: node2 has a replica the file does not know.
+    let text = std::fs::read_to_string(&t).unwrap();
+    let without = sb.dir.join("without-node3.yaml");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("node3:"))
+        .collect();
+    std::fs::write(&without, kept.join("\n") + "\n").unwrap();
+    let (_, json) = status_json(without.to_str().unwrap(), &[]);
+    assert!(
+        problems(&json).contains(&("unknown-replica".into(), sb.address(3))),
+        "{:?}",
+        problems(&json)
+    );
+    sb.down();
+}
