@@ -261,6 +261,11 @@ impl InstanceLayout {
     pub fn error_log(&self) -> PathBuf {
         self.node_dir.join("error.log")
     }
+    /// The instance's own temporary directory: servers sharing /tmp collide on the names
+    /// of their internal temporary tables, and /tmp may not be writable by `mysql`.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.node_dir.join("tmp")
+    }
     pub fn address(&self) -> String {
         format!("{}:{}", self.ip, self.port)
     }
@@ -280,6 +285,7 @@ pub fn my_cnf(flavor: Flavor, inst: &InstanceLayout) -> String {
     s.push_str("[mysqld]\n");
     for (k, v) in [
         ("datadir", p(inst.datadir())),
+        ("tmpdir", p(inst.tmp_dir())),
         ("socket", p(inst.socket())),
         ("pid-file", p(inst.pid_file())),
         ("log-error", p(inst.error_log())),
@@ -584,6 +590,7 @@ mod tests {
             (&primary, "report-host = 127.0.23.1"),
             (&primary, "report-port = 13306"),
             (&primary, "datadir = /sb/node1/data"),
+            (&primary, "tmpdir = /sb/node1/tmp"),
             (&primary, "socket = /sb/node1/mysqld.sock"),
             (&primary, "log-error = /sb/node1/error.log"),
             (&primary, "pid-file = /sb/node1/mysqld.pid"),

@@ -379,6 +379,7 @@ fn prepare_node(
     tls_dir: Option<&Path>,
 ) -> Result<()> {
     fs::create_dir(&l.node_dir)?;
+    fs::create_dir(l.tmp_dir())?;
     server::make_datadir(server, template, &l.datadir())
         .with_context(|| format!("could not create the datadir of node{}", l.index))?;
     let mut cnf = config::my_cnf(server.flavor, l);

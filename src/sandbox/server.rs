@@ -299,6 +299,11 @@ pub fn template(server: &Server, run_as_root: bool) -> Result<(PathBuf, bool)> {
 
 /// Creates a fresh datadir with the system tables and `root@localhost` without a password.
 fn initialise(server: &Server, datadir: &Path, log: &Path, run_as_root: bool) -> Result<()> {
+    // A private tmpdir: bootstrap servers running at once (parallel `up`s on a cold cache)
+    // collide on their temporary tables in a shared /tmp, and one of them fails with
+    // "Unknown table 'mysql.tmp_user_sys'" (seen with 6 concurrent mariadb-install-db).
+    let tmpdir = datadir.with_file_name("tmp");
+    fs::create_dir_all(&tmpdir)?;
     let mut cmd = match server.flavor {
         Flavor::Mariadb => {
             let dir = server.binary.parent().unwrap_or(Path::new("/"));
@@ -324,6 +329,7 @@ fn initialise(server: &Server, datadir: &Path, log: &Path, run_as_root: bool) ->
             // over the socket. --skip-name-resolve: no root@<hostname> account baked in.
             cmd.arg("--no-defaults")
                 .arg(format!("--basedir={}", basedir.display()))
+                .arg(format!("--tmpdir={}", tmpdir.display()))
                 .arg(format!("--datadir={}", datadir.display()))
                 .arg("--auth-root-authentication-method=normal")
                 .arg("--skip-test-db")
@@ -352,6 +358,7 @@ fn initialise(server: &Server, datadir: &Path, log: &Path, run_as_root: bool) ->
             let mut cmd = Command::new(&server.binary);
             cmd.arg("--no-defaults")
                 .arg("--initialize-insecure")
+                .arg(format!("--tmpdir={}", tmpdir.display()))
                 .arg(format!("--datadir={}", datadir.display()))
                 .arg("--skip-log-bin")
                 .arg(format!(
@@ -372,11 +379,15 @@ fn initialise(server: &Server, datadir: &Path, log: &Path, run_as_root: bool) ->
         .status()
         .with_context(|| format!("could not run {:?}", cmd.get_program()))?;
     if !status.success() {
+        // The tool's closing advice fills its last lines; the cause is an ERROR line.
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
         bail!(
-            "initialising a {} {} datadir failed ({status}):\n{}",
+            "initialising a {} {} datadir failed ({status}):\n{}\n...\n{}",
             server.flavor.label(),
             server.version,
-            super::process::tail(log, 20)
+            errors.join("\n"),
+            super::process::tail(log, 8)
         );
     }
     Ok(())
