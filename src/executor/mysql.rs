@@ -17,6 +17,7 @@
 //! | `performance_schema.replication_connection_configuration` (MySQL) | heartbeat period | — | `SELECT` on `performance_schema` |
 //! | `SHOW SLAVE HOSTS` / `SHOW REPLICAS` | the replicas a server has | `REPLICATION MASTER ADMIN` | `REPLICATION SLAVE` |
 //! | `information_schema.PROCESSLIST` binlog dump threads | replicas without `report_host` | `PROCESS` | `PROCESS` |
+//! | `SHOW BINLOG EVENTS LIMIT 3` (MariaDB, when `log_bin`) | the oldest binlog's `Gtid_list`: what was purged (MySQL has `@@gtid_purged`) | `BINLOG MONITOR` | — |
 //!
 //! MariaDB: `SHOW SLAVE STATUS` keeps the `Slave_*`/`Master_*` column names in every
 //! version; MySQL renamed them (`Replica_*`/`Source_*`) in 8.0.22 together with
@@ -31,7 +32,7 @@ use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 use tokio::time::timeout;
 
 use super::Executor;
-use crate::gtid::Flavor;
+use crate::gtid::{Flavor, MariadbGtid, MariadbGtidPos};
 use crate::observe::{
     ConnectedReplica, Gtids, IoState, ObserveOptions, Reach, Replication, ReplicationError,
     SemiSync, ServerInfo, ServerState, Unreachable,
@@ -134,7 +135,7 @@ impl MysqlExecutor {
         } else {
             Flavor::Mysql
         };
-        let vars = query_map(conn, &variables_sql(flavor, &version.0)).await?;
+        let mut vars = query_map(conn, &variables_sql(flavor, &version.0)).await?;
         let semi =
             show_variables(conn, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'").await?;
         let status_sql = if flavor == Flavor::Mariadb || !mysql_at_least(&version.0, (8, 0, 22)) {
@@ -157,6 +158,11 @@ impl MysqlExecutor {
                 .unwrap_or(0.0),
         };
         let replicas = self.replicas(conn, flavor, &version.0).await?;
+        if flavor == Flavor::Mariadb && flag(&vars, "log_bin") {
+            // MariaDB's stand-in for @@gtid_purged, read from the oldest binlog.
+            let purged = mariadb_purged(conn).await?;
+            vars.insert("gtid_purged".into(), Some(purged));
+        }
         Ok(build_info(
             flavor,
             version.0,
@@ -251,6 +257,57 @@ impl Executor for MysqlExecutor {
         let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
         state
     }
+}
+
+/// MariaDB has no `gtid_purged`. What a purge removed shows in the `Gtid_list` event that
+/// opens every binary log: the binlog state when that file was started. The oldest file's
+/// list is therefore the state up to which history is gone. It is the second event of the
+/// file, the third behind a `Start_encryption` event when `encrypt_binlog` is on.
+///
+/// `SHOW BINLOG EVENTS` without `IN` reads the first file of the binlog index, i.e. the
+/// first row of `SHOW BINARY LOGS`, in one statement: no file name to quote, and no purge
+/// can slip between listing the files and reading one. Both need `BINLOG MONITOR`.
+async fn mariadb_purged(conn: &mut Conn) -> Result<String, mysql_async::Error> {
+    const SQL: &str = "SHOW BINLOG EVENTS LIMIT 3";
+    // A purge that deletes the file between the statement finding it in the index and
+    // opening it fails the statement with error 1220; the new first file is then the
+    // answer, so it is asked once more.
+    let events = match query_rows(conn, SQL).await {
+        Err(mysql_async::Error::Server(e)) if e.code == ER_ERROR_WHEN_EXECUTING_COMMAND => {
+            query_rows(conn, SQL).await?
+        }
+        other => other?,
+    };
+    Ok(events
+        .iter()
+        .find(|e| text(e, "Event_type") == "Gtid_list")
+        .map(|e| gtid_list_position(&text(e, "Info")))
+        .unwrap_or_default())
+}
+
+/// `SHOW BINLOG EVENTS` error 1220, "Error when executing command ...".
+const ER_ERROR_WHEN_EXECUTING_COMMAND: u16 = 1220;
+
+/// The `Info` of a `Gtid_list` event, `[0-1-3,1-1-1,1-7-3]` (a binlog state: one GTID per
+/// domain and server_id, each domain's most recent one listed last), as a position: the
+/// last GTID per domain, `0-1-3,1-7-3`. That is what `BINLOG_GTID_POS()` makes of the same
+/// event and what `gtid_binlog_pos` was when the file was started. Text that does not
+/// parse is kept (without its brackets), so the observation shows it and
+/// [`Gtids::purged`] reports it unreadable rather than empty.
+fn gtid_list_position(info: &str) -> String {
+    let list = info.trim().trim_start_matches('[').trim_end_matches(']');
+    let mut pos = MariadbGtidPos::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        match item.parse::<MariadbGtid>() {
+            // Later entries of a domain replace earlier ones: the last listed is the most
+            // recent.
+            Ok(gtid) => {
+                pos.insert(gtid);
+            }
+            Err(_) => return list.to_string(),
+        }
+    }
+    pos.to_string()
 }
 
 /// Maps a client error to a cause. The message never contains the password (the server
@@ -409,6 +466,7 @@ fn build_info(
             binlog_pos: text(vars, "gtid_binlog_pos"),
             binlog_state: text(vars, "gtid_binlog_state"),
             slave_pos: text(vars, "gtid_slave_pos"),
+            purged: text(vars, "gtid_purged"),
         },
         Flavor::Mysql => Gtids::Mysql {
             executed: text(vars, "gtid_executed").replace('\n', ""),
@@ -608,6 +666,57 @@ mod tests {
         assert!(!r.executed_gtid.contains('\n'));
         assert!(r.last_io_error.is_none());
         assert_eq!(r.source_server_id, 7);
+    }
+
+    /// `Info` texts as MariaDB 10.11 prints them for `SHOW BINLOG EVENTS`.
+    #[test]
+    fn gtid_list_info_table() {
+        let cases = [
+            ("[]", ""),
+            ("[0-1-100]", "0-1-100"),
+            ("[0-1-100,1-2-5]", "0-1-100,1-2-5"),
+            // A binlog state: the last GTID listed per domain is its most recent.
+            ("[0-1-3,1-1-1,1-7-3]", "0-1-3,1-7-3"),
+            ("[0-2-9,0-1-4]", "0-1-4"),
+            ("[1-1-1,0-1-3]", "0-1-3,1-1-1"),
+            // Unreadable text is kept, and reads as unparsable rather than empty.
+            ("[0-1-x]", "0-1-x"),
+        ];
+        for (info, want) in cases {
+            assert_eq!(gtid_list_position(info), want, "{info}");
+        }
+    }
+
+    #[test]
+    fn mariadb_purged_reads_back_and_defaults_in_old_snapshots() {
+        let vars = map(&[("gtid_current_pos", "0-1-9"), ("gtid_purged", "0-1-4")]);
+        let info = build_info(
+            Flavor::Mariadb,
+            "10.11.6-MariaDB".into(),
+            &vars,
+            &HashMap::new(),
+            None,
+            0.0,
+            vec![],
+        );
+        assert_eq!(
+            info.gtid.purged(),
+            Some(crate::gtid::GtidSet::parse(Flavor::Mariadb, "0-1-4").unwrap())
+        );
+        let old = r#"{"flavor":"mariadb","current_pos":"0-1-9","binlog_pos":"0-1-9","binlog_state":"0-1-9","slave_pos":""}"#;
+        let gtids: Gtids = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            gtids.purged(),
+            Some(crate::gtid::GtidSet::empty(Flavor::Mariadb))
+        );
+        let broken = Gtids::Mariadb {
+            current_pos: String::new(),
+            binlog_pos: String::new(),
+            binlog_state: String::new(),
+            slave_pos: String::new(),
+            purged: "0-1-x".into(),
+        };
+        assert_eq!(broken.purged(), None);
     }
 
     #[test]

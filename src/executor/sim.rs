@@ -36,13 +36,15 @@
 //! | [`partition_from_orch`](Simulator::partition_from_orch) | `TimedOut` | nothing: they keep replicating |
 //! | [`access_denied`](Simulator::access_denied) | `AccessDenied` | nothing: only orch's account is refused |
 //! | [`break_sql`](Simulator::break_sql) | SQL thread stopped with that error | — |
+//! | [`purge_binlogs`](Simulator::purge_binlogs) | `purged` = everything so far (MariaDB: the binlog state, read from the oldest binlog's `Gtid_list`; MySQL: `gtid_purged`) | nothing while connected; one that (re)connects needing a purged transaction: IO stopped, error 1236 |
 //!
 //! [`restart`](Simulator::restart) brings a killed (or frozen) server back as a server
 //! start does; [`thaw`](Simulator::thaw) resumes a frozen one; [`heal`](Simulator::heal)
 //! lifts a partition or an access denial. Replicas reconnect to a returning source on the
 //! next tick (`MASTER_CONNECT_RETRY`), and a reconnect can fail as it does on a real server:
-//! MariaDB error 1236 when the replica's position is not in the new source's binlog, MySQL
-//! error 1236 when the replica has more of the source's own GTIDs than the source. MariaDB
+//! MariaDB error 1236 when the replica's position is not in the new source's binlog state,
+//! MySQL error 1236 when the replica has more of the source's own GTIDs than the source, and
+//! both when the source purged a transaction the replica still needs. MariaDB
 //! `gtid_strict_mode` stops the SQL thread (error 1950) when a replicated GTID would be
 //! out of order in the replica's binlog, the classic consequence of an errant write.
 //!
@@ -208,9 +210,12 @@ enum Positions {
         binlog_state: MariadbBinlogState,
         /// `gtid_slave_pos`: the last replicated GTID applied, per domain.
         slave_pos: MariadbGtidPos,
+        /// The `Gtid_list` of the oldest binlog file: the binlog state at the last purge.
+        purged: MariadbBinlogState,
     },
     Mysql {
         executed: MysqlGtidSet,
+        /// `gtid_purged`: executed transactions no longer in the binlog.
         purged: MysqlGtidSet,
     },
 }
@@ -309,7 +314,8 @@ pub struct SimServer {
     /// None: not configured as a replica.
     pub replication: Option<SimReplication>,
     positions: Positions,
-    /// Every transaction written to this server's binlog, in order (never purged).
+    /// Every transaction written to this server's binlog since the last
+    /// [`Simulator::purge_binlogs`], in order.
     binlog: Vec<Txn>,
 }
 
@@ -323,6 +329,7 @@ impl SimServer {
                 Positions::Mariadb {
                     binlog_state: MariadbBinlogState::new(),
                     slave_pos: MariadbGtidPos::new(),
+                    purged: MariadbBinlogState::new(),
                 },
             ),
             Flavor::Mysql => (
@@ -367,12 +374,16 @@ impl SimServer {
             Positions::Mariadb {
                 binlog_state,
                 slave_pos,
+                purged,
             } => Gtids::Mariadb {
                 current_pos: mariadb_current_pos(binlog_state, slave_pos, self.server_id)
                     .to_string(),
                 binlog_pos: binlog_state.most_recent().to_string(),
                 binlog_state: binlog_state.to_string(),
                 slave_pos: slave_pos.to_string(),
+                // As MysqlExecutor reads it from the Gtid_list event: the last GTID per
+                // domain.
+                purged: purged.most_recent().to_string(),
             },
             Positions::Mysql { executed, purged } => Gtids::Mysql {
                 executed: executed.to_string(),
@@ -388,6 +399,7 @@ impl SimServer {
             Positions::Mariadb {
                 binlog_state,
                 slave_pos,
+                ..
             } => GtidSet::Mariadb(mariadb_current_pos(binlog_state, slave_pos, self.server_id)),
             Positions::Mysql { executed, .. } => GtidSet::Mysql(executed.clone()),
         }
@@ -463,6 +475,7 @@ impl SimServer {
                 Positions::Mariadb {
                     binlog_state,
                     slave_pos,
+                    ..
                 },
             ) => {
                 if binlogs && self.gtid_strict_mode {
@@ -553,6 +566,22 @@ impl SimServer {
             replicas,
         }
     }
+}
+
+/// MariaDB's `contains_all_slave_gtid`: whether a replica asking for everything after
+/// `io_pos` can start in a binlog whose oldest file opens with the `Gtid_list` `purged`.
+/// It cannot when it lacks one of the listed domains (it needs that domain from its
+/// beginning), or is behind a listed GTID of the same server_id, unless it is exactly the
+/// domain's most recent one (then nothing it needs was purged).
+fn mariadb_can_start_after(io_pos: &MariadbGtidPos, purged: &MariadbBinlogState) -> bool {
+    let last = purged.most_recent();
+    purged.iter().all(|g| match io_pos.get(g.domain_id) {
+        None => false,
+        Some(mine) if mine.server_id == g.server_id && mine.seq_no <= g.seq_no => {
+            mine.seq_no == g.seq_no && last.get(g.domain_id) == Some(*g)
+        }
+        Some(_) => true,
+    })
 }
 
 /// MariaDB's `gtid_current_pos` (`rpl_slave_state::iterate`): per domain, the binlog's GTID
@@ -681,32 +710,80 @@ impl State {
         }
     }
 
-    /// The IO thread's handshake with a running source, including the position check the
-    /// source makes before it streams.
+    /// The IO thread's handshake with a running source, including the position checks the
+    /// source makes before it streams, in the source's order.
     fn connect(&mut self, i: usize, s: usize) {
         let refusal = {
             let (r, src) = (&self.servers[i], &self.servers[s]);
             let rep = r.replication.as_ref().expect("a replica");
             match (&rep.retrieved, &r.positions, &src.positions) {
-                (Retrieved::Mariadb(io_pos), _, _) => io_pos
-                    .iter()
-                    .find(|g| !src.binlog.contains(&Txn::Mariadb(**g)))
-                    .map(|g| {
-                        format!(
-                            "Got fatal error 1236 from master when reading data from binary log: 'Error: \
-                             connecting slave requested to start from GTID {g}, which is not in the master's binlog'"
-                        )
-                    }),
-                (Retrieved::Mysql(_), Positions::Mysql { executed, .. }, Positions::Mysql { executed: theirs, .. }) => {
+                (
+                    Retrieved::Mariadb(io_pos),
+                    _,
+                    Positions::Mariadb {
+                        binlog_state,
+                        purged,
+                        ..
+                    },
+                ) => {
+                    // `check_slave_start_position`: every requested GTID must be in the
+                    // binlog state (which a purge leaves alone)...
+                    let missing = io_pos.iter().find(|g| {
+                        binlog_state
+                            .get(g.domain_id, g.server_id)
+                            .is_none_or(|n| n < g.seq_no)
+                    });
+                    missing
+                        .map(|g| {
+                            format!(
+                                "Got fatal error 1236 from master when reading data from binary log: 'Error: \
+                                 connecting slave requested to start from GTID {g}, which is not in the master's binlog'"
+                            )
+                        })
+                        // ...then `gtid_find_binlog_file`: and the binlog that is left
+                        // must hold everything after it.
+                        .or_else(|| {
+                            (!mariadb_can_start_after(io_pos, purged)).then(|| {
+                                "Got fatal error 1236 from master when reading data from binary log: 'Could not \
+                                 find GTID state requested by slave in any binlog files. Probably the slave state \
+                                 is too old and required binlog files have been purged.'"
+                                    .to_string()
+                            })
+                        })
+                }
+                (
+                    Retrieved::Mysql(retrieved),
+                    Positions::Mysql { executed, .. },
+                    Positions::Mysql {
+                        executed: theirs,
+                        purged,
+                    },
+                ) => {
                     let own = src.own_tsid();
                     let mine = executed.intervals(&own);
                     let mut of_source = MysqlGtidSet::new();
-                    mine.iter().for_each(|iv| of_source.insert(own.clone(), *iv));
-                    (!of_source.is_subset(theirs)).then(|| {
-                        "Got fatal error 1236 from source when reading data from binary log: 'Replica has more \
-                         GTIDs than the source has, using the source's SERVER_UUID.'"
-                            .to_string()
-                    })
+                    mine.iter()
+                        .for_each(|iv| of_source.insert(own.clone(), *iv));
+                    // Auto-position sends gtid_executed plus what the relay log holds.
+                    let sent = executed.union(retrieved);
+                    if !of_source.is_subset(theirs) {
+                        Some(
+                            "Got fatal error 1236 from source when reading data from binary log: 'Replica has more \
+                             GTIDs than the source has, using the source's SERVER_UUID.'"
+                                .to_string(),
+                        )
+                    } else if !purged.is_subset(&sent) {
+                        Some(format!(
+                            "Got fatal error 1236 from source when reading data from binary log: 'Cannot replicate \
+                             because the source purged required binary logs. Replicate the missing transactions \
+                             from elsewhere, or provision a new replica from backup. Consider increasing the \
+                             source's binary log expiration period. The GTID set sent by the replica is '{sent}', \
+                             and the missing transactions are '{}'.'",
+                            purged.subtract(&sent)
+                        ))
+                    } else {
+                        None
+                    }
                 }
                 _ => Some("Got fatal error 1236: the source is another flavour".into()),
             }
@@ -755,6 +832,39 @@ impl State {
         }
     }
 
+    /// Replica `i`'s IO thread receives what it lacks of source `s`'s binlog.
+    fn receive(&mut self, i: usize, s: usize) {
+        let r = &self.servers[i];
+        let own_id = r.server_id;
+        let fresh: Vec<Txn> = self.servers[s]
+            .binlog
+            .iter()
+            .filter(|t| r.wants(t))
+            .copied()
+            .collect();
+        let rep = self.servers[i].replication.as_mut().expect("a replica");
+        for txn in fresh {
+            match (&mut rep.retrieved, txn) {
+                (Retrieved::Mariadb(io_pos), Txn::Mariadb(g)) => {
+                    io_pos.insert(g);
+                    // replicate_same_server_id=0: a ring member's own events come back
+                    // and are skipped.
+                    if g.server_id == own_id {
+                        continue;
+                    }
+                }
+                (Retrieved::Mysql(set), Txn::Mysql(uuid, gno)) => {
+                    set.insert(
+                        Tsid::untagged(uuid),
+                        Interval::single(gno).expect("gno >= 1"),
+                    );
+                }
+                _ => continue,
+            }
+            rep.relay.push_back(txn);
+        }
+    }
+
     /// One tick of replica `i`: the IO thread fetches, the SQL thread applies.
     fn pull(&mut self, i: usize) {
         let r = &self.servers[i];
@@ -766,34 +876,7 @@ impl State {
             && let Some(&s) = self.index.get(&rep.source)
             && self.servers[s].health.process_running()
         {
-            let own_id = r.server_id;
-            let fresh: Vec<Txn> = self.servers[s]
-                .binlog
-                .iter()
-                .filter(|t| r.wants(t))
-                .copied()
-                .collect();
-            let rep = self.servers[i].replication.as_mut().expect("a replica");
-            for txn in fresh {
-                match (&mut rep.retrieved, txn) {
-                    (Retrieved::Mariadb(io_pos), Txn::Mariadb(g)) => {
-                        io_pos.insert(g);
-                        // replicate_same_server_id=0: a ring member's own events come back
-                        // and are skipped.
-                        if g.server_id == own_id {
-                            continue;
-                        }
-                    }
-                    (Retrieved::Mysql(set), Txn::Mysql(uuid, gno)) => {
-                        set.insert(
-                            Tsid::untagged(uuid),
-                            Interval::single(gno).expect("gno >= 1"),
-                        );
-                    }
-                    _ => continue,
-                }
-                rep.relay.push_back(txn);
-            }
+            self.receive(i, s);
         }
         let server = &mut self.servers[i];
         let rep = server.replication.as_mut().expect("a replica");
@@ -1191,6 +1274,45 @@ impl Simulator {
         });
     }
 
+    /// `FLUSH BINARY LOGS` and `PURGE BINARY LOGS TO` the new file: the server's whole binary
+    /// log is gone. It remembers what it purged (MariaDB: the binlog state, the new oldest
+    /// file's `Gtid_list`; MySQL: `gtid_purged` = `gtid_executed`) and keeps logging after
+    /// it. Replicas streaming from it are not affected: they receive what they still lacked
+    /// first, as a real source does not purge a file a binlog dump thread still reads. A
+    /// replica that later connects (after `START SLAVE`, a restart, a `CHANGE MASTER` or a
+    /// lost connection) and needs a purged transaction is refused with error 1236 and its IO
+    /// thread stops.
+    #[track_caller]
+    pub fn purge_binlogs(&self, address: impl SimAddress) {
+        self.with(address, |st, i| {
+            let address = st.servers[i].address.clone();
+            if st.servers[i].health.process_running() {
+                for j in st.replicas_of.get(&address).cloned().unwrap_or_default() {
+                    // A frozen replica's dump thread still holds the file open, as it
+                    // still lists the replica (see connected_replicas).
+                    let r = &st.servers[j];
+                    let streaming = r.health != Health::Down
+                        && r.replication
+                            .as_ref()
+                            .is_some_and(|rep| rep.io == IoState::Running);
+                    if streaming {
+                        st.receive(j, i);
+                    }
+                }
+            }
+            let server = &mut st.servers[i];
+            match &mut server.positions {
+                Positions::Mariadb {
+                    binlog_state,
+                    purged,
+                    ..
+                } => *purged = binlog_state.clone(),
+                Positions::Mysql { executed, purged } => *purged = executed.clone(),
+            }
+            server.binlog.clear();
+        });
+    }
+
     /// The SQL thread stops with this error (a duplicate key, a missing row, ...).
     #[track_caller]
     pub fn break_sql(&self, address: impl SimAddress, errno: u32, message: &str) {
@@ -1486,6 +1608,7 @@ mod tests {
                 binlog_state,
                 slave_pos,
                 binlog_pos,
+                purged,
             } = &info.gtid
             else {
                 panic!()
@@ -1501,6 +1624,7 @@ mod tests {
                 ("0-1-5", "0-1-5", "0-1-5")
             );
             assert_eq!(slave_pos, if i == 0 { "" } else { "0-1-5" });
+            assert_eq!(purged, "", "nothing purged");
         }
 
         // Without log_slave_updates an intermediate applies but does not pass on.
@@ -1857,6 +1981,110 @@ mod tests {
         };
         assert_eq!(ids(&info(&sim, 0).await), vec![2]);
         assert_eq!(ids(&info(&sim, 1).await), vec![4]);
+    }
+
+    /// A source that purged its binlogs refuses a replica that still needs a purged
+    /// transaction (error 1236, IO thread stopped), and serves one that is up to date.
+    #[tokio::test]
+    async fn a_purged_source_refuses_a_replica_that_needs_purged_transactions() {
+        for flavor in [Flavor::Mariadb, Flavor::Mysql] {
+            let sim = Simulator::star(3, flavor);
+            sim.write(h(0), 3).unwrap();
+            sim.tick();
+            // h1 stops at 3; h2 streams on, and is given 4 and 5 before they are purged
+            // even though no tick fetched them.
+            sim.stop_replication(h(1));
+            sim.write(h(0), 2).unwrap();
+            sim.purge_binlogs(h(0));
+            let primary = info(&sim, 0).await;
+            assert_eq!(
+                primary.gtid.purged(),
+                primary.gtid.position(),
+                "{flavor}: all purged"
+            );
+            if flavor == Flavor::Mariadb {
+                assert!(
+                    matches!(&primary.gtid, Gtids::Mariadb { purged, .. } if purged == "0-1-5")
+                );
+            }
+            assert_eq!(
+                sim.server(h(2)).unwrap().replication.unwrap().relay_len(),
+                2,
+                "{flavor}"
+            );
+            sim.write(h(0), 1).unwrap();
+            sim.tick();
+            assert_eq!(pos(&sim, 2).await, pos(&sim, 0).await, "{flavor}");
+
+            // h1 needs 4 and 5, which are gone.
+            sim.start_replication(h(1));
+            let r = repl(&sim, 1).await;
+            assert_eq!((r.io, r.sql_running), (IoState::Stopped, true), "{flavor}");
+            let e = r.last_io_error.unwrap();
+            assert_eq!(e.errno, 1236, "{flavor}");
+            let want = match flavor {
+                Flavor::Mariadb => {
+                    "Probably the slave state is too old and required binlog files have been purged"
+                }
+                Flavor::Mysql => "Cannot replicate because the source purged required binary logs",
+            };
+            assert!(e.message.contains(want), "{flavor}: {}", e.message);
+            sim.tick();
+            assert_eq!(
+                repl(&sim, 1).await.io,
+                IoState::Stopped,
+                "{flavor}: a fatal error is not retried"
+            );
+
+            // h2 is up to date: a restart (a reconnect from its GTID position) works.
+            sim.restart(h(2));
+            sim.write(h(0), 1).unwrap();
+            sim.tick();
+            let r = repl(&sim, 2).await;
+            assert_eq!(
+                (r.io, r.last_io_error),
+                (IoState::Running, None),
+                "{flavor}"
+            );
+            assert_eq!(pos(&sim, 2).await, pos(&sim, 0).await, "{flavor}");
+
+            // A new replica with no data: refused by the purged source, served by h2,
+            // whose binlog (log_slave_updates) still holds everything.
+            sim.add_replica(h(3), h(0));
+            let e = repl(&sim, 3).await.last_io_error.unwrap();
+            assert_eq!(e.errno, 1236, "{flavor}: {}", e.message);
+            sim.add_replica(h(4), h(2));
+            sim.tick();
+            assert_eq!(repl(&sim, 4).await.io, IoState::Running, "{flavor}");
+            assert_eq!(pos(&sim, 4).await, pos(&sim, 0).await, "{flavor}");
+        }
+    }
+
+    /// MariaDB starts a replica whose position is exactly a domain's last purged GTID (it
+    /// needs nothing purged), but not one behind in another domain, nor one lacking a domain.
+    #[test]
+    fn mariadb_can_start_after_table() {
+        // (replica's position, the oldest binlog's Gtid_list, can start)
+        let cases = [
+            ("", "", true),
+            ("0-1-5", "", true),
+            ("0-1-5", "0-1-5", true),
+            ("0-1-6", "0-1-5", true),
+            ("0-1-4", "0-1-5", false),
+            ("", "0-1-5", false),
+            ("0-1-5", "0-1-5,1-2-3", false),
+            ("0-1-5,1-2-3", "0-1-5,1-2-3", true),
+            // Not the domain's most recent GTID: the next one of the domain is purged too.
+            ("0-1-5", "0-1-5,0-2-6", false),
+            ("0-2-6", "0-1-5,0-2-6", true),
+        ];
+        for (pos, list, want) in cases {
+            assert_eq!(
+                mariadb_can_start_after(&pos.parse().unwrap(), &list.parse().unwrap()),
+                want,
+                "{pos} after {list}"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

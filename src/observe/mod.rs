@@ -109,9 +109,21 @@ pub enum Gtids {
         binlog_pos: String,
         binlog_state: String,
         slave_pos: String,
+        /// The GTID state at the start of the oldest binary log the server still has (the
+        /// `Gtid_list` event of the first file in `SHOW BINARY LOGS`), as a position: the
+        /// last GTID listed per domain, as `BINLOG_GTID_POS()` reads it. A replica whose
+        /// position in a domain is below this (or that has no position in one of its
+        /// domains) can no longer be served: the source refuses it with error 1236 and it
+        /// needs re-seeding. Empty when the first binlog starts with no GTID state (nothing
+        /// was purged since the binlog began) and when `log_bin` is off. MariaDB has no
+        /// `gtid_purged`; this is its equivalent. Absent in snapshots written before orch
+        /// read it.
+        #[serde(default)]
+        purged: String,
     },
     Mysql {
         executed: String,
+        /// `@@gtid_purged`: executed transactions no longer in any binary log.
         purged: String,
         gtid_mode: String,
     },
@@ -123,6 +135,16 @@ impl Gtids {
         match self {
             Gtids::Mariadb { current_pos, .. } => GtidSet::parse(Flavor::Mariadb, current_pos).ok(),
             Gtids::Mysql { executed, .. } => GtidSet::parse(Flavor::Mysql, executed).ok(),
+        }
+    }
+
+    /// The transactions the server can no longer send a replica from its binary logs
+    /// (MariaDB: the state at the start of its oldest binlog; MySQL: `gtid_purged`); None
+    /// when the text does not parse.
+    pub fn purged(&self) -> Option<GtidSet> {
+        match self {
+            Gtids::Mariadb { purged, .. } => GtidSet::parse(Flavor::Mariadb, purged).ok(),
+            Gtids::Mysql { purged, .. } => GtidSet::parse(Flavor::Mysql, purged).ok(),
         }
     }
 

@@ -352,3 +352,81 @@ fn drift_on_real_servers_writable_replica_moved_replica_unknown_replica_slow_set
     );
     sb.down();
 }
+
+/// MariaDB has no `gtid_purged`: orch reads it from the oldest binary log's `Gtid_list`.
+/// After `FLUSH BINARY LOGS` and `PURGE BINARY LOGS TO` the new file, the primary's
+/// `purged` is its position at the flush, and a replica that was stopped before the purged
+/// writes is refused with error 1236 when it starts again, as the simulator models it.
+#[test]
+fn purged_binlogs_show_in_status_and_refuse_a_replica_that_needs_them() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let t = topology(&sb);
+    let gtid = |json: &serde_json::Value, i: usize, field: &str| {
+        json["hosts"][i]["gtid"][field]
+            .as_str()
+            .unwrap_or_else(|| panic!("hosts[{i}].gtid.{field} in {json}"))
+            .to_string()
+    };
+    let (_, json) = status_json(&t, &[]);
+    for i in 0..3 {
+        assert_eq!(gtid(&json, i, "purged"), "", "nothing purged yet: {json}");
+    }
+
+    sb.root(3, "STOP SLAVE");
+    // Two domains, and two server_ids in domain 1: the Gtid_list lists every
+    // (domain, server_id) pair, and the position keeps each domain's most recent one.
+    sb.root(
+        1,
+        "CREATE DATABASE p; CREATE TABLE p.x (id INT PRIMARY KEY); \
+         SET gtid_domain_id = 1; INSERT INTO p.x VALUES (1); \
+         SET server_id = 7; INSERT INTO p.x VALUES (2)",
+    );
+    let at_flush = crate::sandbox::first(&sb.root(1, "SELECT @@gtid_binlog_pos AS p"), "p");
+    assert_eq!(at_flush, "0-1-2,1-7-2");
+    sb.root(1, "FLUSH BINARY LOGS");
+    let current = crate::sandbox::first(&sb.root(1, "SHOW MASTER STATUS"), "File");
+    // PURGE quietly keeps a file that a replica's binlog dump thread still reads or that
+    // is not yet checkpointed, so it is repeated until only the new file is left.
+    eventually(
+        "the purge of every older binlog",
+        Duration::from_secs(10),
+        || {
+            sb.root(1, &format!("PURGE BINARY LOGS TO '{current}'"));
+            sb.root(1, "SHOW BINARY LOGS").len() == 1
+        },
+    );
+    sb.root(1, "INSERT INTO p.x VALUES (3)");
+
+    let (_, json) = status_json(&t, &[]);
+    assert_eq!(gtid(&json, 0, "purged"), at_flush, "{json}");
+    assert_eq!(gtid(&json, 1, "purged"), "", "the replica purged nothing");
+    let snapshot: orch::status::Snapshot = serde_json::from_value(json.clone()).unwrap();
+    let primary = snapshot.hosts[0].state.info().unwrap();
+    assert_eq!(
+        primary.gtid.purged().unwrap().to_string(),
+        at_flush,
+        "Gtids::purged parses it"
+    );
+
+    // node2 streamed through the purge and keeps up; node3 needs what was purged.
+    sb.root(3, "START SLAVE");
+    eventually("node3 refused with 1236", Duration::from_secs(10), || {
+        let (_, json) = status_json(&t, &[]);
+        json["hosts"][2]["replication"]["last_io_error"]["errno"] == 1236
+    });
+    let (_, json) = status_json(&t, &[]);
+    let message = json["hosts"][2]["replication"]["last_io_error"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("required binlog files have been purged"),
+        "{message}"
+    );
+    assert_eq!(json["hosts"][2]["replication"]["io"], "stopped", "{json}");
+    eventually("node2 caught up", Duration::from_secs(10), || {
+        let (_, json) = status_json(&t, &[]);
+        gtid(&json, 1, "current_pos") == gtid(&json, 0, "binlog_pos")
+            && json["hosts"][1]["replication"]["io"] == "running"
+    });
+    sb.down();
+}
