@@ -67,6 +67,40 @@ pub enum CliCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
+    /// Compare the file with the live servers and print the safe, ordered steps that
+    /// would make them match, why each is needed, and what is blocked. Changes nothing.
+    ///
+    /// Exit status: 0 success, 1 error; with --detailed-exitcode, 0 no changes, 2 changes.
+    Plan {
+        /// Topology file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Plan offline from `orch status --format json` output instead of connecting.
+        #[arg(long, value_name = "SNAPSHOT.json")]
+        observed: Option<PathBuf>,
+        /// Save the plan (JSON, with its fingerprint and the hashes of its files) for
+        /// `orch apply`.
+        #[arg(short = 'o', long = "out", value_name = "PLAN")]
+        output: Option<PathBuf>,
+        /// Print each step's SQL for the server's flavour.
+        #[arg(long)]
+        show_sql: bool,
+        /// Exit 2 when the plan has steps, 0 when there is nothing to do.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Stop and reset replication on servers replicating from the cluster that the
+        /// file does not name (otherwise they are reported and left alone).
+        #[arg(long)]
+        detach_removed: bool,
+        /// After a failover, make the file's primary the primary again (otherwise the plan
+        /// reports the drift and leaves the live primary in place).
+        #[arg(long)]
+        allow_switch_back: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        #[command(flatten)]
+        timeouts: Timeouts,
+    },
     /// Crawl a live topology from one server (up to its sources, down to every replica)
     /// and print it as a topology file that `orch validate` accepts.
     Discover {

@@ -9,6 +9,7 @@ pub mod discover;
 pub mod executor;
 pub mod gtid;
 pub mod observe;
+pub mod plan;
 pub mod render;
 pub mod sandbox;
 pub mod spec;
@@ -109,6 +110,76 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             render::status(&snapshot, format, table, &mut out)?;
             Ok(snapshot.exit_code())
         }
+        CliCommand::Plan {
+            file,
+            observed,
+            output,
+            show_sql,
+            detailed_exitcode,
+            detach_removed,
+            allow_switch_back,
+            format,
+            timeouts,
+        } => {
+            let options = plan::PlanOptions {
+                detach_removed,
+                allow_switch_back,
+            };
+            let (topology, policy) = spec::load_valid(&file)?;
+            let desired = plan::Desired::from_topology(&topology);
+            let observed = match observed {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let snapshot: status::Snapshot = serde_json::from_str(&text).with_context(|| {
+                        format!("{} is not an `orch status --format json` snapshot", path.display())
+                    })?;
+                    plan::Observed::from_snapshot(&desired, &snapshot)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                }
+                None => {
+                    let snapshot = runtime()?.block_on(status::observe_topology(
+                        &topology,
+                        &policy,
+                        timeouts.options(),
+                    ))?;
+                    status::check_usable(&snapshot)?;
+                    plan::Observed::from_snapshot(&desired, &snapshot).map_err(anyhow::Error::msg)?
+                }
+            };
+            let mut the_plan = plan::plan(&desired, &observed, &policy, options)?;
+            the_plan.files = plan_files(&topology)?;
+            if let Some(path) = &output {
+                let json = serde_json::to_string_pretty(&the_plan)? + "\n";
+                std::fs::write(path, json)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            let replication_user = topology
+                .credentials
+                .as_ref()
+                .and_then(|c| c.replication_user.clone())
+                .unwrap_or_else(|| "repl".into());
+            let flavors: std::collections::HashMap<String, gtid::Flavor> = desired
+                .hosts
+                .iter()
+                .map(|h| h.id.clone())
+                .chain(observed.undeclared.iter().map(|s| s.address.to_string()))
+                .zip(observed.hosts.iter().chain(&observed.undeclared))
+                .filter_map(|(id, s)| Some((id, s.info()?.flavor)))
+                .collect();
+            let sql = |step: &plan::Step| {
+                let flavor = flavors.get(&step.host).copied().unwrap_or(gtid::Flavor::Mariadb);
+                executor::mysql::step_sql(flavor, step, &replication_user)
+            };
+            let mut out = std::io::stdout().lock();
+            render::plan(&the_plan, format, show_sql.then_some(&sql as _), &mut out)?;
+            if let Some(path) = &output
+                && format == cli::Format::Human
+            {
+                writeln!(out, "saved to {} (apply it with: orch apply {})", path.display(), path.display())?;
+            }
+            Ok(the_plan.exit_code(detailed_exitcode))
+        }
         CliCommand::Completions { shell } => {
             let mut out = Vec::new();
             write_completions(shell, &mut out);
@@ -116,6 +187,24 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The files a plan was made from, with their SHA-256: the topology and a policy file.
+fn plan_files(t: &spec::Topology) -> anyhow::Result<Vec<plan::FileHash>> {
+    let mut paths = vec![t.file.clone()];
+    if let spec::PolicyRef::File(p) = &t.policy {
+        paths.push(t.file.parent().unwrap_or(std::path::Path::new(".")).join(p));
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+            Ok(plan::FileHash {
+                path: p.display().to_string(),
+                sha256: plan::sha256_hex(&bytes),
+            })
+        })
+        .collect()
 }
 
 /// The tokio runtime for commands that talk to servers: observation is I/O-bound, two

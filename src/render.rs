@@ -118,15 +118,7 @@ pub fn status(
             })
             .collect();
         for (i, last) in crate::observe::tree_walk(&parent) {
-            let mut prefix = String::new();
-            for (level, &is_last) in last.iter().enumerate() {
-                prefix.push_str(match (level + 1 == last.len(), is_last) {
-                    (true, true) => "└─ ",
-                    (true, false) => "├─ ",
-                    (false, true) => "   ",
-                    (false, false) => "│  ",
-                });
-            }
+            let prefix = branches(&last);
             let r = &rows[i];
             let gtid = if r[7].is_empty() {
                 String::new()
@@ -229,4 +221,155 @@ fn status_row(
             [id, address, role.into(), source_name, rw, repl, lag, gtid]
         }
     }
+}
+
+/// `orch plan`: the steps as a table, the topology before and after as a diff, what is
+/// blocked or lost, and a one-line summary; or the plan as JSON. With `sql`, each step's
+/// statements (from [`crate::executor::mysql::step_sql`]) follow the table.
+pub fn plan(
+    plan: &crate::plan::Plan,
+    format: Format,
+    sql: Option<&dyn Fn(&crate::plan::Step) -> Vec<String>>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, plan)?;
+        return writeln!(out);
+    }
+    writeln!(out, "cluster {} (observed {})", plan.cluster, short_fingerprint(&plan.fingerprint))?;
+    if plan.steps.is_empty() {
+        writeln!(out, "no changes: the live topology matches the file")?;
+    } else {
+        let mut t = comfy_table::Table::new();
+        t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+        t.set_header(["#", "phase", "host", "action", "why"]);
+        for s in &plan.steps {
+            t.add_row([
+                s.number.to_string(),
+                s.phase.name().to_string(),
+                s.host.clone(),
+                s.action.describe(),
+                s.why.clone(),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+    }
+    if let Some(sql) = sql
+        && !plan.steps.is_empty()
+    {
+        writeln!(out, "statements:")?;
+        for s in &plan.steps {
+            writeln!(out, "  {}. {} ({}):", s.number, s.host, s.address)?;
+            for stmt in sql(s) {
+                writeln!(out, "       {stmt}")?;
+            }
+        }
+    }
+    let before = placement_tree(&plan.before);
+    let after = placement_tree(&plan.after);
+    if before == after {
+        writeln!(out, "topology:")?;
+        for line in before.lines() {
+            writeln!(out, "  {line}")?;
+        }
+    } else {
+        writeln!(out, "topology (- before, + after):")?;
+        let diff = similar::TextDiff::from_lines(&before, &after);
+        for change in diff.iter_all_changes() {
+            let sign = match change.tag() {
+                similar::ChangeTag::Delete => "-",
+                similar::ChangeTag::Insert => "+",
+                similar::ChangeTag::Equal => " ",
+            };
+            write!(out, "{sign} {}", change.value())?;
+        }
+    }
+    if !plan.blocked.is_empty() {
+        writeln!(out, "blocked:")?;
+        for b in &plan.blocked {
+            writeln!(out, "  {:<20} {}: {}: {}", b.code.name(), b.host, b.change, b.reason)?;
+        }
+    }
+    if !plan.lost.is_empty() {
+        writeln!(out, "lost replicas:")?;
+        for l in &plan.lost {
+            writeln!(out, "  {}: {}", l.host, l.reason)?;
+        }
+    }
+    if !plan.warnings.is_empty() {
+        writeln!(out, "warnings:")?;
+        for w in &plan.warnings {
+            writeln!(out, "  {:<20} {}: {}", w.code, w.host, w.message)?;
+        }
+    }
+    let hosts: std::collections::BTreeSet<&str> = plan.steps.iter().map(|s| s.host.as_str()).collect();
+    writeln!(
+        out,
+        "plan: {} step{} on {} host{}, {} blocked, {} lost, {} warning{}",
+        plan.steps.len(),
+        plural(plan.steps.len()),
+        hosts.len(),
+        plural(hosts.len()),
+        plan.blocked.len(),
+        plan.lost.len(),
+        plan.warnings.len(),
+        plural(plan.warnings.len()),
+    )
+}
+
+fn short_fingerprint(f: &str) -> &str {
+    let end = f.char_indices().nth(19).map_or(f.len(), |(i, _)| i);
+    &f[..end]
+}
+
+/// A topology as an indented tree, one server per line: what the plan's diff compares.
+fn placement_tree(placements: &[crate::plan::Placement]) -> String {
+    let index: std::collections::HashMap<&str, usize> = placements
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.host.as_str(), i))
+        .collect();
+    let parent: Vec<Option<usize>> = placements
+        .iter()
+        .map(|p| p.source.as_deref().and_then(|s| index.get(s).copied()))
+        .collect();
+    let mut text = String::new();
+    for (i, last) in crate::observe::tree_walk(&parent) {
+        let p = &placements[i];
+        let mut line = branches(&last);
+        line.push_str(&p.host);
+        if !p.reachable {
+            line.push_str(" UNREACHABLE");
+        } else {
+            match (&p.source, p.replication.as_str()) {
+                (None, _) => line.push_str(" primary"),
+                (Some(s), r) if parent[i].is_none() => line.push_str(&format!(" replica of {s} ({r})")),
+                (Some(_), "running") => {}
+                (Some(_), r) => line.push_str(&format!(" replication {r}")),
+            }
+            line.push_str(match p.read_only {
+                Some(true) => " ro",
+                Some(false) => " rw",
+                None => "",
+            });
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+/// The branch drawing in front of a tree line, from [`crate::observe::tree_walk`]'s
+/// last-child flags.
+fn branches(last: &[bool]) -> String {
+    let mut prefix = String::new();
+    for (level, &is_last) in last.iter().enumerate() {
+        prefix.push_str(match (level + 1 == last.len(), is_last) {
+            (true, true) => "└─ ",
+            (true, false) => "├─ ",
+            (false, true) => "   ",
+            (false, false) => "│  ",
+        });
+    }
+    prefix
 }

@@ -15,6 +15,7 @@ use crate::executor::mysql::MysqlExecutor;
 use crate::observe::classify::{Problem, classify};
 use crate::observe::{ObserveOptions, Reach, ServerState, Unreachable, observe_all};
 use crate::spec::{Secret, Topology};
+use crate::topology::Address;
 
 /// The observed topology and its problems; `--format json` prints exactly this, and
 /// `plan --observed` will read it back. Field names are stable.
@@ -24,6 +25,10 @@ pub struct Snapshot {
     pub schema: u32,
     pub cluster: String,
     pub hosts: Vec<ObservedHost>,
+    /// Servers replicating from the cluster that the file does not declare, found through
+    /// `SHOW SLAVE HOSTS` (they need `report_host` and `report_port`) and observed too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undeclared: Vec<ServerState>,
     pub problems: Vec<Problem>,
 }
 
@@ -93,7 +98,9 @@ pub async fn observe_topology(
                 .expect("validated")
         })
         .collect();
-    let states = observe_all(exec, &addresses, options.concurrency).await;
+    let states = observe_all(exec.clone(), &addresses, options.concurrency).await;
+    let extra = undeclared_replicas(&addresses, &states);
+    let undeclared = observe_all(exec, &extra, options.concurrency).await;
     let problems = classify(t, policy, &states);
     let hosts = t
         .hosts
@@ -109,8 +116,25 @@ pub async fn observe_topology(
         schema: 1,
         cluster: t.cluster.clone(),
         hosts,
+        undeclared,
         problems,
     })
+}
+
+/// The replicas the observed servers report (with a port) at addresses the file does not
+/// declare, sorted.
+pub fn undeclared_replicas(declared: &[Address], states: &[ServerState]) -> Vec<Address> {
+    let known: std::collections::HashSet<String> = declared.iter().map(|a| a.to_string()).collect();
+    let mut extra: Vec<Address> = states
+        .iter()
+        .filter_map(ServerState::info)
+        .flat_map(|inf| &inf.replicas)
+        .filter_map(|r| Address::parse(&format!("{}:{}", r.host, r.port?)).ok())
+        .filter(|a| !known.contains(&a.to_string()))
+        .collect();
+    extra.sort_by_key(|a| a.to_string());
+    extra.dedup();
+    extra
 }
 
 /// Refuses a snapshot that says nothing: no server answered. Access denied everywhere is
@@ -190,6 +214,7 @@ pub fn snapshot_of_crawl(
         schema: 1,
         cluster: topology.cluster,
         hosts,
+        undeclared: Vec::new(),
         problems,
     };
     check_usable(&snapshot)?;

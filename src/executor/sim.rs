@@ -1396,6 +1396,111 @@ impl Simulator {
             server.super_read_only = on && server.flavor == Flavor::Mysql;
         });
     }
+    /// `RESET SLAVE ALL` on a server whose replication is stopped: it forgets its source.
+    #[track_caller]
+    pub fn reset_replication(&self, address: impl SimAddress) {
+        self.with(address, |st, i| {
+            if let Some(rep) = &st.servers[i].replication {
+                assert!(
+                    rep.io == IoState::Stopped && !rep.sql_running,
+                    "RESET SLAVE ALL needs replication stopped on {}",
+                    st.servers[i].address
+                );
+            }
+            st.unlink(i);
+            st.servers[i].replication = None;
+        });
+    }
+
+    /// Runs one plan step as the server would, refusing it as the server (or orch's
+    /// executor) would: the server does not answer, replication is running where it must
+    /// be stopped, a wait times out. A wait lets time pass (ticks), one tick per second of
+    /// its timeout.
+    pub fn execute(&self, step: &crate::plan::Step) -> Result<(), String> {
+        use crate::plan::{Action, GtidPosition};
+        let address = &step.address;
+        let server = self.server(address).ok_or_else(|| format!("no server at {address}"))?;
+        if server.health != Health::Up {
+            return Err(format!("{address} does not answer ({:?})", server.health));
+        }
+        let stopped = server
+            .replication
+            .as_ref()
+            .is_none_or(|r| r.io == IoState::Stopped && !r.sql_running);
+        match &step.action {
+            Action::Fence { .. } => self.set_read_only(address, true),
+            Action::Unfence => self.set_read_only(address, false),
+            Action::StopReplication => {
+                if server.replication.is_some() {
+                    self.stop_replication(address);
+                }
+            }
+            Action::StartReplication => {
+                if server.replication.is_none() {
+                    return Err(format!("{address} has no source configured"));
+                }
+                self.start_replication(address);
+            }
+            Action::WaitForGtid {
+                until_address,
+                timeout_secs,
+                ..
+            } => {
+                let target = self
+                    .server(until_address)
+                    .ok_or_else(|| format!("no server at {until_address}"))?
+                    .position();
+                for _ in 0..=*timeout_secs {
+                    let now = self.server(address).expect("exists").position();
+                    if now.contains(&target).unwrap_or(false) {
+                        return Ok(());
+                    }
+                    self.tick();
+                }
+                return Err(format!("{address} did not reach {target} within {timeout_secs}s"));
+            }
+            Action::ChangeSource {
+                source_address,
+                gtid_position,
+                delay_secs,
+                ..
+            } => {
+                if !stopped {
+                    return Err(format!("{address}: replication must be stopped to change source"));
+                }
+                self.change_source(address, source_address);
+                let delay = *delay_secs;
+                let current = *gtid_position == GtidPosition::CurrentPos;
+                self.update(address, |s| {
+                    let current_pos = match (&s.positions, current) {
+                        (Positions::Mariadb { binlog_state, slave_pos, .. }, true) => {
+                            Some(mariadb_current_pos(binlog_state, slave_pos, s.server_id))
+                        }
+                        _ => None,
+                    };
+                    let rep = s.replication.as_mut().expect("configured");
+                    rep.sql_delay = delay;
+                    if let Some(pos) = current_pos {
+                        rep.retrieved = Retrieved::Mariadb(pos);
+                    }
+                });
+            }
+            Action::Promote => {
+                if !stopped {
+                    return Err(format!("{address}: replication must be stopped to promote"));
+                }
+                self.reset_replication(address);
+                self.set_read_only(address, false);
+            }
+            Action::ResetReplication => {
+                if !stopped {
+                    return Err(format!("{address}: replication must be stopped to reset it"));
+                }
+                self.reset_replication(address);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where a replica's IO thread starts after its relay log was discarded: MariaDB from

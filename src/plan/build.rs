@@ -1,0 +1,663 @@
+//! The planner: decides what to change and in which order, on a [`Model`] that every
+//! emitted step is applied to, so each decision sees the steps before it.
+//!
+//! Order: fence writable replicas; the switchover (when the file names another primary);
+//! then every replica in the desired tree's breadth-first order, so a server's new source
+//! is always already in its final place (that order alone rules out cycles; a blocked
+//! source is caught by the model); detach removed servers; unfence the primary last.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::model::{LinkState, Model};
+use super::{
+    Action, BlockCode, Blocked, Condition, Desired, GtidPosition, Lost, Observed, Phase, Placement,
+    Plan, PlanOptions, Step, Warning,
+};
+use crate::gtid::Flavor;
+use crate::spec::Policy;
+
+struct Builder<'a> {
+    desired: &'a Desired,
+    policy: &'a Policy,
+    options: PlanOptions,
+    m: Model,
+    ids: Vec<String>,
+    steps: Vec<Step>,
+    blocked: Vec<Blocked>,
+    warnings: Vec<Warning>,
+    lost: Vec<Lost>,
+    /// Hosts the plan does not touch (unreachable, blocked, a former primary left alone).
+    exempt: HashSet<usize>,
+    /// The desired source of each declared host (model index), after substitutions.
+    target: Vec<Option<usize>>,
+    /// A step the model refused while planning: a planner bug, surfaced by the proof.
+    bug: Option<String>,
+}
+
+pub fn build(desired: &Desired, observed: &Observed, policy: &Policy, options: PlanOptions) -> Plan {
+    let ids = super::names(desired, observed);
+    let servers: Vec<_> = observed.hosts.iter().chain(&observed.undeclared).cloned().collect();
+    let m = Model::new(&ids, &servers, desired.hosts.len(), desired.primary());
+    let before = placements(&m);
+    let mut b = Builder {
+        desired,
+        policy,
+        options,
+        target: Vec::new(),
+        m,
+        ids,
+        steps: Vec::new(),
+        blocked: Vec::new(),
+        warnings: Vec::new(),
+        lost: Vec::new(),
+        exempt: HashSet::new(),
+        bug: None,
+    };
+    b.run();
+    if let Some(bug) = b.bug.take() {
+        b.warnings.push(Warning {
+            code: "internal".into(),
+            host: String::new(),
+            message: bug,
+        });
+    }
+    let after = placements(&b.m);
+    Plan {
+        schema: super::SCHEMA,
+        cluster: desired.cluster.clone(),
+        fingerprint: super::fingerprint(observed),
+        files: Vec::new(),
+        steps: b.steps,
+        blocked: b.blocked,
+        lost: b.lost,
+        warnings: b.warnings,
+        before,
+        after,
+    }
+}
+
+/// Where every server stands in a model.
+pub fn placements(m: &Model) -> Vec<Placement> {
+    (0..m.nodes.len())
+        .map(|i| {
+            let n = &m.nodes[i];
+            let link = m.link(i);
+            Placement {
+                host: n.id.clone(),
+                source: link.map(|l| match l.source {
+                    Some(s) => m.nodes[s].id.clone(),
+                    None => l.source_name.clone(),
+                }),
+                replication: match link.map(|l| &l.state) {
+                    None => "none",
+                    Some(LinkState::Running) => "running",
+                    Some(LinkState::Stopped) => "stopped",
+                    Some(LinkState::Broken { .. }) => "broken",
+                }
+                .into(),
+                read_only: m.live(i).map(|l| l.read_only),
+                reachable: n.live.is_some(),
+            }
+        })
+        .collect()
+}
+
+/// What a step needs before it runs and promises after.
+fn conditions(m: &Model, i: usize, action: &Action) -> (Vec<Condition>, Vec<Condition>) {
+    use Condition as C;
+    let source = || m.source(i).map(|s| m.nodes[s].id.clone()).unwrap_or_default();
+    match action {
+        Action::Fence { .. } => (vec![C::Reachable], vec![C::ReadOnly { on: true }]),
+        Action::Unfence => (
+            vec![C::Reachable, C::NotReplica, C::NoOtherWritable],
+            vec![C::ReadOnly { on: false }],
+        ),
+        Action::StopReplication => (vec![C::Reachable], vec![C::ReplicationStopped]),
+        Action::WaitForGtid { until, .. } => (
+            vec![C::Reachable, C::ReplicatingFrom { source: source() }],
+            vec![C::Contains { host: until.clone() }],
+        ),
+        Action::ChangeSource { source, .. } => (
+            vec![C::Reachable, C::ReplicationStopped],
+            vec![C::SourceIs { source: source.clone() }, C::ReplicationStopped],
+        ),
+        Action::StartReplication => (
+            vec![C::Reachable, C::SourceIs { source: source() }],
+            vec![C::ReplicatingFrom { source: source() }],
+        ),
+        Action::Promote => (
+            vec![C::Reachable, C::ReplicationStopped, C::NoOtherWritable],
+            vec![C::NotReplica, C::ReadOnly { on: false }],
+        ),
+        Action::ResetReplication => (
+            vec![C::Reachable, C::ReplicationStopped],
+            vec![C::NotReplica],
+        ),
+    }
+}
+
+impl Builder<'_> {
+    fn id(&self, i: usize) -> &str {
+        &self.m.nodes[i].id
+    }
+
+    fn index(&self) -> HashMap<&str, usize> {
+        self.ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect()
+    }
+
+    fn emit(&mut self, phase: Phase, i: usize, action: Action, why: String) {
+        let (requires, expects) = conditions(&self.m, i, &action);
+        let ids = self.ids.clone();
+        let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        if let Err(e) = self.m.apply(i, &action, &index)
+            && self.bug.is_none()
+        {
+            self.bug = Some(format!("step {} on {}: {e}", self.steps.len() + 1, self.id(i)));
+        }
+        self.steps.push(Step {
+            number: self.steps.len() + 1,
+            phase,
+            host: self.m.nodes[i].id.clone(),
+            address: self.m.nodes[i].address.clone(),
+            action,
+            why,
+            requires,
+            expects,
+        });
+    }
+
+    fn block(&mut self, code: BlockCode, i: usize, change: String, reason: String) {
+        self.exempt.insert(i);
+        self.blocked.push(Blocked {
+            code,
+            host: self.id(i).to_string(),
+            change,
+            reason,
+        });
+    }
+
+    fn warn(&mut self, code: &str, i: usize, message: String) {
+        self.warnings.push(Warning {
+            code: code.into(),
+            host: self.id(i).to_string(),
+            message,
+        });
+    }
+
+    fn max_lag_secs(&self) -> u64 {
+        self.policy.failover.promote.max_lag.as_secs()
+    }
+
+    fn run(&mut self) {
+        let declared = self.desired.hosts.len();
+        let index = self.index();
+        let pd = self.desired.primary().expect("a validated topology has a primary");
+        self.target = self
+            .desired
+            .hosts
+            .iter()
+            .map(|h| h.source.as_deref().and_then(|s| index.get(s).copied()))
+            .collect();
+        for i in 0..declared {
+            if self.m.live(i).is_none() {
+                self.exempt.insert(i);
+                self.warn("unreachable", i, format!(
+                    "{} ({}) could not be observed: nothing is planned for it",
+                    self.id(i),
+                    self.m.nodes[i].address
+                ));
+            }
+        }
+        let Some(po) = self.m.primary else {
+            if self.m.live(pd).is_none() {
+                self.block(BlockCode::PrimaryUnreachable, pd, "keep the primary".into(), format!(
+                    "the primary {} cannot be observed, so nothing can be planned safely; if it is dead this is a failover (orch watch), not a plan",
+                    self.id(pd)
+                ));
+            } else {
+                let roots: Vec<String> = (0..declared)
+                    .filter(|&i| self.m.live(i).is_some_and(|l| l.link.is_none()))
+                    .map(|i| self.id(i).to_string())
+                    .collect();
+                self.block(BlockCode::PrimaryUnknown, pd, "keep the primary".into(), format!(
+                    "cannot tell which server is the primary: {} have no source; fix the topology by hand (or give the others a source), then plan again",
+                    if roots.is_empty() { "none of the servers".to_string() } else { roots.join(", ") }
+                ));
+            }
+            return;
+        };
+
+        // Who will be the primary when the plan is done.
+        let mut primary = po;
+        let mut switchover: Option<(usize, bool)> = None;
+        if po != pd {
+            let pd_replicates = self.m.source(pd).is_some();
+            if pd_replicates {
+                switchover = Some((pd, false));
+            } else if self.options.allow_switch_back && self.m.live(pd).is_some() {
+                switchover = Some((pd, true));
+            } else {
+                self.warn("failover-drift", pd, format!(
+                    "the file names {} as the primary but {} is the live primary and {} does not replicate from it (a failover happened?): update the file, or plan with --allow-switch-back to make {} the primary again",
+                    self.id(pd), self.id(po), self.id(pd), self.id(pd)
+                ));
+                let (a, b) = (self.id(pd).to_string(), self.id(po).to_string());
+                self.block(BlockCode::FailoverDrift, pd, format!("make {a} the primary"), format!(
+                    "{b} is the live primary; switching back is not automatic (--allow-switch-back)"
+                ));
+                // Read the file as if it named the live primary.
+                for t in self.target.iter_mut() {
+                    if *t == Some(pd) {
+                        *t = Some(po);
+                    }
+                }
+                self.target[po] = None;
+            }
+        }
+
+        self.fence_writable_replicas(primary, pd);
+        if let Some((candidate, switch_back)) = switchover
+            && self.switchover(po, candidate, switch_back)
+        {
+            primary = candidate;
+        }
+        self.place_replicas(primary);
+        self.detach_removed();
+        self.unfence_primary(primary, po, pd);
+        self.report_lost();
+    }
+
+    /// read_only on every declared server that should not take writes.
+    fn fence_writable_replicas(&mut self, primary: usize, pd: usize) {
+        for i in 0..self.desired.hosts.len() {
+            if i == primary || !self.m.writable(i) {
+                continue;
+            }
+            let why = if i == pd {
+                format!(
+                    "{} is writable beside the live primary {}: never two writable servers",
+                    self.id(i),
+                    self.id(primary)
+                )
+            } else if self.m.link(i).is_none() {
+                "a server joining the cluster is made read_only before it replicates".into()
+            } else {
+                "a writable replica: a stray write there becomes an errant transaction".into()
+            };
+            self.emit(Phase::Repair, i, Action::Fence { kill_writers: false }, why);
+        }
+    }
+
+    /// The graceful switchover from `old` to `candidate`; false when blocked.
+    fn switchover(&mut self, old: usize, c: usize, switch_back: bool) -> bool {
+        let change = format!("make {} the primary instead of {}", self.id(c), self.id(old));
+        if let Some((code, reason)) = self.candidate_problem(old, c, switch_back) {
+            self.block(code, c, change, reason);
+            self.exempt.insert(old);
+            return false;
+        }
+        let flavor = self.m.live(c).map(|l| l.flavor).expect("checked");
+        let (cid, oid) = (self.id(c).to_string(), self.id(old).to_string());
+        if switch_back {
+            self.emit(
+                Phase::Switchover,
+                c,
+                Action::ChangeSource {
+                    source: oid.clone(),
+                    source_address: self.m.nodes[old].address.clone(),
+                    gtid_position: position_choice(flavor, true),
+                    delay_secs: 0,
+                    with_credentials: self.m.link(c).is_none(),
+                },
+                format!("switch back: {cid} first catches up with the live primary {oid}"),
+            );
+            self.emit(Phase::Switchover, c, Action::StartReplication, format!("{cid} replicates from {oid} until the switchover"));
+        }
+        self.emit(
+            Phase::Switchover,
+            old,
+            Action::Fence { kill_writers: true },
+            format!(
+                "switchover: no more writes on the old primary {oid}; transactions already committing finish, sessions that could still write (READ_ONLY ADMIN) are killed and their open transactions roll back"
+            ),
+        );
+        self.emit(
+            Phase::Switchover,
+            c,
+            Action::WaitForGtid {
+                until: oid.clone(),
+                until_address: self.m.nodes[old].address.clone(),
+                timeout_secs: self.policy.failover.promote.wait_relay_log.as_secs().max(1),
+            },
+            format!("{cid} must have executed every transaction {oid} wrote before it takes writes"),
+        );
+        self.emit(Phase::Switchover, c, Action::StopReplication, format!("{cid} stops replicating from the fenced {oid}"));
+        // The old primary's replicas that belong under the new one move now; if the old
+        // primary cannot pass on what it replicates, all of them do.
+        let old_serves = self.m.live(old).is_some_and(|l| l.log_bin && l.log_replica_updates);
+        let siblings: Vec<usize> = self.m.replicas_of(old).iter().copied().filter(|&r| r != c).collect();
+        for r in siblings {
+            if self.exempt.contains(&r) || self.m.live(r).is_none() {
+                continue;
+            }
+            let t = self.target.get(r).copied().flatten();
+            if t == Some(c) || (!old_serves && t != Some(old)) {
+                self.move_replica(Phase::Switchover, r, c, 0, format!("{} follows the new primary {cid}", self.id(r)));
+            } else if !old_serves {
+                let why = format!(
+                    "stays under {oid}, which as a replica without log_slave_updates will not pass on new transactions"
+                );
+                self.lost.push(Lost { host: self.id(r).to_string(), reason: why });
+                self.m.lost.insert(r);
+            }
+        }
+        self.emit(
+            Phase::Switchover,
+            old,
+            Action::ChangeSource {
+                source: cid.clone(),
+                source_address: self.m.nodes[c].address.clone(),
+                gtid_position: position_choice(flavor, true),
+                delay_secs: self.desired.hosts.get(old).map_or(0, |h| h.delay_secs),
+                with_credentials: self.m.link(old).is_none(),
+            },
+            format!("the old primary {oid} becomes a replica of {cid} (its own writes are in {cid} already)"),
+        );
+        self.emit(Phase::Switchover, old, Action::StartReplication, format!("{oid} replicates from {cid}"));
+        self.emit(
+            Phase::Switchover,
+            c,
+            Action::Promote,
+            format!("{cid} is the new primary; it is made writable last, when nothing else can write"),
+        );
+        true
+    }
+
+    /// Why `c` cannot take over from `old`, if it cannot.
+    fn candidate_problem(&self, old: usize, c: usize, switch_back: bool) -> Option<(BlockCode, String)> {
+        let cid = self.id(c);
+        let live = self.m.live(c)?;
+        if live.errant {
+            return Some((BlockCode::ErrantGtid, format!(
+                "{cid} has transactions the primary {} never had; promoting it would publish them and strand the other replicas: remove them (or re-seed {cid}) first",
+                self.id(old)
+            )));
+        }
+        if !switch_back {
+            let link = live.link.as_ref()?;
+            match &link.state {
+                LinkState::Broken { error, .. } => {
+                    return Some((BlockCode::ReplicationError, format!("{cid}: {error}")));
+                }
+                LinkState::Stopped => {
+                    return Some((BlockCode::CandidateNotReplicating, format!(
+                        "{cid}'s replication is stopped: start it and let it catch up, then plan again"
+                    )));
+                }
+                LinkState::Running => {}
+            }
+            if link.source.is_none() {
+                return Some((BlockCode::CandidateNotReplicating, format!(
+                    "{cid} replicates from {}, which is not a server of this cluster",
+                    link.source_name
+                )));
+            }
+            if let Some(lag) = link.seconds_behind
+                && lag > self.max_lag_secs()
+            {
+                return Some((BlockCode::Lagging, format!(
+                    "{cid} is {lag}s behind (policy max_lag {}s): the fenced primary would refuse writes until it catches up",
+                    self.max_lag_secs()
+                )));
+            }
+        }
+        if !live.log_bin {
+            return Some((BlockCode::SourceWithoutBinlog, format!("{cid} has log_bin off: a primary must binlog for its replicas")));
+        }
+        if !live.log_replica_updates {
+            return Some((BlockCode::SourceWithoutLogReplicaUpdates, format!(
+                "{cid} has log_slave_updates off: the old primary's last transactions would not reach the other replicas through it"
+            )));
+        }
+        if let Err((code, why)) = self.m.can_serve(c, old) {
+            return Some((code, why));
+        }
+        None
+    }
+
+    /// Replicas in the desired tree's breadth-first order.
+    fn place_replicas(&mut self, primary: usize) {
+        let declared = self.desired.hosts.len();
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); declared];
+        for (i, t) in self.target.iter().enumerate() {
+            if let Some(t) = t {
+                children[*t].push(i);
+            }
+        }
+        let mut order = Vec::with_capacity(declared);
+        let mut seen = vec![false; declared];
+        let mut queue = VecDeque::from([primary]);
+        seen[primary] = true;
+        while let Some(x) = queue.pop_front() {
+            order.push(x);
+            for &c in &children[x] {
+                if !std::mem::replace(&mut seen[c], true) {
+                    queue.push_back(c);
+                }
+            }
+        }
+        order.extend((0..declared).filter(|&i| !seen[i]));
+        for i in order {
+            if i == primary || self.exempt.contains(&i) {
+                continue;
+            }
+            let Some(t) = self.target[i] else { continue };
+            self.place(i, t);
+        }
+    }
+
+    /// Puts declared replica `i` under `t` as the file says, or says why not.
+    fn place(&mut self, i: usize, t: usize) {
+        let delay = self.desired.hosts[i].delay_secs;
+        let (id, tid) = (self.id(i).to_string(), self.id(t).to_string());
+        let link = self.m.link(i).cloned();
+        if let Some(l) = &link
+            && l.source == Some(t)
+            && l.gtid
+            && l.delay == delay
+        {
+            match &l.state {
+                LinkState::Running => {}
+                LinkState::Stopped => {
+                    if let Err((code, why)) = self.m.can_serve(t, i) {
+                        self.block(code, i, format!("start replication from {tid}"), why);
+                    } else {
+                        self.emit(Phase::Repair, i, Action::StartReplication, "replication is stopped".into());
+                    }
+                }
+                LinkState::Broken { error, .. } => {
+                    self.block(BlockCode::ReplicationError, i, format!("replicate from {tid}"), format!(
+                        "{error}; orch never skips transactions: fix the cause (or re-seed {id}), then plan again"
+                    ));
+                }
+            }
+            return;
+        }
+        let (phase, change, why) = match &link {
+            None => (Phase::Join, format!("start replicating from {tid}"), format!("{id} is new in the file: it joins under {tid}")),
+            Some(l) if l.source == Some(t) => {
+                let what = if !l.gtid { "GTID positioning".to_string() } else { format!("delay {}s (now {}s)", delay, l.delay) };
+                (Phase::Repair, format!("replicate from {tid} with {what}"), format!("reconfigure replication from {tid}: {what}"))
+            }
+            Some(l) => {
+                let from = l.source.map_or(l.source_name.clone(), |s| self.id(s).to_string());
+                (Phase::Move, format!("move from {from} to {tid}"), format!("the file puts {id} under {tid} (now under {from})"))
+            }
+        };
+        if let Some((code, reason)) = self.move_problem(i, t, phase) {
+            self.block(code, i, change, reason);
+            return;
+        }
+        self.move_replica(phase, i, t, delay, why);
+    }
+
+    /// Why replica `i` cannot be put under `t` now, if it cannot.
+    fn move_problem(&self, i: usize, t: usize, phase: Phase) -> Option<(BlockCode, String)> {
+        let (id, tid) = (self.id(i), self.id(t));
+        let li = self.m.live(i)?;
+        let Some(lt) = self.m.live(t) else {
+            return Some((BlockCode::Unreachable, format!("its new source {tid} cannot be observed")));
+        };
+        if self.m.is_ancestor(i, t) {
+            return Some((BlockCode::Cycle, format!(
+                "{tid} replicates (directly or not) from {id}: {id} under {tid} would be a cycle (was {tid}'s own change blocked?)"
+            )));
+        }
+        if let Some(LinkState::Broken { sql: true, error }) = li.link.as_ref().map(|l| &l.state) {
+            return Some((BlockCode::ReplicationError, format!("{error}; orch never skips transactions: fix it, then plan again")));
+        }
+        if li.errant {
+            let code = if phase == Phase::Join { BlockCode::NotSeeded } else { BlockCode::ErrantGtid };
+            return Some((code, format!(
+                "{id} has transactions the primary never had: {tid} would not have them (and strict mode stops on them); remove them or re-seed {id} from a backup"
+            )));
+        }
+        if lt.errant && self.m.primary != Some(t) {
+            return Some((BlockCode::ErrantGtid, format!("its new source {tid} has transactions the primary never had")));
+        }
+        for (who, l) in [(id, li), (tid, lt)] {
+            if let Some(lag) = l.link.as_ref().and_then(|k| k.seconds_behind)
+                && lag > self.max_lag_secs()
+            {
+                return Some((BlockCode::Lagging, format!(
+                    "{who} is {lag}s behind its source (policy max_lag {}s): move it once it has caught up",
+                    self.max_lag_secs()
+                )));
+            }
+        }
+        if !li.gtid_enabled || !lt.gtid_enabled {
+            let who = if !li.gtid_enabled { id } else { tid };
+            return Some((BlockCode::GtidDisabled, format!("{who} has gtid_mode off: orch moves replicas by GTID only")));
+        }
+        if li.link.as_ref().is_some_and(|l| !l.gtid)
+            && li.position.as_ref().is_none_or(|p| p.is_empty())
+            && lt.position.as_ref().is_some_and(|p| !p.is_empty())
+        {
+            return Some((BlockCode::GtidDisabled, format!(
+                "{id} replicates by binlog file and position and its gtid_slave_pos is empty: set it (SET GLOBAL gtid_slave_pos from BINLOG_GTID_POS of its current position) first"
+            )));
+        }
+        if let Err(e) = self.m.can_serve(t, i) {
+            return Some(e);
+        }
+        // The new source must come to have everything `i` has; if it does not yet, it must
+        // be replicating from something that does.
+        if !self.m.contains(t, i) {
+            let top = self.m.chain_top(t);
+            let running = self.m.link(t).is_some_and(|l| l.state == LinkState::Running);
+            if !running || !self.m.contains(top, i) {
+                return Some((BlockCode::SourceBlocked, format!(
+                    "{tid} is behind {id} and not replicating from a server that has {id}'s transactions, so it cannot catch up"
+                )));
+            }
+        }
+        None
+    }
+
+    /// Stop, (wait), change source, start: `i` replicates from `t`.
+    fn move_replica(&mut self, phase: Phase, i: usize, t: usize, delay: u32, why: String) {
+        let (id, tid) = (self.id(i).to_string(), self.id(t).to_string());
+        let live = self.m.live(i).expect("checked").clone();
+        if live.link.as_ref().is_some_and(|l| l.state != LinkState::Stopped) {
+            self.emit(phase, i, Action::StopReplication, format!("{id} stops before it changes source"));
+        }
+        if !self.m.contains(t, i) {
+            self.emit(
+                phase,
+                t,
+                Action::WaitForGtid {
+                    until: id.clone(),
+                    until_address: self.m.nodes[i].address.clone(),
+                    timeout_secs: self.policy.failover.promote.wait_relay_log.as_secs().max(1),
+                },
+                format!("{tid} must have everything {id} has executed before {id} replicates from it"),
+            );
+        }
+        let former_primary = live.link.is_none() || live.own_writes;
+        self.emit(
+            phase,
+            i,
+            Action::ChangeSource {
+                source: tid.clone(),
+                source_address: self.m.nodes[t].address.clone(),
+                gtid_position: position_choice(live.flavor, former_primary),
+                delay_secs: delay,
+                with_credentials: live.link.is_none(),
+            },
+            why,
+        );
+        self.emit(phase, i, Action::StartReplication, format!("{id} replicates from {tid}"));
+    }
+
+    /// Servers replicating from the cluster that the file does not name.
+    fn detach_removed(&mut self) {
+        for i in self.desired.hosts.len()..self.m.nodes.len() {
+            let Some(link) = self.m.link(i).cloned() else { continue };
+            let from = link.source.map_or(link.source_name.clone(), |s| self.id(s).to_string());
+            if !self.options.detach_removed {
+                self.warn("removed-host", i, format!(
+                    "{} replicates from {from} but is not in the file: left alone (--detach-removed stops its replication)",
+                    self.id(i)
+                ));
+                continue;
+            }
+            if link.state != LinkState::Stopped {
+                self.emit(Phase::Detach, i, Action::StopReplication, format!("{} is not in the file", self.id(i)));
+            }
+            self.emit(Phase::Detach, i, Action::ResetReplication, format!("{} no longer replicates from {from} (--detach-removed)", self.id(i)));
+        }
+    }
+
+    /// read_only off on a read-only primary, when the file and the topology agree on it.
+    fn unfence_primary(&mut self, primary: usize, po: usize, pd: usize) {
+        if primary != pd || self.m.writable(primary) || self.exempt.contains(&primary) {
+            return;
+        }
+        let _ = po;
+        let others = self.m.other_writable(primary);
+        if let Some(&w) = others.first() {
+            let wid = self.id(w).to_string();
+            self.block(BlockCode::SourceBlocked, primary, "make the primary writable".into(), format!(
+                "{wid} is still writable: the primary is made writable only when nothing else is"
+            ));
+            return;
+        }
+        self.emit(Phase::Repair, primary, Action::Unfence, "the primary is read_only: the cluster takes no writes".into());
+    }
+
+    /// Replicas left without a live source when the plan is done.
+    fn report_lost(&mut self) {
+        for i in 0..self.m.nodes.len() {
+            let Some(link) = self.m.link(i) else { continue };
+            let reason = match link.source {
+                Some(s) if self.m.live(s).is_none() => format!("its source {} is unreachable", self.id(s)),
+                None if i < self.desired.hosts.len() => format!("its source {} is not a server of this cluster", link.source_name),
+                _ => continue,
+            };
+            if !self.lost.iter().any(|l| l.host == self.id(i)) {
+                self.lost.push(Lost { host: self.id(i).to_string(), reason });
+            }
+        }
+    }
+}
+
+/// `MASTER_USE_GTID` for a MariaDB server that becomes a replica: `current_pos` when it
+/// wrote transactions of its own (a former primary: its writes are not in gtid_slave_pos,
+/// and slave_pos would ask for them again), `slave_pos` otherwise.
+fn position_choice(flavor: Flavor, own_writes: bool) -> GtidPosition {
+    match (flavor, own_writes) {
+        (Flavor::Mysql, _) => GtidPosition::AutoPosition,
+        (Flavor::Mariadb, true) => GtidPosition::CurrentPos,
+        (Flavor::Mariadb, false) => GtidPosition::SlavePos,
+    }
+}

@@ -1,0 +1,522 @@
+//! The step model: the topology at the level plan steps see it, and what each step does.
+//!
+//! Takes observed servers, gives a [`Model`] that steps are applied to, one at a time, each
+//! checked against its preconditions and the cluster invariants. The planner builds its
+//! plan on a model (so every decision sees the effect of the steps before it), and the proof
+//! replays the finished plan on a fresh model seeded from the same observation. Pure.
+//!
+//! Positions are not numbers here: what matters to a step is whether one server is
+//! *known to have* everything another has executed (`contains`), because pointing a
+//! replica at a source that lacks part of the replica's history fails (MariaDB error 1236
+//! under `gtid_strict_mode`) or silently forks it. The model knows it when:
+//! - the source is an ancestor of the replica (everything a replica has came through it);
+//! - a wait step proved it, and the waited-for server has not moved since;
+//! - the source is the cluster's primary and the replica has no errant transactions;
+//! - the replica has not moved since it was observed, and the observed positions say so.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::gtid::{Flavor, GtidSet, ServerGtids};
+use crate::observe::classify::observed_sources;
+use crate::observe::{IoState, ServerState};
+use crate::topology::Address;
+
+use super::Action;
+
+/// A replica's replication as a step sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    Running,
+    Stopped,
+    /// Stopped or failing with an error (the text says which).
+    Broken { sql: bool, error: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct Link {
+    /// The model index of the source, when it is a server of the model.
+    pub source: Option<usize>,
+    /// The source as the replica names it.
+    pub source_name: String,
+    pub state: LinkState,
+    /// Using GTID positioning (MariaDB `Using_Gtid` not `No`, MySQL auto-position).
+    pub gtid: bool,
+    pub delay: u32,
+    pub seconds_behind: Option<u64>,
+}
+
+/// What the model knows of one reachable server.
+#[derive(Clone, Debug)]
+pub struct Live {
+    pub flavor: Flavor,
+    pub version: String,
+    /// (major, minor): replication works from an older source to a newer replica only.
+    pub release: (u32, u32),
+    pub server_id: u32,
+    pub read_only: bool,
+    pub log_bin: bool,
+    pub log_replica_updates: bool,
+    /// MySQL `gtid_mode=ON`; always true on MariaDB (every transaction has a GTID).
+    pub gtid_enabled: bool,
+    pub link: Option<Link>,
+    pub gtids: Option<ServerGtids>,
+    pub position: Option<GtidSet>,
+    pub purged: Option<GtidSet>,
+    /// MariaDB: `gtid_current_pos` differs from `gtid_slave_pos` (the server wrote
+    /// transactions of its own: a former primary, or errant writes).
+    pub own_writes: bool,
+    /// Has transactions the cluster's primary never had.
+    pub errant: bool,
+    /// The position has not moved since it was observed (read_only, not replicating).
+    pub as_observed: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub id: String,
+    pub address: Address,
+    /// In the topology file (undeclared servers are replicas found through their sources).
+    pub declared: bool,
+    /// None: unreachable or not observed.
+    pub live: Option<Live>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub nodes: Vec<Node>,
+    /// The writable server with no source that the others replicate from, when known.
+    pub primary: Option<usize>,
+    /// `(x, u)`: a wait proved that x has everything u has executed; dropped when u moves.
+    known: HashMap<usize, HashSet<usize>>,
+    replicas: Vec<Vec<usize>>,
+    /// Links that are allowed to stay broken: replicas the plan reports as lost.
+    pub lost: HashSet<usize>,
+}
+
+/// "10.11.6-MariaDB-log" → (10, 11).
+pub fn release(version: &str) -> (u32, u32) {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+impl Model {
+    /// Seeds the model: `servers[i]` is named `ids[i]`; the first `declared` are in the file.
+    pub fn new(ids: &[String], servers: &[ServerState], declared: usize, preferred: Option<usize>) -> Model {
+        let sources = observed_sources(servers);
+        let nodes: Vec<Node> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Node {
+                id: ids[i].clone(),
+                address: s.address.clone(),
+                declared: i < declared,
+                live: s.info().map(|inf| {
+                    let link = inf.replication.as_ref().map(|r| {
+                        let io_error = r.last_io_error.as_ref();
+                        let sql_error = r.last_sql_error.as_ref();
+                        let state = if let Some(e) = sql_error {
+                            LinkState::Broken {
+                                sql: true,
+                                error: format!("SQL thread error {}: {}", e.errno, e.message),
+                            }
+                        } else if let Some(e) = io_error.filter(|_| r.io != IoState::Running) {
+                            LinkState::Broken {
+                                sql: false,
+                                error: format!("IO thread error {}: {}", e.errno, e.message),
+                            }
+                        } else if r.io != IoState::Stopped && r.sql_running {
+                            LinkState::Running
+                        } else {
+                            LinkState::Stopped
+                        };
+                        Link {
+                            source: sources[i],
+                            source_name: format!("{}:{}", r.source_host, r.source_port),
+                            state,
+                            gtid: !r.gtid_mode.eq_ignore_ascii_case("no"),
+                            delay: r.sql_delay,
+                            seconds_behind: r.seconds_behind,
+                        }
+                    });
+                    let (gtid_enabled, own_writes) = match &inf.gtid {
+                        crate::observe::Gtids::Mariadb {
+                            current_pos,
+                            slave_pos,
+                            ..
+                        } => (true, current_pos != slave_pos),
+                        crate::observe::Gtids::Mysql { gtid_mode, .. } => {
+                            (gtid_mode.eq_ignore_ascii_case("on"), false)
+                        }
+                    };
+                    let running = link.as_ref().is_some_and(|l| l.state == LinkState::Running);
+                    Live {
+                        flavor: inf.flavor,
+                        version: inf.version.clone(),
+                        release: release(&inf.version),
+                        server_id: inf.server_id,
+                        read_only: inf.read_only,
+                        log_bin: inf.log_bin,
+                        log_replica_updates: inf.log_replica_updates,
+                        gtid_enabled,
+                        link,
+                        gtids: inf.gtid.server_gtids(inf.server_id),
+                        position: inf.gtid.position(),
+                        purged: inf.gtid.purged(),
+                        own_writes,
+                        errant: false,
+                        as_observed: inf.read_only && !running,
+                    }
+                }),
+            })
+            .collect();
+        let mut replicas = vec![Vec::new(); nodes.len()];
+        for (i, s) in sources.iter().enumerate() {
+            if let (Some(s), Some(_)) = (s, nodes[i].live.as_ref().and_then(|l| l.link.as_ref())) {
+                replicas[*s].push(i);
+            }
+        }
+        let mut model = Model {
+            nodes,
+            primary: None,
+            known: HashMap::new(),
+            replicas,
+            lost: HashSet::new(),
+        };
+        // The primary: the one declared server without a source; among several, the one
+        // others replicate from; among several with none (a cluster being built from
+        // fresh servers), the file's.
+        let roots: Vec<usize> = (0..declared)
+            .filter(|&i| model.live(i).is_some_and(|l| l.link.is_none()))
+            .collect();
+        let serving: Vec<usize> = roots.iter().copied().filter(|&r| !model.replicas[r].is_empty()).collect();
+        model.primary = match (roots.as_slice(), serving.as_slice()) {
+            ([only], _) | (_, [only]) => Some(*only),
+            (_, []) => preferred.filter(|p| roots.contains(p)),
+            _ => None,
+        };
+        if let Some(p) = model.primary {
+            model.mark_errant(p);
+        }
+        model
+    }
+
+    /// Marks every server with transactions the primary `p` never had.
+    fn mark_errant(&mut self, p: usize) {
+        let Some(primary_gtids) = self.live(p).and_then(|l| l.gtids.clone()) else {
+            return;
+        };
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if let Some(live) = node.live.as_mut() {
+                live.errant = i != p
+                    && live.gtids.as_ref().is_none_or(|mine| {
+                        mine.errant_relative_to(&primary_gtids)
+                            .map(|e| !e.is_empty())
+                            .unwrap_or(true)
+                    });
+            }
+        }
+    }
+    pub fn live(&self, i: usize) -> Option<&Live> {
+        self.nodes[i].live.as_ref()
+    }
+
+    pub fn link(&self, i: usize) -> Option<&Link> {
+        self.live(i)?.link.as_ref()
+    }
+
+    /// The source index a server replicates from, if it is in the model.
+    pub fn source(&self, i: usize) -> Option<usize> {
+        self.link(i)?.source
+    }
+
+    pub fn replicas_of(&self, i: usize) -> &[usize] {
+        &self.replicas[i]
+    }
+
+    pub fn writable(&self, i: usize) -> bool {
+        self.live(i).is_some_and(|l| !l.read_only)
+    }
+
+    /// Is `a` an ancestor of `b` (following sources up from `b`)?
+    pub fn is_ancestor(&self, a: usize, b: usize) -> bool {
+        let mut x = b;
+        for _ in 0..self.nodes.len() {
+            match self.source(x) {
+                Some(s) if s == a => return true,
+                Some(s) => x = s,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Is `x` known to have executed everything `u` has?
+    pub fn contains(&self, x: usize, u: usize) -> bool {
+        // Everything `u` has came through its ancestors: what is known of one of them
+        // holds for `u`.
+        let mut a = u;
+        for _ in 0..=self.nodes.len() {
+            if a == x || self.known.get(&a).is_some_and(|k| k.contains(&x)) {
+                return true;
+            }
+            match self.source(a) {
+                Some(s) => a = s,
+                None => break,
+            }
+        }
+        let (Some(lx), Some(lu)) = (self.live(x), self.live(u)) else {
+            return false;
+        };
+        if self.primary == Some(x) && !lu.errant {
+            return true;
+        }
+        lu.as_observed
+            && match (&lx.position, &lu.position) {
+                (Some(px), Some(pu)) => px.contains(pu).unwrap_or(false),
+                _ => false,
+            }
+    }
+
+    /// The server at the top of `x`'s running replication chain: where its data comes from.
+    pub fn chain_top(&self, x: usize) -> usize {
+        let mut top = x;
+        for _ in 0..self.nodes.len() {
+            match self.link(top) {
+                Some(Link {
+                    source: Some(s),
+                    state: LinkState::Running,
+                    ..
+                }) => top = *s,
+                _ => break,
+            }
+        }
+        top
+    }
+
+    /// Can `s` serve `r` as its source? `Err` names the reason with its code.
+    pub fn can_serve(&self, s: usize, r: usize) -> Result<(), (super::BlockCode, String)> {
+        use super::BlockCode as C;
+        let (sn, rn) = (&self.nodes[s], &self.nodes[r]);
+        let Some(ls) = sn.live.as_ref() else {
+            return Err((C::Unreachable, format!("{} is unreachable", sn.id)));
+        };
+        let Some(lr) = rn.live.as_ref() else {
+            return Err((C::Unreachable, format!("{} is unreachable", rn.id)));
+        };
+        if ls.flavor != lr.flavor {
+            return Err((
+                C::FlavorMismatch,
+                format!(
+                    "{} is {} and {} is {}: orch does not mix flavours in one cluster",
+                    sn.id,
+                    ls.flavor.label(),
+                    rn.id,
+                    lr.flavor.label()
+                ),
+            ));
+        }
+        if !ls.log_bin {
+            return Err((
+                C::SourceWithoutBinlog,
+                format!("{} has log_bin off: it has no binary log to serve replicas from", sn.id),
+            ));
+        }
+        if ls.link.is_some() && !ls.log_replica_updates && self.primary != Some(s) {
+            return Err((
+                C::SourceWithoutLogReplicaUpdates,
+                format!(
+                    "{} is a replica without log_slave_updates: what it replicates never reaches its own replicas",
+                    sn.id
+                ),
+            ));
+        }
+        if ls.release > lr.release {
+            return Err((
+                C::SourceNewer,
+                format!(
+                    "{} runs {} and {} runs {}: a source must not be newer than its replica",
+                    sn.id, ls.version, rn.id, lr.version
+                ),
+            ));
+        }
+        if let (Some(purged), Some(pos)) = (&ls.purged, &lr.position)
+            && !purged.is_empty()
+            && !pos.contains(purged).unwrap_or(false)
+        {
+            return Err((
+                C::PurgedGtids,
+                format!(
+                    "{} has purged binary logs {} still needs ({} purged up to {purged}, {} is at {pos}): re-seed {} from a backup",
+                    sn.id, rn.id, sn.id, rn.id, rn.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Declared, reachable, writable servers other than `except`.
+    pub fn other_writable(&self, except: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| i != except && self.nodes[i].declared && self.writable(i))
+            .collect()
+    }
+
+    fn moved(&mut self, u: usize) {
+        self.known.remove(&u);
+        if let Some(l) = self.nodes[u].live.as_mut() {
+            l.as_observed = false;
+        }
+    }
+
+    fn set_link(&mut self, i: usize, link: Option<Link>) {
+        if let Some(old) = self.source(i) {
+            self.replicas[old].retain(|&r| r != i);
+        }
+        if let Some(new) = link.as_ref().and_then(|l| l.source) {
+            let at = self.replicas[new].partition_point(|&r| r < i);
+            self.replicas[new].insert(at, i);
+        }
+        self.nodes[i].live.as_mut().expect("checked").link = link;
+    }
+
+    /// Applies one step to server `i`, after checking its preconditions and the
+    /// invariants it could break. `Err` says what a step would have broken.
+    pub fn apply(&mut self, i: usize, action: &Action, index: &HashMap<&str, usize>) -> Result<(), String> {
+        let id = self.nodes[i].id.clone();
+        if self.nodes[i].live.is_none() {
+            return Err(format!("{id} is unreachable"));
+        }
+        match action {
+            Action::Fence { .. } => {
+                self.nodes[i].live.as_mut().expect("live").read_only = true;
+            }
+            Action::Unfence | Action::Promote => {
+                let link = self.link(i).map(|l| l.state.clone());
+                if matches!(action, Action::Promote) {
+                    if link == Some(LinkState::Running) {
+                        return Err(format!("{id} must stop replicating before it is promoted"));
+                    }
+                    self.set_link(i, None);
+                } else if link.is_some() {
+                    return Err(format!("{id} is a replica: only the primary is made writable"));
+                }
+                let others = self.other_writable(i);
+                if let Some(&w) = others.first() {
+                    return Err(format!(
+                        "{id} would be writable beside {}: two writable servers in one cluster",
+                        self.nodes[w].id
+                    ));
+                }
+                let live = self.nodes[i].live.as_mut().expect("live");
+                live.read_only = false;
+                self.primary = Some(i);
+                self.moved(i);
+            }
+            Action::StopReplication => {
+                let Some(link) = self.nodes[i].live.as_mut().and_then(|l| l.link.as_mut()) else {
+                    return Err(format!("{id} is not a replica"));
+                };
+                if !matches!(link.state, LinkState::Broken { sql: true, .. }) {
+                    link.state = LinkState::Stopped;
+                }
+            }
+            Action::ResetReplication => {
+                if self.link(i).is_some_and(|l| l.state == LinkState::Running) {
+                    return Err(format!("{id} must stop replicating before its replication is reset"));
+                }
+                self.set_link(i, None);
+            }
+            Action::WaitForGtid { until, .. } => {
+                let u = *index
+                    .get(until.as_str())
+                    .ok_or_else(|| format!("no server {until}"))?;
+                let fixed = self.live(u).is_some_and(|l| {
+                    l.read_only && !l.link.as_ref().is_some_and(|k| k.state == LinkState::Running)
+                });
+                if !fixed {
+                    return Err(format!(
+                        "{id} waits for {until}'s position, but {until} is still moving (writable or replicating)"
+                    ));
+                }
+                if self.link(i).is_none_or(|l| l.state != LinkState::Running) {
+                    return Err(format!("{id} must be replicating to catch up with {until}"));
+                }
+                let top = self.chain_top(i);
+                if !self.contains(top, u) {
+                    return Err(format!(
+                        "{id} replicates from {}, which does not have everything {until} has: the wait would never end",
+                        self.nodes[top].id
+                    ));
+                }
+                self.known.entry(u).or_default().insert(i);
+            }
+            Action::ChangeSource {
+                source, delay_secs, ..
+            } => {
+                let s = *index
+                    .get(source.as_str())
+                    .ok_or_else(|| format!("no server {source}"))?;
+                if s == i || self.is_ancestor(i, s) {
+                    return Err(format!("{id} under {source} would make a replication cycle"));
+                }
+                if self.link(i).is_some_and(|l| l.state == LinkState::Running) {
+                    return Err(format!("{id} must stop replicating before its source changes"));
+                }
+                self.can_serve(s, i).map_err(|(_, why)| why)?;
+                if !self.contains(s, i) {
+                    return Err(format!(
+                        "{source} is not known to have everything {id} has executed: {id} would ask it for transactions it lacks"
+                    ));
+                }
+                let was_primary = self.primary == Some(i);
+                let link = Link {
+                    source: Some(s),
+                    source_name: self.nodes[s].address.to_string(),
+                    state: LinkState::Stopped,
+                    gtid: true,
+                    delay: *delay_secs,
+                    seconds_behind: None,
+                };
+                self.set_link(i, Some(link));
+                if was_primary {
+                    self.primary = None;
+                }
+                self.check_serves_replicas(i)?;
+            }
+            Action::StartReplication => {
+                let Some(link) = self.link(i) else {
+                    return Err(format!("{id} has no source to replicate from"));
+                };
+                if let LinkState::Broken { sql: true, error } = &link.state {
+                    return Err(format!("{id} cannot start: {error}"));
+                }
+                let s = link.source.ok_or_else(|| format!("{id}'s source is not in the cluster"))?;
+                self.can_serve(s, i).map_err(|(_, why)| why)?;
+                let link = self.nodes[i]
+                    .live
+                    .as_mut()
+                    .and_then(|l| l.link.as_mut())
+                    .expect("checked");
+                link.state = LinkState::Running;
+                self.moved(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// A server that just became a replica must still be able to serve its own replicas.
+    fn check_serves_replicas(&self, i: usize) -> Result<(), String> {
+        for &r in &self.replicas[i] {
+            if self.lost.contains(&r) {
+                continue;
+            }
+            if let Err((_, why)) = self.can_serve(i, r) {
+                return Err(format!("{} would be left under {}: {why}", self.nodes[r].id, self.nodes[i].id));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,621 @@
+//! Plans on the simulator: tables of scenarios (each check, each kind of change), then the
+//! plan executed on the simulator, observed again and planned again (no steps left), and a
+//! property test over random topologies and random desired shapes.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::executor::sim::{Simulator, host_address};
+use crate::gtid::Flavor;
+use crate::observe::observe_all;
+
+/// `("h1", Some("h0"))`: host `hN` lives at `host_address(N)`.
+pub(crate) fn desired(hosts: &[(&str, Option<&str>)]) -> Desired {
+    Desired {
+        cluster: "sim".into(),
+        hosts: hosts
+            .iter()
+            .map(|(id, source)| DesiredHost {
+                id: id.to_string(),
+                address: host_address(id[1..].parse().expect("hN")),
+                source: source.map(str::to_string),
+                promotion: Promotion::Neutral,
+                delay_secs: 0,
+            })
+            .collect(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// Observes what `plan` needs: the desired hosts, then the replicas they report that the
+/// file does not declare.
+pub(crate) fn observe(sim: &Arc<Simulator>, d: &Desired) -> Observed {
+    let addresses: Vec<_> = d.hosts.iter().map(|h| h.address.clone()).collect();
+    let rt = runtime();
+    let hosts = rt.block_on(observe_all(sim.clone(), &addresses, 64));
+    let extra = crate::status::undeclared_replicas(&addresses, &hosts);
+    let undeclared = rt.block_on(observe_all(sim.clone(), &extra, 64));
+    Observed { hosts, undeclared }
+}
+
+fn policy() -> Policy {
+    Policy::default()
+}
+
+fn plan_of(sim: &Arc<Simulator>, d: &Desired, options: PlanOptions) -> Plan {
+    let observed = observe(sim, d);
+    plan(d, &observed, &policy(), options).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs every step on the simulator (ticking so replication flows), checking after each
+/// step that the cluster never has two writable servers or a cycle.
+pub(crate) fn execute(sim: &Simulator, plan: &Plan) {
+    for step in &plan.steps {
+        sim.execute(step)
+            .unwrap_or_else(|e| panic!("step {} {:?} on {}: {e}", step.number, step.action, step.host));
+        let writable: Vec<_> = sim
+            .addresses()
+            .into_iter()
+            .filter(|a| sim.server(a).is_some_and(|s| !s.read_only && s.replication.is_none()))
+            .collect();
+        assert!(writable.len() <= 1, "after step {}: writable {writable:?}", step.number);
+        sim.tick();
+    }
+    for _ in 0..3 {
+        sim.tick();
+    }
+}
+
+fn codes(p: &Plan) -> Vec<(BlockCode, String)> {
+    p.blocked.iter().map(|b| (b.code, b.host.clone())).collect()
+}
+
+fn actions(p: &Plan) -> Vec<String> {
+    p.steps
+        .iter()
+        .map(|s| {
+            let what = match &s.action {
+                Action::Fence { .. } => "fence".to_string(),
+                Action::Unfence => "unfence".into(),
+                Action::StopReplication => "stop".into(),
+                Action::WaitForGtid { until, .. } => format!("wait:{until}"),
+                Action::ChangeSource { source, .. } => format!("source:{source}"),
+                Action::StartReplication => "start".into(),
+                Action::Promote => "promote".into(),
+                Action::ResetReplication => "reset".into(),
+            };
+            format!("{} {what}", s.host)
+        })
+        .collect()
+}
+
+/// Plans, checks the steps, executes them, and checks that planning again finds nothing.
+fn converge(sim: &Arc<Simulator>, d: &Desired, options: PlanOptions, want_steps: &[&str]) -> Plan {
+    sim.write(host_address(0), 3).ok();
+    sim.tick();
+    let p = plan_of(sim, d, options);
+    assert_eq!(actions(&p), want_steps, "{p:#?}");
+    execute(sim, &p);
+    let again = plan_of(sim, d, options);
+    assert!(again.steps.is_empty(), "planning again: {:#?}", again.steps);
+    assert_eq!(codes(&again), codes(&p), "same blocked changes after applying");
+    p
+}
+
+const STAR3: &[(&str, Option<&str>)] = &[("h0", None), ("h1", Some("h0")), ("h2", Some("h0"))];
+
+#[test]
+fn healthy_topology_has_no_steps() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.tick();
+    let p = plan_of(&sim, &desired(STAR3), PlanOptions::default());
+    assert!(p.steps.is_empty() && p.blocked.is_empty() && p.warnings.is_empty(), "{p:#?}");
+    assert_eq!(p.exit_code(true), 0);
+}
+
+#[test]
+fn star_to_subtree_waits_for_the_new_source() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    let d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h1"))]);
+    let p = converge(&sim, &d, PlanOptions::default(), &["h2 stop", "h1 wait:h2", "h2 source:h1", "h2 start"]);
+    assert_eq!(p.exit_code(true), 2);
+    assert_eq!(p.exit_code(false), 0);
+}
+
+#[test]
+fn moving_up_needs_no_wait() {
+    let sim = Arc::new(Simulator::chain(3, Flavor::Mariadb));
+    converge(&sim, &desired(STAR3), PlanOptions::default(), &["h2 stop", "h2 source:h0", "h2 start"]);
+}
+
+#[test]
+fn swapping_parent_and_child_never_makes_a_cycle() {
+    // h0 → h1 → h2 becomes h0 → h2 → h1: h2 must move first.
+    let sim = Arc::new(Simulator::chain(3, Flavor::Mariadb));
+    let d = desired(&[("h0", None), ("h1", Some("h2")), ("h2", Some("h0"))]);
+    converge(
+        &sim,
+        &d,
+        PlanOptions::default(),
+        &["h2 stop", "h2 source:h0", "h2 start", "h1 stop", "h2 wait:h1", "h1 source:h2", "h1 start"],
+    );
+}
+
+#[test]
+fn deep_move_below_a_descendants_sibling() {
+    // h0 → h1 → {h3, h4}, h0 → h2; h1 moves below h4's sibling h3? No: below h2, and h3
+    // below h4 (a sibling).
+    let sim = Arc::new(Simulator::new());
+    sim.add_primary(host_address(0), Flavor::Mariadb)
+        .add_replica(host_address(1), host_address(0))
+        .add_replica(host_address(2), host_address(0))
+        .add_replica(host_address(3), host_address(1))
+        .add_replica(host_address(4), host_address(1));
+    let d = desired(&[("h0", None), ("h1", Some("h2")), ("h2", Some("h0")), ("h3", Some("h4")), ("h4", Some("h1"))]);
+    let p = converge(
+        &sim,
+        &d,
+        PlanOptions::default(),
+        &["h1 stop", "h2 wait:h1", "h1 source:h2", "h1 start", "h3 stop", "h4 wait:h3", "h3 source:h4", "h3 start"],
+    );
+    assert!(p.blocked.is_empty());
+}
+
+#[test]
+fn switchover_fences_waits_repoints_and_promotes_last() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
+    let p = converge(
+        &sim,
+        &d,
+        PlanOptions::default(),
+        &[
+            "h0 fence",
+            "h1 wait:h0",
+            "h1 stop",
+            "h2 stop",
+            "h2 source:h1",
+            "h2 start",
+            "h0 source:h1",
+            "h0 start",
+            "h1 promote",
+        ],
+    );
+    // The old primary's own writes are in gtid_current_pos only.
+    let old = p.steps.iter().find(|s| s.host == "h0" && matches!(s.action, Action::ChangeSource { .. }));
+    assert!(matches!(
+        old.map(|s| &s.action),
+        Some(Action::ChangeSource { gtid_position: GtidPosition::CurrentPos, with_credentials: true, .. })
+    ));
+    assert!(matches!(p.steps[0].action, Action::Fence { kill_writers: true }));
+    // The new primary takes writes; they reach everyone.
+    sim.write(host_address(1), 5).expect("writable");
+    for _ in 0..3 {
+        sim.tick();
+    }
+    let pos = |i| sim.server(host_address(i)).expect("server").position();
+    assert_eq!(pos(0), pos(1));
+    assert_eq!(pos(2), pos(1));
+}
+
+#[test]
+fn switchover_on_mysql_uses_auto_position() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mysql));
+    let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
+    let p = converge(
+        &sim,
+        &d,
+        PlanOptions::default(),
+        &["h0 fence", "h1 wait:h0", "h1 stop", "h2 stop", "h2 source:h1", "h2 start", "h0 source:h1", "h0 start", "h1 promote"],
+    );
+    assert!(p.steps.iter().all(|s| !matches!(
+        s.action,
+        Action::ChangeSource { gtid_position: GtidPosition::SlavePos | GtidPosition::CurrentPos, .. }
+    )));
+}
+
+#[test]
+fn switchover_blocked_checks() {
+    let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
+    type Fault = fn(&Simulator);
+    let cases: &[(&str, Fault, BlockCode)] = &[
+        ("errant candidate", |s| s.errant(host_address(1), 1), BlockCode::ErrantGtid),
+        ("lagging candidate", |s| { s.set_lag(host_address(1), 100); }, BlockCode::Lagging),
+        ("stopped candidate", |s| s.stop_replication(host_address(1)), BlockCode::CandidateNotReplicating),
+        ("broken candidate", |s| s.break_sql(host_address(1), 1062, "Duplicate entry"), BlockCode::ReplicationError),
+        ("no binlog", |s| { s.update(host_address(1), |x| x.log_bin = false); }, BlockCode::SourceWithoutBinlog),
+        ("no log_slave_updates", |s| { s.update(host_address(1), |x| x.log_replica_updates = false); }, BlockCode::SourceWithoutLogReplicaUpdates),
+        ("newer candidate", |s| { s.update(host_address(1), |x| x.version = "11.4.2-MariaDB-log".into()); }, BlockCode::SourceNewer),
+    ];
+    for (name, fault, code) in cases {
+        let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+        sim.write(host_address(0), 200).expect("write");
+        sim.tick();
+        fault(&sim);
+        sim.write(host_address(0), 200).expect("write");
+        sim.tick();
+        let p = plan_of(&sim, &d, PlanOptions::default());
+        assert_eq!(codes(&p).first(), Some(&(*code, "h1".to_string())), "{name}: {p:#?}");
+        assert!(
+            p.steps.iter().all(|s| !matches!(s.action, Action::Promote | Action::Fence { kill_writers: true })),
+            "{name}: no switchover step: {:?}",
+            actions(&p)
+        );
+    }
+}
+
+#[test]
+fn drift_repairs() {
+    // A stopped replica, a writable replica and a read-only primary.
+    let sim = Arc::new(Simulator::star(4, Flavor::Mariadb));
+    sim.tick();
+    sim.stop_replication(host_address(1));
+    sim.set_read_only(host_address(2), false);
+    sim.set_read_only(host_address(0), true);
+    let d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h0")), ("h3", Some("h0"))]);
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert_eq!(actions(&p), ["h2 fence", "h1 start", "h0 unfence"]);
+    execute(&sim, &p);
+    assert!(plan_of(&sim, &d, PlanOptions::default()).steps.is_empty());
+}
+
+#[test]
+fn replication_error_is_blocked_not_skipped() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.break_sql(host_address(2), 1062, "Duplicate entry '1' for key 'PRIMARY'");
+    let p = plan_of(&sim, &desired(STAR3), PlanOptions::default());
+    assert_eq!(codes(&p), [(BlockCode::ReplicationError, "h2".into())]);
+    assert!(p.steps.is_empty());
+    assert!(p.blocked[0].reason.contains("1062"), "{}", p.blocked[0].reason);
+}
+
+#[test]
+fn errant_replica_is_not_moved() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.tick();
+    sim.errant(host_address(2), 1);
+    let d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h1"))]);
+    let p = converge(&sim, &d, PlanOptions::default(), &[]);
+    assert_eq!(codes(&p), [(BlockCode::ErrantGtid, "h2".into())]);
+}
+
+#[test]
+fn source_checks_block_a_move() {
+    let d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h1"))]);
+    type Fault = fn(&Simulator);
+    let cases: &[(&str, Fault, BlockCode)] = &[
+        ("source without binlog", |s| { s.update(host_address(1), |x| x.log_bin = false); }, BlockCode::SourceWithoutBinlog),
+        ("source without log_slave_updates", |s| { s.update(host_address(1), |x| x.log_replica_updates = false); }, BlockCode::SourceWithoutLogReplicaUpdates),
+        ("newer source", |s| { s.update(host_address(1), |x| x.version = "11.4.2-MariaDB-log".into()); }, BlockCode::SourceNewer),
+        ("lagging source", |s| { s.set_lag(host_address(1), 100); }, BlockCode::Lagging),
+        ("unreachable source", |s| s.kill(host_address(1)), BlockCode::Unreachable),
+        ("purged source", |s| { s.stop_replication(host_address(2)); s.write(host_address(0), 5).ok(); s.tick(); s.purge_binlogs(host_address(1)); }, BlockCode::PurgedGtids),
+    ];
+    for (name, fault, code) in cases {
+        let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+        sim.write(host_address(0), 200).expect("write");
+        sim.tick();
+        fault(&sim);
+        sim.write(host_address(0), 200).expect("write");
+        sim.tick();
+        let p = plan_of(&sim, &d, PlanOptions::default());
+        assert!(codes(&p).contains(&(*code, "h2".to_string())), "{name}: {p:#?}");
+        assert!(p.steps.iter().all(|s| s.host != "h2"), "{name}: {:?}", actions(&p));
+    }
+}
+
+#[test]
+fn blocked_source_turns_a_dependent_move_into_a_cycle_block() {
+    // h0 → h1 → h2; the file wants h0 → h2 → h1 but h2 has an errant transaction, so it
+    // stays under h1, and h1 under h2 would be a cycle.
+    let sim = Arc::new(Simulator::chain(3, Flavor::Mariadb));
+    sim.tick();
+    sim.errant(host_address(2), 1);
+    let d = desired(&[("h0", None), ("h1", Some("h2")), ("h2", Some("h0"))]);
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert_eq!(codes(&p), [(BlockCode::ErrantGtid, "h2".into()), (BlockCode::Cycle, "h1".into())]);
+    assert!(p.steps.is_empty());
+}
+
+#[test]
+fn added_host_joins_when_seeded_and_is_blocked_when_not() {
+    let sim = Arc::new(Simulator::star(2, Flavor::Mariadb));
+    sim.add_primary(host_address(2), Flavor::Mariadb);
+    let d = desired(STAR3);
+    let p = converge(&sim, &d, PlanOptions::default(), &["h2 fence", "h2 source:h0", "h2 start"]);
+    assert_eq!(p.steps[0].phase, Phase::Repair);
+    assert_eq!(p.steps[1].phase, Phase::Join);
+
+    // A server with data of its own is not a copy of the cluster.
+    let sim = Arc::new(Simulator::star(2, Flavor::Mariadb));
+    sim.add_primary(host_address(2), Flavor::Mariadb);
+    sim.write(host_address(2), 3).expect("write");
+    sim.set_read_only(host_address(2), true);
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert_eq!(codes(&p), [(BlockCode::NotSeeded, "h2".into())]);
+}
+
+#[test]
+fn removed_host_is_reported_or_detached() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.tick();
+    let d = desired(&[("h0", None), ("h1", Some("h0"))]);
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert!(p.steps.is_empty());
+    assert_eq!(p.warnings.len(), 1, "{:#?}", p.warnings);
+    assert_eq!(p.warnings[0].code, "removed-host");
+    assert_eq!(p.warnings[0].host, host_address(2).to_string());
+
+    let detach = PlanOptions { detach_removed: true, ..PlanOptions::default() };
+    let p = plan_of(&sim, &d, detach);
+    let h2 = host_address(2).to_string();
+    assert_eq!(actions(&p), [format!("{h2} stop"), format!("{h2} reset")]);
+    execute(&sim, &p);
+    assert!(sim.server(host_address(2)).expect("h2").replication.is_none());
+    let again = plan_of(&sim, &d, detach);
+    assert!(again.steps.is_empty() && again.warnings.is_empty(), "{again:#?}");
+}
+
+/// After a failover to h1 (h0 dead, then back read_only and standalone), the file still
+/// names h0: the plan warns and leaves the live primary alone.
+fn after_failover() -> Arc<Simulator> {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.write(host_address(0), 5).expect("write");
+    sim.tick();
+    sim.stop_replication(host_address(1));
+    sim.reset_replication(host_address(1));
+    sim.set_read_only(host_address(1), false);
+    sim.stop_replication(host_address(2));
+    sim.change_source(host_address(2), host_address(1));
+    sim.start_replication(host_address(2));
+    sim.set_read_only(host_address(0), true);
+    sim.write(host_address(1), 5).expect("write");
+    sim.tick();
+    sim
+}
+
+#[test]
+fn failover_drift_is_not_reversed() {
+    let sim = after_failover();
+    let p = converge(&sim, &desired(STAR3), PlanOptions::default(), &[]);
+    assert_eq!(codes(&p), [(BlockCode::FailoverDrift, "h0".into())]);
+    assert!(p.warnings.iter().any(|w| w.code == "failover-drift"), "{:#?}", p.warnings);
+}
+
+#[test]
+fn switch_back_when_allowed() {
+    let sim = after_failover();
+    let allow = PlanOptions { allow_switch_back: true, ..PlanOptions::default() };
+    converge(
+        &sim,
+        &desired(STAR3),
+        allow,
+        &[
+            "h0 source:h1",
+            "h0 start",
+            "h1 fence",
+            "h0 wait:h1",
+            "h0 stop",
+            "h2 stop",
+            "h2 source:h0",
+            "h2 start",
+            "h1 source:h0",
+            "h1 start",
+            "h0 promote",
+        ],
+    );
+}
+
+#[test]
+fn switch_back_refused_when_the_old_primary_has_lost_writes() {
+    let sim = after_failover();
+    // Written on h0 after the failover (or never replicated before it died).
+    sim.set_read_only(host_address(0), false);
+    sim.write(host_address(0), 2).expect("write");
+    sim.set_read_only(host_address(0), true);
+    let allow = PlanOptions { allow_switch_back: true, ..PlanOptions::default() };
+    let p = plan_of(&sim, &desired(STAR3), allow);
+    assert_eq!(codes(&p), [(BlockCode::ErrantGtid, "h0".into())]);
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+}
+
+#[test]
+fn unreachable_primary_plans_nothing() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.kill(host_address(0));
+    sim.tick();
+    let p = plan_of(&sim, &desired(STAR3), PlanOptions::default());
+    assert_eq!(codes(&p), [(BlockCode::PrimaryUnreachable, "h0".into())]);
+    assert!(p.steps.is_empty());
+}
+
+#[test]
+fn delay_and_gtid_mode_are_reconfigured_in_place() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    let mut d = desired(STAR3);
+    d.hosts[2].delay_secs = 3600;
+    let p = converge(&sim, &d, PlanOptions::default(), &["h2 stop", "h2 source:h0", "h2 start"]);
+    assert_eq!(p.steps[0].phase, Phase::Repair);
+}
+
+#[test]
+fn the_proof_rejects_a_bad_plan() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.tick();
+    let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
+    let observed = observe(&sim, &d);
+    let good = build::build(&d, &observed, &policy(), PlanOptions::default());
+    proof::prove(&d, &observed, &good).expect("the planner's plan is proven");
+    // Promote before fencing: two writable servers.
+    let mut bad = good.clone();
+    let promote = bad.steps.pop().expect("steps");
+    bad.steps.insert(0, promote);
+    for (n, s) in bad.steps.iter_mut().enumerate() {
+        s.number = n + 1;
+    }
+    let e = proof::prove(&d, &observed, &bad).expect_err("promote first");
+    assert!(e.contains("step 1"), "{e}");
+    // A missing step: the desired state is not reached.
+    let mut short = good.clone();
+    short.steps.truncate(short.steps.len() - 1);
+    assert!(proof::prove(&d, &observed, &short).is_err());
+    // Without the wait, the old primary would be repointed at a server that may lack
+    // its last writes.
+    let mut nowait = good;
+    nowait.steps.retain(|s| !matches!(s.action, Action::WaitForGtid { .. }));
+    for (n, s) in nowait.steps.iter_mut().enumerate() {
+        s.number = n + 1;
+    }
+    assert!(proof::prove(&d, &observed, &nowait).is_err());
+}
+
+#[test]
+fn fingerprint_follows_shape_not_progress() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.tick();
+    let d = desired(STAR3);
+    let a = fingerprint(&observe(&sim, &d));
+    sim.write(host_address(0), 10).expect("write");
+    sim.tick();
+    assert_eq!(a, fingerprint(&observe(&sim, &d)), "writes do not change it");
+    sim.set_read_only(host_address(2), false);
+    assert_ne!(a, fingerprint(&observe(&sim, &d)), "read_only does");
+    sim.set_read_only(host_address(2), true);
+    sim.stop_replication(host_address(2));
+    sim.change_source(host_address(2), host_address(1));
+    sim.start_replication(host_address(2));
+    assert_ne!(a, fingerprint(&observe(&sim, &d)), "the shape does");
+}
+
+#[test]
+fn snapshot_round_trip_plans_the_same() {
+    let sim = Arc::new(Simulator::star(4, Flavor::Mariadb));
+    sim.tick();
+    let d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h1"))]);
+    // The snapshot was taken with a file that still had h3.
+    let old = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h0")), ("h3", Some("h0"))]);
+    let seen = observe(&sim, &old);
+    let snapshot = crate::status::Snapshot {
+        schema: 1,
+        cluster: "sim".into(),
+        hosts: old
+            .hosts
+            .iter()
+            .zip(&seen.hosts)
+            .map(|(h, s)| crate::status::ObservedHost {
+                id: h.id.clone(),
+                desired_source: h.source.clone(),
+                state: s.clone(),
+            })
+            .collect(),
+        undeclared: Vec::new(),
+        problems: Vec::new(),
+    };
+    let json = serde_json::to_string(&snapshot).expect("json");
+    let back: crate::status::Snapshot = serde_json::from_str(&json).expect("reads back");
+    let offline = Observed::from_snapshot(&d, &back).expect("matches");
+    let live = observe(&sim, &d);
+    let a = plan(&d, &offline, &policy(), PlanOptions::default()).expect("plan");
+    let b = plan(&d, &live, &policy(), PlanOptions::default()).expect("plan");
+    assert_eq!(a, b);
+    assert_eq!(a.warnings[0].code, "removed-host");
+    // Another cluster's snapshot is refused.
+    let mut other = back;
+    other.cluster = "shop".into();
+    assert!(Observed::from_snapshot(&d, &other).is_err());
+}
+
+/// xorshift64: deterministic, so a failure reproduces from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A random tree over `n` hosts rooted at `root`: each other host's source is a random
+/// host placed before it in a random order.
+fn random_tree(rng: &mut Rng, n: usize, root: usize) -> Vec<Option<usize>> {
+    let mut order: Vec<usize> = (0..n).filter(|&i| i != root).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order.insert(0, root);
+    let mut parent = vec![None; n];
+    for k in 1..n {
+        parent[order[k]] = Some(order[rng.below(k)]);
+    }
+    parent
+}
+
+#[test]
+fn random_topologies_converge() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for case in 0..300 {
+        let n = 2 + rng.below(8);
+        let flavor = if rng.below(4) == 0 { Flavor::Mysql } else { Flavor::Mariadb };
+        let observed_tree = random_tree(&mut rng, n, 0);
+        let sim = Arc::new(Simulator::new());
+        sim.add_primary(host_address(0), flavor);
+        // Sources first, so add_replica finds them.
+        let mut added = vec![false; n];
+        added[0] = true;
+        while added.iter().any(|a| !a) {
+            for i in 0..n {
+                if let Some(p) = observed_tree[i]
+                    && added[p]
+                    && !added[i]
+                {
+                    sim.add_replica(host_address(i), host_address(p));
+                    added[i] = true;
+                }
+            }
+        }
+        sim.write(host_address(0), 1 + rng.below(5) as u64).expect("write");
+        sim.tick();
+        // Sometimes a fault the plan must respect.
+        match rng.below(6) {
+            0 if n > 2 => sim.errant(host_address(1 + rng.below(n - 1)), 1),
+            1 if n > 2 => sim.stop_replication(host_address(1 + rng.below(n - 1))),
+            2 if n > 2 => sim.set_read_only(host_address(1 + rng.below(n - 1)), false),
+            _ => {}
+        }
+        let root = if rng.below(3) == 0 { rng.below(n) } else { 0 };
+        let wanted = random_tree(&mut rng, n, root);
+        let ids: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+        let hosts: Vec<(&str, Option<&str>)> =
+            (0..n).map(|i| (ids[i].as_str(), wanted[i].map(|p| ids[p].as_str()))).collect();
+        let d = desired(&hosts);
+        let p = plan_of(&sim, &d, PlanOptions::default());
+        execute(&sim, &p);
+        let again = plan_of(&sim, &d, PlanOptions::default());
+        assert!(
+            again.steps.is_empty(),
+            "case {case}: observed {observed_tree:?} wanted {wanted:?}: planning again gives {:?}\nfirst plan {:?} blocked {:?}",
+            actions(&again),
+            actions(&p),
+            codes(&p)
+        );
+        // Everything not blocked is where the file says.
+        let blocked: Vec<&str> = p.blocked.iter().map(|b| b.host.as_str()).collect();
+        for (i, h) in d.hosts.iter().enumerate() {
+            if blocked.contains(&h.id.as_str()) || (blocked.contains(&"h0") && root != 0) {
+                continue;
+            }
+            let server = sim.server(&h.address).expect("server");
+            let source = server.replication.as_ref().map(|r| r.source.clone());
+            assert_eq!(source, wanted[i].map(host_address), "case {case}: {} ({:?})", h.id, actions(&p));
+        }
+    }
+}
