@@ -131,9 +131,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("cannot read {}", path.display()))?;
-                    let snapshot: status::Snapshot = serde_json::from_str(&text).with_context(|| {
-                        format!("{} is not an `orch status --format json` snapshot", path.display())
-                    })?;
+                    let snapshot: status::Snapshot =
+                        serde_json::from_str(&text).with_context(|| {
+                            format!(
+                                "{} is not an `orch status --format json` snapshot",
+                                path.display()
+                            )
+                        })?;
                     plan::Observed::from_snapshot(&desired, &snapshot)
                         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
                 }
@@ -144,7 +148,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                         timeouts.options(),
                     ))?;
                     status::check_usable(&snapshot)?;
-                    plan::Observed::from_snapshot(&desired, &snapshot).map_err(anyhow::Error::msg)?
+                    plan::Observed::from_snapshot(&desired, &snapshot)
+                        .map_err(anyhow::Error::msg)?
                 }
             };
             let mut the_plan = plan::plan(&desired, &observed, &policy, options)?;
@@ -168,7 +173,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 .filter_map(|(id, s)| Some((id, s.info()?.flavor)))
                 .collect();
             let sql = |step: &plan::Step| {
-                let flavor = flavors.get(&step.host).copied().unwrap_or(gtid::Flavor::Mariadb);
+                let flavor = flavors
+                    .get(&step.host)
+                    .copied()
+                    .unwrap_or(gtid::Flavor::Mariadb);
                 executor::mysql::step_sql(flavor, step, &replication_user)
             };
             let mut out = std::io::stdout().lock();
@@ -176,7 +184,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             if let Some(path) = &output
                 && format == cli::Format::Human
             {
-                writeln!(out, "saved to {} (apply it with: orch apply {})", path.display(), path.display())?;
+                writeln!(
+                    out,
+                    "saved to {} (apply it with: orch apply {})",
+                    path.display(),
+                    path.display()
+                )?;
             }
             Ok(the_plan.exit_code(detailed_exitcode))
         }
@@ -198,7 +211,8 @@ fn plan_files(t: &spec::Topology) -> anyhow::Result<Vec<plan::FileHash>> {
     paths
         .into_iter()
         .map(|p| {
-            let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+            let bytes =
+                std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
             Ok(plan::FileHash {
                 path: p.display().to_string(),
                 sha256: plan::sha256_hex(&bytes),

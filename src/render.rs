@@ -223,20 +223,28 @@ fn status_row(
     }
 }
 
+/// The statements of one step, for `--show-sql`.
+pub type StepSql<'a> = dyn Fn(&crate::plan::Step) -> Vec<String> + 'a;
+
 /// `orch plan`: the steps as a table, the topology before and after as a diff, what is
 /// blocked or lost, and a one-line summary; or the plan as JSON. With `sql`, each step's
 /// statements (from [`crate::executor::mysql::step_sql`]) follow the table.
 pub fn plan(
     plan: &crate::plan::Plan,
     format: Format,
-    sql: Option<&dyn Fn(&crate::plan::Step) -> Vec<String>>,
+    sql: Option<&StepSql<'_>>,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     if format == Format::Json {
         serde_json::to_writer_pretty(&mut *out, plan)?;
         return writeln!(out);
     }
-    writeln!(out, "cluster {} (observed {})", plan.cluster, short_fingerprint(&plan.fingerprint))?;
+    writeln!(
+        out,
+        "cluster {} (observed {})",
+        plan.cluster,
+        short_fingerprint(&plan.fingerprint)
+    )?;
     if plan.steps.is_empty() {
         writeln!(out, "no changes: the live topology matches the file")?;
     } else {
@@ -287,7 +295,14 @@ pub fn plan(
     if !plan.blocked.is_empty() {
         writeln!(out, "blocked:")?;
         for b in &plan.blocked {
-            writeln!(out, "  {:<20} {}: {}: {}", b.code.name(), b.host, b.change, b.reason)?;
+            writeln!(
+                out,
+                "  {:<20} {}: {}: {}",
+                b.code.name(),
+                b.host,
+                b.change,
+                b.reason
+            )?;
         }
     }
     if !plan.lost.is_empty() {
@@ -302,7 +317,8 @@ pub fn plan(
             writeln!(out, "  {:<20} {}: {}", w.code, w.host, w.message)?;
         }
     }
-    let hosts: std::collections::BTreeSet<&str> = plan.steps.iter().map(|s| s.host.as_str()).collect();
+    let hosts: std::collections::BTreeSet<&str> =
+        plan.steps.iter().map(|s| s.host.as_str()).collect();
     writeln!(
         out,
         "plan: {} step{} on {} host{}, {} blocked, {} lost, {} warning{}",
@@ -343,7 +359,9 @@ fn placement_tree(placements: &[crate::plan::Placement]) -> String {
         } else {
             match (&p.source, p.replication.as_str()) {
                 (None, _) => line.push_str(" primary"),
-                (Some(s), r) if parent[i].is_none() => line.push_str(&format!(" replica of {s} ({r})")),
+                (Some(s), r) if parent[i].is_none() => {
+                    line.push_str(&format!(" replica of {s} ({r})"))
+                }
                 (Some(_), "running") => {}
                 (Some(_), r) => line.push_str(&format!(" replication {r}")),
             }

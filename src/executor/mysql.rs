@@ -580,6 +580,114 @@ fn replication(flavor: Flavor, s: &RowMap, heartbeat_period: f64) -> Replication
     }
 }
 
+/// The statements a plan step runs on a server of `flavor`, as `orch plan --show-sql`
+/// prints them. Values only known when the step runs (the position to wait for, the
+/// sessions to kill) appear as `<...>` with the query that reads them; the replication
+/// password is never printed.
+pub fn step_sql(flavor: Flavor, step: &crate::plan::Step, replication_user: &str) -> Vec<String> {
+    use crate::plan::{Action, GtidPosition};
+    let mariadb = flavor == Flavor::Mariadb;
+    let (stop, start, reset) = if mariadb {
+        ("STOP SLAVE", "START SLAVE", "RESET SLAVE ALL")
+    } else {
+        ("STOP REPLICA", "START REPLICA", "RESET REPLICA ALL")
+    };
+    let read_only = |on: bool| -> Vec<String> {
+        let v = if on { "ON" } else { "OFF" };
+        match (mariadb, on) {
+            (true, _) => vec![format!("SET GLOBAL read_only = {v}")],
+            // super_read_only implies read_only and holds SUPER accounts too.
+            (false, true) => vec!["SET GLOBAL super_read_only = ON".into()],
+            (false, false) => vec![
+                "SET GLOBAL super_read_only = OFF".into(),
+                "SET GLOBAL read_only = OFF".into(),
+            ],
+        }
+    };
+    match &step.action {
+        Action::Fence { kill_writers } => {
+            let mut v = read_only(true);
+            if *kill_writers && mariadb {
+                // READ_ONLY ADMIN lets its holder write under read_only (SUPER no longer
+                // does since 10.11): their sessions, except replication and this one, go.
+                v.push(format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') AND USER IN ({READ_ONLY_ADMIN_USERS})"
+                ));
+                v.push("KILL CONNECTION <each ID above>".into());
+            }
+            v
+        }
+        Action::Unfence => read_only(false),
+        Action::StopReplication => vec![stop.into()],
+        Action::StartReplication => vec![start.into()],
+        Action::WaitForGtid {
+            until,
+            timeout_secs,
+            ..
+        } => {
+            if mariadb {
+                vec![
+                    format!("-- on {until}: SELECT @@gtid_current_pos  -> <position>"),
+                    format!("SELECT MASTER_GTID_WAIT('<position>', {timeout_secs})"),
+                ]
+            } else {
+                vec![
+                    format!("-- on {until}: SELECT @@gtid_executed  -> <gtid set>"),
+                    format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('<gtid set>', {timeout_secs})"),
+                ]
+            }
+        }
+        Action::ChangeSource {
+            source_address,
+            gtid_position,
+            delay_secs,
+            with_credentials,
+            ..
+        } => {
+            let (host, port) = (sql_string(&source_address.host), source_address.port);
+            let credentials = |user: &str, password: &str| {
+                if *with_credentials {
+                    format!(
+                        ", {user}={}, {password}='<credentials.replication_password>'",
+                        sql_string(replication_user)
+                    )
+                } else {
+                    String::new()
+                }
+            };
+            if mariadb {
+                let pos = match gtid_position {
+                    GtidPosition::CurrentPos => "current_pos",
+                    _ => "slave_pos",
+                };
+                vec![format!(
+                    "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}{}, MASTER_USE_GTID={pos}, MASTER_DELAY={delay_secs}",
+                    credentials("MASTER_USER", "MASTER_PASSWORD")
+                )]
+            } else {
+                vec![format!(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}{}, SOURCE_AUTO_POSITION=1, SOURCE_DELAY={delay_secs}",
+                    credentials("SOURCE_USER", "SOURCE_PASSWORD")
+                )]
+            }
+        }
+        Action::Promote => {
+            let mut v = vec![reset.to_string()];
+            v.extend(read_only(false));
+            v
+        }
+        Action::ResetReplication => vec![reset.into()],
+    }
+}
+
+/// The accounts holding READ_ONLY ADMIN (MariaDB), as a subquery on user names.
+const READ_ONLY_ADMIN_USERS: &str = "SELECT DISTINCT SUBSTRING_INDEX(SUBSTRING(GRANTEE, 2), '''@''', 1) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'READ_ONLY ADMIN'";
+
+/// A single-quoted SQL string literal.
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -725,113 +833,4 @@ mod tests {
         assert!(variables_sql(Flavor::Mysql, "8.0.25").contains("@@log_slave_updates"));
         assert!(variables_sql(Flavor::Mariadb, "10.11.6-MariaDB").contains("@@gtid_binlog_state"));
     }
-}
-
-/// The statements a plan step runs on a server of `flavor`, as `orch plan --show-sql`
-/// prints them. Values only known when the step runs (the position to wait for, the
-/// sessions to kill) appear as `<...>` with the query that reads them; the replication
-/// password is never printed.
-pub fn step_sql(flavor: Flavor, step: &crate::plan::Step, replication_user: &str) -> Vec<String> {
-    use crate::plan::{Action, GtidPosition};
-    let mariadb = flavor == Flavor::Mariadb;
-    let (stop, start, reset) = if mariadb {
-        ("STOP SLAVE", "START SLAVE", "RESET SLAVE ALL")
-    } else {
-        ("STOP REPLICA", "START REPLICA", "RESET REPLICA ALL")
-    };
-    let read_only = |on: bool| -> Vec<String> {
-        let v = if on { "ON" } else { "OFF" };
-        match (mariadb, on) {
-            (true, _) => vec![format!("SET GLOBAL read_only = {v}")],
-            // super_read_only implies read_only and holds SUPER accounts too.
-            (false, true) => vec!["SET GLOBAL super_read_only = ON".into()],
-            (false, false) => vec![
-                "SET GLOBAL super_read_only = OFF".into(),
-                "SET GLOBAL read_only = OFF".into(),
-            ],
-        }
-    };
-    match &step.action {
-        Action::Fence { kill_writers } => {
-            let mut v = read_only(true);
-            if *kill_writers && mariadb {
-                // READ_ONLY ADMIN lets its holder write under read_only (SUPER no longer
-                // does since 10.11): their sessions, except replication and this one, go.
-                v.push(format!(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') AND USER IN ({READ_ONLY_ADMIN_USERS})"
-                ));
-                v.push("KILL CONNECTION <each ID above>".into());
-            }
-            v
-        }
-        Action::Unfence => read_only(false),
-        Action::StopReplication => vec![stop.into()],
-        Action::StartReplication => vec![start.into()],
-        Action::WaitForGtid {
-            until,
-            timeout_secs,
-            ..
-
-        } => {
-            if mariadb {
-                vec![
-                    format!("-- on {until}: SELECT @@gtid_current_pos  -> <position>"),
-                    format!("SELECT MASTER_GTID_WAIT('<position>', {timeout_secs})"),
-                ]
-            } else {
-                vec![
-                    format!("-- on {until}: SELECT @@gtid_executed  -> <gtid set>"),
-                    format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('<gtid set>', {timeout_secs})"),
-                ]
-            }
-        }
-        Action::ChangeSource {
-            source_address,
-            gtid_position,
-            delay_secs,
-            with_credentials,
-            ..
-        } => {
-            let (host, port) = (sql_string(&source_address.host), source_address.port);
-            let credentials = |user: &str, password: &str| {
-                if *with_credentials {
-                    format!(
-                        ", {user}={}, {password}='<credentials.replication_password>'",
-                        sql_string(replication_user)
-                    )
-                } else {
-                    String::new()
-                }
-            };
-            if mariadb {
-                let pos = match gtid_position {
-                    GtidPosition::CurrentPos => "current_pos",
-                    _ => "slave_pos",
-                };
-                vec![format!(
-                    "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}{}, MASTER_USE_GTID={pos}, MASTER_DELAY={delay_secs}",
-                    credentials("MASTER_USER", "MASTER_PASSWORD")
-                )]
-            } else {
-                vec![format!(
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}{}, SOURCE_AUTO_POSITION=1, SOURCE_DELAY={delay_secs}",
-                    credentials("SOURCE_USER", "SOURCE_PASSWORD")
-                )]
-            }
-        }
-        Action::Promote => {
-            let mut v = vec![reset.to_string()];
-            v.extend(read_only(false));
-            v
-        }
-        Action::ResetReplication => vec![reset.into()],
-    }
-}
-
-/// The accounts holding READ_ONLY ADMIN (MariaDB), as a subquery on user names.
-const READ_ONLY_ADMIN_USERS: &str = "SELECT DISTINCT SUBSTRING_INDEX(SUBSTRING(GRANTEE, 2), '''@''', 1) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'READ_ONLY ADMIN'";
-
-/// A single-quoted SQL string literal.
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }

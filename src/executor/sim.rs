@@ -1419,7 +1419,9 @@ impl Simulator {
     pub fn execute(&self, step: &crate::plan::Step) -> Result<(), String> {
         use crate::plan::{Action, GtidPosition};
         let address = &step.address;
-        let server = self.server(address).ok_or_else(|| format!("no server at {address}"))?;
+        let server = self
+            .server(address)
+            .ok_or_else(|| format!("no server at {address}"))?;
         if server.health != Health::Up {
             return Err(format!("{address} does not answer ({:?})", server.health));
         }
@@ -1457,7 +1459,9 @@ impl Simulator {
                     }
                     self.tick();
                 }
-                return Err(format!("{address} did not reach {target} within {timeout_secs}s"));
+                return Err(format!(
+                    "{address} did not reach {target} within {timeout_secs}s"
+                ));
             }
             Action::ChangeSource {
                 source_address,
@@ -1466,16 +1470,23 @@ impl Simulator {
                 ..
             } => {
                 if !stopped {
-                    return Err(format!("{address}: replication must be stopped to change source"));
+                    return Err(format!(
+                        "{address}: replication must be stopped to change source"
+                    ));
                 }
                 self.change_source(address, source_address);
                 let delay = *delay_secs;
                 let current = *gtid_position == GtidPosition::CurrentPos;
                 self.update(address, |s| {
                     let current_pos = match (&s.positions, current) {
-                        (Positions::Mariadb { binlog_state, slave_pos, .. }, true) => {
-                            Some(mariadb_current_pos(binlog_state, slave_pos, s.server_id))
-                        }
+                        (
+                            Positions::Mariadb {
+                                binlog_state,
+                                slave_pos,
+                                ..
+                            },
+                            true,
+                        ) => Some(mariadb_current_pos(binlog_state, slave_pos, s.server_id)),
                         _ => None,
                     };
                     let rep = s.replication.as_mut().expect("configured");
@@ -1494,7 +1505,9 @@ impl Simulator {
             }
             Action::ResetReplication => {
                 if !stopped {
-                    return Err(format!("{address}: replication must be stopped to reset it"));
+                    return Err(format!(
+                        "{address}: replication must be stopped to reset it"
+                    ));
                 }
                 self.reset_replication(address);
             }

@@ -34,9 +34,19 @@ struct Builder<'a> {
     bug: Option<String>,
 }
 
-pub fn build(desired: &Desired, observed: &Observed, policy: &Policy, options: PlanOptions) -> Plan {
+pub fn build(
+    desired: &Desired,
+    observed: &Observed,
+    policy: &Policy,
+    options: PlanOptions,
+) -> Plan {
     let ids = super::names(desired, observed);
-    let servers: Vec<_> = observed.hosts.iter().chain(&observed.undeclared).cloned().collect();
+    let servers: Vec<_> = observed
+        .hosts
+        .iter()
+        .chain(&observed.undeclared)
+        .cloned()
+        .collect();
     let m = Model::new(&ids, &servers, desired.hosts.len(), desired.primary());
     let before = placements(&m);
     let mut b = Builder {
@@ -105,7 +115,11 @@ pub fn placements(m: &Model) -> Vec<Placement> {
 /// What a step needs before it runs and promises after.
 fn conditions(m: &Model, i: usize, action: &Action) -> (Vec<Condition>, Vec<Condition>) {
     use Condition as C;
-    let source = || m.source(i).map(|s| m.nodes[s].id.clone()).unwrap_or_default();
+    let source = || {
+        m.source(i)
+            .map(|s| m.nodes[s].id.clone())
+            .unwrap_or_default()
+    };
     match action {
         Action::Fence { .. } => (vec![C::Reachable], vec![C::ReadOnly { on: true }]),
         Action::Unfence => (
@@ -115,11 +129,18 @@ fn conditions(m: &Model, i: usize, action: &Action) -> (Vec<Condition>, Vec<Cond
         Action::StopReplication => (vec![C::Reachable], vec![C::ReplicationStopped]),
         Action::WaitForGtid { until, .. } => (
             vec![C::Reachable, C::ReplicatingFrom { source: source() }],
-            vec![C::Contains { host: until.clone() }],
+            vec![C::Contains {
+                host: until.clone(),
+            }],
         ),
         Action::ChangeSource { source, .. } => (
             vec![C::Reachable, C::ReplicationStopped],
-            vec![C::SourceIs { source: source.clone() }, C::ReplicationStopped],
+            vec![
+                C::SourceIs {
+                    source: source.clone(),
+                },
+                C::ReplicationStopped,
+            ],
         ),
         Action::StartReplication => (
             vec![C::Reachable, C::SourceIs { source: source() }],
@@ -142,17 +163,29 @@ impl Builder<'_> {
     }
 
     fn index(&self) -> HashMap<&str, usize> {
-        self.ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect()
+        self.ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect()
     }
 
     fn emit(&mut self, phase: Phase, i: usize, action: Action, why: String) {
         let (requires, expects) = conditions(&self.m, i, &action);
         let ids = self.ids.clone();
-        let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
         if let Err(e) = self.m.apply(i, &action, &index)
             && self.bug.is_none()
         {
-            self.bug = Some(format!("step {} on {}: {e}", self.steps.len() + 1, self.id(i)));
+            self.bug = Some(format!(
+                "step {} on {}: {e}",
+                self.steps.len() + 1,
+                self.id(i)
+            ));
         }
         self.steps.push(Step {
             number: self.steps.len() + 1,
@@ -191,7 +224,10 @@ impl Builder<'_> {
     fn run(&mut self) {
         let declared = self.desired.hosts.len();
         let index = self.index();
-        let pd = self.desired.primary().expect("a validated topology has a primary");
+        let pd = self
+            .desired
+            .primary()
+            .expect("a validated topology has a primary");
         self.target = self
             .desired
             .hosts
@@ -201,11 +237,15 @@ impl Builder<'_> {
         for i in 0..declared {
             if self.m.live(i).is_none() {
                 self.exempt.insert(i);
-                self.warn("unreachable", i, format!(
-                    "{} ({}) could not be observed: nothing is planned for it",
-                    self.id(i),
-                    self.m.nodes[i].address
-                ));
+                self.warn(
+                    "unreachable",
+                    i,
+                    format!(
+                        "{} ({}) could not be observed: nothing is planned for it",
+                        self.id(i),
+                        self.m.nodes[i].address
+                    ),
+                );
             }
         }
         let Some(po) = self.m.primary else {
@@ -284,17 +324,49 @@ impl Builder<'_> {
             } else {
                 "a writable replica: a stray write there becomes an errant transaction".into()
             };
-            self.emit(Phase::Repair, i, Action::Fence { kill_writers: false }, why);
+            self.emit(
+                Phase::Repair,
+                i,
+                Action::Fence {
+                    kill_writers: false,
+                },
+                why,
+            );
         }
     }
 
     /// The graceful switchover from `old` to `candidate`; false when blocked.
     fn switchover(&mut self, old: usize, c: usize, switch_back: bool) -> bool {
-        let change = format!("make {} the primary instead of {}", self.id(c), self.id(old));
+        let change = format!(
+            "make {} the primary instead of {}",
+            self.id(c),
+            self.id(old)
+        );
         if let Some((code, reason)) = self.candidate_problem(old, c, switch_back) {
             self.block(code, c, change, reason);
             self.exempt.insert(old);
             return false;
+        }
+        // A stopped link between the candidate and the old primary would keep it from
+        // catching up: start it first (nothing else about it changes).
+        let mut x = c;
+        while let Some(s) = self.m.source(x) {
+            if self
+                .m
+                .link(x)
+                .is_some_and(|l| l.state == LinkState::Stopped)
+                && x != c
+            {
+                let why = format!(
+                    "replication is stopped between {} and the primary",
+                    self.id(c)
+                );
+                self.emit(Phase::Repair, x, Action::StartReplication, why);
+            }
+            if s == old {
+                break;
+            }
+            x = s;
         }
         let flavor = self.m.live(c).map(|l| l.flavor).expect("checked");
         let (cid, oid) = (self.id(c).to_string(), self.id(old).to_string());
@@ -311,7 +383,12 @@ impl Builder<'_> {
                 },
                 format!("switch back: {cid} first catches up with the live primary {oid}"),
             );
-            self.emit(Phase::Switchover, c, Action::StartReplication, format!("{cid} replicates from {oid} until the switchover"));
+            self.emit(
+                Phase::Switchover,
+                c,
+                Action::StartReplication,
+                format!("{cid} replicates from {oid} until the switchover"),
+            );
         }
         self.emit(
             Phase::Switchover,
@@ -329,25 +406,58 @@ impl Builder<'_> {
                 until_address: self.m.nodes[old].address.clone(),
                 timeout_secs: self.policy.failover.promote.wait_relay_log.as_secs().max(1),
             },
-            format!("{cid} must have executed every transaction {oid} wrote before it takes writes"),
+            format!(
+                "{cid} must have executed every transaction {oid} wrote before it takes writes"
+            ),
         );
-        self.emit(Phase::Switchover, c, Action::StopReplication, format!("{cid} stops replicating from the fenced {oid}"));
+        self.emit(
+            Phase::Switchover,
+            c,
+            Action::StopReplication,
+            format!("{cid} stops replicating from the fenced {oid}"),
+        );
+        // Forget the old source now, so that the old primary replicating from the
+        // candidate never meets a candidate configured to replicate from it.
+        self.emit(
+            Phase::Switchover,
+            c,
+            Action::ResetReplication,
+            format!("{cid} forgets {oid} as its source (it stays read_only)"),
+        );
         // The old primary's replicas that belong under the new one move now; if the old
         // primary cannot pass on what it replicates, all of them do.
-        let old_serves = self.m.live(old).is_some_and(|l| l.log_bin && l.log_replica_updates);
-        let siblings: Vec<usize> = self.m.replicas_of(old).iter().copied().filter(|&r| r != c).collect();
+        let old_serves = self
+            .m
+            .live(old)
+            .is_some_and(|l| l.log_bin && l.log_replica_updates);
+        let siblings: Vec<usize> = self
+            .m
+            .replicas_of(old)
+            .iter()
+            .copied()
+            .filter(|&r| r != c)
+            .collect();
         for r in siblings {
             if self.exempt.contains(&r) || self.m.live(r).is_none() {
                 continue;
             }
             let t = self.target.get(r).copied().flatten();
             if t == Some(c) || (!old_serves && t != Some(old)) {
-                self.move_replica(Phase::Switchover, r, c, 0, format!("{} follows the new primary {cid}", self.id(r)));
+                self.move_replica(
+                    Phase::Switchover,
+                    r,
+                    c,
+                    0,
+                    format!("{} follows the new primary {cid}", self.id(r)),
+                );
             } else if !old_serves {
                 let why = format!(
                     "stays under {oid}, which as a replica without log_slave_updates will not pass on new transactions"
                 );
-                self.lost.push(Lost { host: self.id(r).to_string(), reason: why });
+                self.lost.push(Lost {
+                    host: self.id(r).to_string(),
+                    reason: why,
+                });
                 self.m.lost.insert(r);
             }
         }
@@ -363,25 +473,40 @@ impl Builder<'_> {
             },
             format!("the old primary {oid} becomes a replica of {cid} (its own writes are in {cid} already)"),
         );
-        self.emit(Phase::Switchover, old, Action::StartReplication, format!("{oid} replicates from {cid}"));
+        self.emit(
+            Phase::Switchover,
+            old,
+            Action::StartReplication,
+            format!("{oid} replicates from {cid}"),
+        );
         self.emit(
             Phase::Switchover,
             c,
             Action::Promote,
-            format!("{cid} is the new primary; it is made writable last, when nothing else can write"),
+            format!(
+                "{cid} is the new primary; it is made writable last, when nothing else can write"
+            ),
         );
         true
     }
 
     /// Why `c` cannot take over from `old`, if it cannot.
-    fn candidate_problem(&self, old: usize, c: usize, switch_back: bool) -> Option<(BlockCode, String)> {
+    fn candidate_problem(
+        &self,
+        old: usize,
+        c: usize,
+        switch_back: bool,
+    ) -> Option<(BlockCode, String)> {
         let cid = self.id(c);
         let live = self.m.live(c)?;
         if live.errant {
-            return Some((BlockCode::ErrantGtid, format!(
-                "{cid} has transactions the primary {} never had; promoting it would publish them and strand the other replicas: remove them (or re-seed {cid}) first",
-                self.id(old)
-            )));
+            return Some((
+                BlockCode::ErrantGtid,
+                format!(
+                    "{cid} has transactions the primary {} never had; promoting it would publish them and strand the other replicas: remove them (or re-seed {cid}) first",
+                    self.id(old)
+                ),
+            ));
         }
         if !switch_back {
             let link = live.link.as_ref()?;
@@ -390,34 +515,74 @@ impl Builder<'_> {
                     return Some((BlockCode::ReplicationError, format!("{cid}: {error}")));
                 }
                 LinkState::Stopped => {
-                    return Some((BlockCode::CandidateNotReplicating, format!(
-                        "{cid}'s replication is stopped: start it and let it catch up, then plan again"
-                    )));
+                    return Some((
+                        BlockCode::CandidateNotReplicating,
+                        format!(
+                            "{cid}'s replication is stopped: start it and let it catch up, then plan again"
+                        ),
+                    ));
                 }
                 LinkState::Running => {}
             }
             if link.source.is_none() {
-                return Some((BlockCode::CandidateNotReplicating, format!(
-                    "{cid} replicates from {}, which is not a server of this cluster",
-                    link.source_name
-                )));
+                return Some((
+                    BlockCode::CandidateNotReplicating,
+                    format!(
+                        "{cid} replicates from {}, which is not a server of this cluster",
+                        link.source_name
+                    ),
+                ));
             }
             if let Some(lag) = link.seconds_behind
                 && lag > self.max_lag_secs()
             {
-                return Some((BlockCode::Lagging, format!(
-                    "{cid} is {lag}s behind (policy max_lag {}s): the fenced primary would refuse writes until it catches up",
-                    self.max_lag_secs()
-                )));
+                return Some((
+                    BlockCode::Lagging,
+                    format!(
+                        "{cid} is {lag}s behind (policy max_lag {}s): the fenced primary would refuse writes until it catches up",
+                        self.max_lag_secs()
+                    ),
+                ));
+            }
+            // Its replication chain must lead to the old primary through servers that answer
+            // and replicate (stopped links are started first).
+            let mut x = c;
+            for _ in 0..self.m.nodes.len() {
+                let Some(s) = self.m.source(x) else {
+                    return Some((
+                        BlockCode::CandidateNotReplicating,
+                        format!(
+                            "{cid} does not replicate from {} (its chain ends at {})",
+                            self.id(old),
+                            self.id(x)
+                        ),
+                    ));
+                };
+                if let Some(LinkState::Broken { error, .. }) = self.m.link(x).map(|l| &l.state) {
+                    return Some((
+                        BlockCode::ReplicationError,
+                        format!("{} (between {cid} and the primary): {error}", self.id(x)),
+                    ));
+                }
+                if s == old {
+                    break;
+                }
+                x = s;
             }
         }
         if !live.log_bin {
-            return Some((BlockCode::SourceWithoutBinlog, format!("{cid} has log_bin off: a primary must binlog for its replicas")));
+            return Some((
+                BlockCode::SourceWithoutBinlog,
+                format!("{cid} has log_bin off: a primary must binlog for its replicas"),
+            ));
         }
         if !live.log_replica_updates {
-            return Some((BlockCode::SourceWithoutLogReplicaUpdates, format!(
-                "{cid} has log_slave_updates off: the old primary's last transactions would not reach the other replicas through it"
-            )));
+            return Some((
+                BlockCode::SourceWithoutLogReplicaUpdates,
+                format!(
+                    "{cid} has log_slave_updates off: the old primary's last transactions would not reach the other replicas through it"
+                ),
+            ));
         }
         if let Err((code, why)) = self.m.can_serve(c, old) {
             return Some((code, why));
@@ -472,7 +637,12 @@ impl Builder<'_> {
                     if let Err((code, why)) = self.m.can_serve(t, i) {
                         self.block(code, i, format!("start replication from {tid}"), why);
                     } else {
-                        self.emit(Phase::Repair, i, Action::StartReplication, "replication is stopped".into());
+                        self.emit(
+                            Phase::Repair,
+                            i,
+                            Action::StartReplication,
+                            "replication is stopped".into(),
+                        );
                     }
                 }
                 LinkState::Broken { error, .. } => {
@@ -484,14 +654,32 @@ impl Builder<'_> {
             return;
         }
         let (phase, change, why) = match &link {
-            None => (Phase::Join, format!("start replicating from {tid}"), format!("{id} is new in the file: it joins under {tid}")),
+            None => (
+                Phase::Join,
+                format!("start replicating from {tid}"),
+                format!("{id} is new in the file: it joins under {tid}"),
+            ),
             Some(l) if l.source == Some(t) => {
-                let what = if !l.gtid { "GTID positioning".to_string() } else { format!("delay {}s (now {}s)", delay, l.delay) };
-                (Phase::Repair, format!("replicate from {tid} with {what}"), format!("reconfigure replication from {tid}: {what}"))
+                let what = if !l.gtid {
+                    "GTID positioning".to_string()
+                } else {
+                    format!("delay {}s (now {}s)", delay, l.delay)
+                };
+                (
+                    Phase::Repair,
+                    format!("replicate from {tid} with {what}"),
+                    format!("reconfigure replication from {tid}: {what}"),
+                )
             }
             Some(l) => {
-                let from = l.source.map_or(l.source_name.clone(), |s| self.id(s).to_string());
-                (Phase::Move, format!("move from {from} to {tid}"), format!("the file puts {id} under {tid} (now under {from})"))
+                let from = l
+                    .source
+                    .map_or(l.source_name.clone(), |s| self.id(s).to_string());
+                (
+                    Phase::Move,
+                    format!("move from {from} to {tid}"),
+                    format!("the file puts {id} under {tid} (now under {from})"),
+                )
             }
         };
         if let Some((code, reason)) = self.move_problem(i, t, phase) {
@@ -506,46 +694,74 @@ impl Builder<'_> {
         let (id, tid) = (self.id(i), self.id(t));
         let li = self.m.live(i)?;
         let Some(lt) = self.m.live(t) else {
-            return Some((BlockCode::Unreachable, format!("its new source {tid} cannot be observed")));
+            return Some((
+                BlockCode::Unreachable,
+                format!("its new source {tid} cannot be observed"),
+            ));
         };
         if self.m.is_ancestor(i, t) {
-            return Some((BlockCode::Cycle, format!(
-                "{tid} replicates (directly or not) from {id}: {id} under {tid} would be a cycle (was {tid}'s own change blocked?)"
-            )));
+            return Some((
+                BlockCode::Cycle,
+                format!(
+                    "{tid} replicates (directly or not) from {id}: {id} under {tid} would be a cycle (was {tid}'s own change blocked?)"
+                ),
+            ));
         }
         if let Some(LinkState::Broken { sql: true, error }) = li.link.as_ref().map(|l| &l.state) {
-            return Some((BlockCode::ReplicationError, format!("{error}; orch never skips transactions: fix it, then plan again")));
+            return Some((
+                BlockCode::ReplicationError,
+                format!("{error}; orch never skips transactions: fix it, then plan again"),
+            ));
         }
         if li.errant {
-            let code = if phase == Phase::Join { BlockCode::NotSeeded } else { BlockCode::ErrantGtid };
-            return Some((code, format!(
-                "{id} has transactions the primary never had: {tid} would not have them (and strict mode stops on them); remove them or re-seed {id} from a backup"
-            )));
+            let code = if phase == Phase::Join {
+                BlockCode::NotSeeded
+            } else {
+                BlockCode::ErrantGtid
+            };
+            return Some((
+                code,
+                format!(
+                    "{id} has transactions the primary never had: {tid} would not have them (and strict mode stops on them); remove them or re-seed {id} from a backup"
+                ),
+            ));
         }
         if lt.errant && self.m.primary != Some(t) {
-            return Some((BlockCode::ErrantGtid, format!("its new source {tid} has transactions the primary never had")));
+            return Some((
+                BlockCode::ErrantGtid,
+                format!("its new source {tid} has transactions the primary never had"),
+            ));
         }
         for (who, l) in [(id, li), (tid, lt)] {
             if let Some(lag) = l.link.as_ref().and_then(|k| k.seconds_behind)
                 && lag > self.max_lag_secs()
             {
-                return Some((BlockCode::Lagging, format!(
-                    "{who} is {lag}s behind its source (policy max_lag {}s): move it once it has caught up",
-                    self.max_lag_secs()
-                )));
+                return Some((
+                    BlockCode::Lagging,
+                    format!(
+                        "{who} is {lag}s behind its source (policy max_lag {}s): move it once it has caught up",
+                        self.max_lag_secs()
+                    ),
+                ));
             }
         }
         if !li.gtid_enabled || !lt.gtid_enabled {
             let who = if !li.gtid_enabled { id } else { tid };
-            return Some((BlockCode::GtidDisabled, format!("{who} has gtid_mode off: orch moves replicas by GTID only")));
+            return Some((
+                BlockCode::GtidDisabled,
+                format!("{who} has gtid_mode off: orch moves replicas by GTID only"),
+            ));
         }
         if li.link.as_ref().is_some_and(|l| !l.gtid)
             && li.position.as_ref().is_none_or(|p| p.is_empty())
             && lt.position.as_ref().is_some_and(|p| !p.is_empty())
         {
-            return Some((BlockCode::GtidDisabled, format!(
-                "{id} replicates by binlog file and position and its gtid_slave_pos is empty: set it (SET GLOBAL gtid_slave_pos from BINLOG_GTID_POS of its current position) first"
-            )));
+            return Some((
+                BlockCode::GtidDisabled,
+                format!(
+                    "{id} replicates by binlog file and position and its gtid_slave_pos is empty: set it (SET GLOBAL gtid_slave_pos from BINLOG_GTID_POS of its current position) first"
+                ),
+            ));
         }
         if let Err(e) = self.m.can_serve(t, i) {
             return Some(e);
@@ -554,11 +770,17 @@ impl Builder<'_> {
         // be replicating from something that does.
         if !self.m.contains(t, i) {
             let top = self.m.chain_top(t);
-            let running = self.m.link(t).is_some_and(|l| l.state == LinkState::Running);
+            let running = self
+                .m
+                .link(t)
+                .is_some_and(|l| l.state == LinkState::Running);
             if !running || !self.m.contains(top, i) {
-                return Some((BlockCode::SourceBlocked, format!(
-                    "{tid} is behind {id} and not replicating from a server that has {id}'s transactions, so it cannot catch up"
-                )));
+                return Some((
+                    BlockCode::SourceBlocked,
+                    format!(
+                        "{tid} is behind {id} and not replicating from a server that has {id}'s transactions, so it cannot catch up"
+                    ),
+                ));
             }
         }
         None
@@ -568,8 +790,17 @@ impl Builder<'_> {
     fn move_replica(&mut self, phase: Phase, i: usize, t: usize, delay: u32, why: String) {
         let (id, tid) = (self.id(i).to_string(), self.id(t).to_string());
         let live = self.m.live(i).expect("checked").clone();
-        if live.link.as_ref().is_some_and(|l| l.state != LinkState::Stopped) {
-            self.emit(phase, i, Action::StopReplication, format!("{id} stops before it changes source"));
+        if live
+            .link
+            .as_ref()
+            .is_some_and(|l| l.state != LinkState::Stopped)
+        {
+            self.emit(
+                phase,
+                i,
+                Action::StopReplication,
+                format!("{id} stops before it changes source"),
+            );
         }
         if !self.m.contains(t, i) {
             self.emit(
@@ -580,7 +811,9 @@ impl Builder<'_> {
                     until_address: self.m.nodes[i].address.clone(),
                     timeout_secs: self.policy.failover.promote.wait_relay_log.as_secs().max(1),
                 },
-                format!("{tid} must have everything {id} has executed before {id} replicates from it"),
+                format!(
+                    "{tid} must have everything {id} has executed before {id} replicates from it"
+                ),
             );
         }
         let former_primary = live.link.is_none() || live.own_writes;
@@ -596,14 +829,23 @@ impl Builder<'_> {
             },
             why,
         );
-        self.emit(phase, i, Action::StartReplication, format!("{id} replicates from {tid}"));
+        self.emit(
+            phase,
+            i,
+            Action::StartReplication,
+            format!("{id} replicates from {tid}"),
+        );
     }
 
     /// Servers replicating from the cluster that the file does not name.
     fn detach_removed(&mut self) {
         for i in self.desired.hosts.len()..self.m.nodes.len() {
-            let Some(link) = self.m.link(i).cloned() else { continue };
-            let from = link.source.map_or(link.source_name.clone(), |s| self.id(s).to_string());
+            let Some(link) = self.m.link(i).cloned() else {
+                continue;
+            };
+            let from = link
+                .source
+                .map_or(link.source_name.clone(), |s| self.id(s).to_string());
             if !self.options.detach_removed {
                 self.warn("removed-host", i, format!(
                     "{} replicates from {from} but is not in the file: left alone (--detach-removed stops its replication)",
@@ -612,9 +854,22 @@ impl Builder<'_> {
                 continue;
             }
             if link.state != LinkState::Stopped {
-                self.emit(Phase::Detach, i, Action::StopReplication, format!("{} is not in the file", self.id(i)));
+                self.emit(
+                    Phase::Detach,
+                    i,
+                    Action::StopReplication,
+                    format!("{} is not in the file", self.id(i)),
+                );
             }
-            self.emit(Phase::Detach, i, Action::ResetReplication, format!("{} no longer replicates from {from} (--detach-removed)", self.id(i)));
+            self.emit(
+                Phase::Detach,
+                i,
+                Action::ResetReplication,
+                format!(
+                    "{} no longer replicates from {from} (--detach-removed)",
+                    self.id(i)
+                ),
+            );
         }
     }
 
@@ -632,7 +887,12 @@ impl Builder<'_> {
             ));
             return;
         }
-        self.emit(Phase::Repair, primary, Action::Unfence, "the primary is read_only: the cluster takes no writes".into());
+        self.emit(
+            Phase::Repair,
+            primary,
+            Action::Unfence,
+            "the primary is read_only: the cluster takes no writes".into(),
+        );
     }
 
     /// Replicas left without a live source when the plan is done.
@@ -640,12 +900,20 @@ impl Builder<'_> {
         for i in 0..self.m.nodes.len() {
             let Some(link) = self.m.link(i) else { continue };
             let reason = match link.source {
-                Some(s) if self.m.live(s).is_none() => format!("its source {} is unreachable", self.id(s)),
-                None if i < self.desired.hosts.len() => format!("its source {} is not a server of this cluster", link.source_name),
+                Some(s) if self.m.live(s).is_none() => {
+                    format!("its source {} is unreachable", self.id(s))
+                }
+                None if i < self.desired.hosts.len() => format!(
+                    "its source {} is not a server of this cluster",
+                    link.source_name
+                ),
                 _ => continue,
             };
             if !self.lost.iter().any(|l| l.host == self.id(i)) {
-                self.lost.push(Lost { host: self.id(i).to_string(), reason });
+                self.lost.push(Lost {
+                    host: self.id(i).to_string(),
+                    reason,
+                });
             }
         }
     }

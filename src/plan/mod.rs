@@ -61,10 +61,16 @@ impl Desired {
                 .iter()
                 .map(|h| DesiredHost {
                     id: h.id.clone(),
-                    address: h.address.as_ref().map(|a| a.value.clone()).expect("validated"),
+                    address: h
+                        .address
+                        .as_ref()
+                        .map(|a| a.value.clone())
+                        .expect("validated"),
                     source: h.source.as_ref().map(|s| s.value.clone()),
                     promotion: h.promotion,
-                    delay_secs: h.delay.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+                    delay_secs: h
+                        .delay
+                        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
                 })
                 .collect(),
         }
@@ -87,10 +93,16 @@ impl Observed {
     /// The observation in an `orch status --format json` snapshot, matched to the desired
     /// hosts by address: a desired host the snapshot lacks counts as unobserved, a
     /// snapshot host the file no longer declares as undeclared (removed from the file).
-    pub fn from_snapshot(desired: &Desired, snapshot: &crate::status::Snapshot) -> Result<Observed, String> {
+    pub fn from_snapshot(
+        desired: &Desired,
+        snapshot: &crate::status::Snapshot,
+    ) -> Result<Observed, String> {
         use crate::observe::{Reach, Unreachable};
         if snapshot.schema != 1 {
-            return Err(format!("snapshot schema {} is not supported (this orch reads schema 1)", snapshot.schema));
+            return Err(format!(
+                "snapshot schema {} is not supported (this orch reads schema 1)",
+                snapshot.schema
+            ));
         }
         if snapshot.cluster != desired.cluster {
             return Err(format!(
@@ -98,8 +110,11 @@ impl Observed {
                 snapshot.cluster, desired.cluster
             ));
         }
-        let declared: std::collections::HashSet<String> =
-            desired.hosts.iter().map(|h| h.address.to_string()).collect();
+        let declared: std::collections::HashSet<String> = desired
+            .hosts
+            .iter()
+            .map(|h| h.address.to_string())
+            .collect();
         let hosts = desired
             .hosts
             .iter()
@@ -188,7 +203,9 @@ pub enum GtidPosition {
 pub enum Action {
     /// `read_only=ON`; with `kill_writers`, also kill the sessions that can write despite
     /// it (accounts with READ_ONLY ADMIN on MariaDB, SUPER or CONNECTION_ADMIN on MySQL).
-    Fence { kill_writers: bool },
+    Fence {
+        kill_writers: bool,
+    },
     /// `read_only=OFF` on the primary.
     Unfence,
     StopReplication,
@@ -223,10 +240,14 @@ impl Action {
             Action::Fence { kill_writers: true } => {
                 "fence: read_only=ON, kill sessions that can write despite it".into()
             }
-            Action::Fence { kill_writers: false } => "fence: read_only=ON".into(),
+            Action::Fence {
+                kill_writers: false,
+            } => "fence: read_only=ON".into(),
             Action::Unfence => "unfence: read_only=OFF".into(),
             Action::StopReplication => "stop replication".into(),
-            Action::WaitForGtid { until, .. } => format!("wait until it has executed {until}'s GTIDs"),
+            Action::WaitForGtid { until, .. } => {
+                format!("wait until it has executed {until}'s GTIDs")
+            }
             Action::ChangeSource {
                 source,
                 gtid_position,
@@ -239,7 +260,12 @@ impl Action {
                     GtidPosition::AutoPosition => "auto-position",
                 };
                 let delay = if *delay_secs > 0 {
-                    format!(", delay {}", crate::spec::decode::format_duration(std::time::Duration::from_secs(u64::from(*delay_secs))))
+                    format!(
+                        ", delay {}",
+                        crate::spec::decode::format_duration(std::time::Duration::from_secs(
+                            u64::from(*delay_secs)
+                        ))
+                    )
                 } else {
                     String::new()
                 };
@@ -257,16 +283,24 @@ impl Action {
 #[serde(tag = "check", rename_all = "snake_case")]
 pub enum Condition {
     Reachable,
-    ReadOnly { on: bool },
+    ReadOnly {
+        on: bool,
+    },
     /// Replication configured and stopped (or not configured, where the step allows it).
     ReplicationStopped,
     /// Replication configured from `source` (threads as the step leaves them).
-    SourceIs { source: String },
+    SourceIs {
+        source: String,
+    },
     /// Both replication threads running from `source`.
-    ReplicatingFrom { source: String },
+    ReplicatingFrom {
+        source: String,
+    },
     NotReplica,
     /// Has executed everything `host` has executed.
-    Contains { host: String },
+    Contains {
+        host: String,
+    },
     /// No other server of the cluster is writable.
     NoOtherWritable,
 }
@@ -383,7 +417,11 @@ pub struct Plan {
 impl Plan {
     /// `--detailed-exitcode`: 0 nothing to do, 2 steps to apply.
     pub fn exit_code(&self, detailed: bool) -> u8 {
-        if detailed && !self.steps.is_empty() { 2 } else { 0 }
+        if detailed && !self.steps.is_empty() {
+            2
+        } else {
+            0
+        }
     }
 }
 
@@ -435,8 +473,9 @@ pub fn names(desired: &Desired, observed: &Observed) -> Vec<String> {
 pub fn fingerprint(observed: &Observed) -> String {
     use crate::observe::Reach;
     use std::fmt::Write;
-    let mut servers: Vec<&ServerState> = observed.hosts.iter().chain(&observed.undeclared).collect();
-    servers.sort_by(|a, b| a.address.to_string().cmp(&b.address.to_string()));
+    let mut servers: Vec<&ServerState> =
+        observed.hosts.iter().chain(&observed.undeclared).collect();
+    servers.sort_by_key(|s| s.address.to_string());
     let mut text = String::new();
     for s in servers {
         let _ = write!(text, "{}|", s.address);
@@ -480,7 +519,11 @@ fn gtid_streams(g: &crate::observe::Gtids) -> String {
                 .binlog_state
                 .iter()
                 .map(|g| format!("{}-{}", g.domain_id, g.server_id))
-                .chain(m.current_pos.iter().map(|g| format!("{}-{}", g.domain_id, g.server_id)))
+                .chain(
+                    m.current_pos
+                        .iter()
+                        .map(|g| format!("{}-{}", g.domain_id, g.server_id)),
+                )
                 .collect();
             v.sort();
             v.dedup();

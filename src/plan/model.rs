@@ -29,7 +29,10 @@ pub enum LinkState {
     Running,
     Stopped,
     /// Stopped or failing with an error (the text says which).
-    Broken { sql: bool, error: String },
+    Broken {
+        sql: bool,
+        error: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -104,7 +107,12 @@ pub fn release(version: &str) -> (u32, u32) {
 
 impl Model {
     /// Seeds the model: `servers[i]` is named `ids[i]`; the first `declared` are in the file.
-    pub fn new(ids: &[String], servers: &[ServerState], declared: usize, preferred: Option<usize>) -> Model {
+    pub fn new(
+        ids: &[String],
+        servers: &[ServerState],
+        declared: usize,
+        preferred: Option<usize>,
+    ) -> Model {
         let sources = observed_sources(servers);
         let nodes: Vec<Node> = servers
             .iter()
@@ -191,7 +199,11 @@ impl Model {
         let roots: Vec<usize> = (0..declared)
             .filter(|&i| model.live(i).is_some_and(|l| l.link.is_none()))
             .collect();
-        let serving: Vec<usize> = roots.iter().copied().filter(|&r| !model.replicas[r].is_empty()).collect();
+        let serving: Vec<usize> = roots
+            .iter()
+            .copied()
+            .filter(|&r| !model.replicas[r].is_empty())
+            .collect();
         model.primary = match (roots.as_slice(), serving.as_slice()) {
             ([only], _) | (_, [only]) => Some(*only),
             (_, []) => preferred.filter(|p| roots.contains(p)),
@@ -321,7 +333,10 @@ impl Model {
         if !ls.log_bin {
             return Err((
                 C::SourceWithoutBinlog,
-                format!("{} has log_bin off: it has no binary log to serve replicas from", sn.id),
+                format!(
+                    "{} has log_bin off: it has no binary log to serve replicas from",
+                    sn.id
+                ),
             ));
         }
         if ls.link.is_some() && !ls.log_replica_updates && self.primary != Some(s) {
@@ -384,7 +399,12 @@ impl Model {
 
     /// Applies one step to server `i`, after checking its preconditions and the
     /// invariants it could break. `Err` says what a step would have broken.
-    pub fn apply(&mut self, i: usize, action: &Action, index: &HashMap<&str, usize>) -> Result<(), String> {
+    pub fn apply(
+        &mut self,
+        i: usize,
+        action: &Action,
+        index: &HashMap<&str, usize>,
+    ) -> Result<(), String> {
         let id = self.nodes[i].id.clone();
         if self.nodes[i].live.is_none() {
             return Err(format!("{id} is unreachable"));
@@ -401,7 +421,9 @@ impl Model {
                     }
                     self.set_link(i, None);
                 } else if link.is_some() {
-                    return Err(format!("{id} is a replica: only the primary is made writable"));
+                    return Err(format!(
+                        "{id} is a replica: only the primary is made writable"
+                    ));
                 }
                 let others = self.other_writable(i);
                 if let Some(&w) = others.first() {
@@ -425,7 +447,9 @@ impl Model {
             }
             Action::ResetReplication => {
                 if self.link(i).is_some_and(|l| l.state == LinkState::Running) {
-                    return Err(format!("{id} must stop replicating before its replication is reset"));
+                    return Err(format!(
+                        "{id} must stop replicating before its replication is reset"
+                    ));
                 }
                 self.set_link(i, None);
             }
@@ -434,7 +458,11 @@ impl Model {
                     .get(until.as_str())
                     .ok_or_else(|| format!("no server {until}"))?;
                 let fixed = self.live(u).is_some_and(|l| {
-                    l.read_only && !l.link.as_ref().is_some_and(|k| k.state == LinkState::Running)
+                    l.read_only
+                        && !l
+                            .link
+                            .as_ref()
+                            .is_some_and(|k| k.state == LinkState::Running)
                 });
                 if !fixed {
                     return Err(format!(
@@ -460,10 +488,14 @@ impl Model {
                     .get(source.as_str())
                     .ok_or_else(|| format!("no server {source}"))?;
                 if s == i || self.is_ancestor(i, s) {
-                    return Err(format!("{id} under {source} would make a replication cycle"));
+                    return Err(format!(
+                        "{id} under {source} would make a replication cycle"
+                    ));
                 }
                 if self.link(i).is_some_and(|l| l.state == LinkState::Running) {
-                    return Err(format!("{id} must stop replicating before its source changes"));
+                    return Err(format!(
+                        "{id} must stop replicating before its source changes"
+                    ));
                 }
                 self.can_serve(s, i).map_err(|(_, why)| why)?;
                 if !self.contains(s, i) {
@@ -493,7 +525,9 @@ impl Model {
                 if let LinkState::Broken { sql: true, error } = &link.state {
                     return Err(format!("{id} cannot start: {error}"));
                 }
-                let s = link.source.ok_or_else(|| format!("{id}'s source is not in the cluster"))?;
+                let s = link
+                    .source
+                    .ok_or_else(|| format!("{id}'s source is not in the cluster"))?;
                 self.can_serve(s, i).map_err(|(_, why)| why)?;
                 let link = self.nodes[i]
                     .live
@@ -514,7 +548,10 @@ impl Model {
                 continue;
             }
             if let Err((_, why)) = self.can_serve(i, r) {
-                return Err(format!("{} would be left under {}: {why}", self.nodes[r].id, self.nodes[i].id));
+                return Err(format!(
+                    "{} would be left under {}: {why}",
+                    self.nodes[r].id, self.nodes[i].id
+                ));
             }
         }
         Ok(())

@@ -19,11 +19,25 @@ pub fn prove(desired: &Desired, observed: &Observed, plan: &Plan) -> Result<(), 
         return Err(w.message.clone());
     }
     let ids = super::names(desired, observed);
-    let servers: Vec<_> = observed.hosts.iter().chain(&observed.undeclared).cloned().collect();
+    let servers: Vec<_> = observed
+        .hosts
+        .iter()
+        .chain(&observed.undeclared)
+        .cloned()
+        .collect();
     let declared = desired.hosts.len();
     let mut m = Model::new(&ids, &servers, declared, desired.primary());
-    let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
-    let find = |host: &str| index.get(host).copied().ok_or_else(|| format!("the plan names an unknown host {host}"));
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let find = |host: &str| {
+        index
+            .get(host)
+            .copied()
+            .ok_or_else(|| format!("the plan names an unknown host {host}"))
+    };
     for l in &plan.lost {
         m.lost.insert(find(&l.host)?);
     }
@@ -34,10 +48,19 @@ pub fn prove(desired: &Desired, observed: &Observed, plan: &Plan) -> Result<(), 
         }
         let i = find(&step.host)?;
         if m.nodes[i].address != step.address {
-            return Err(format!("step {} names {} at {}, which is {}", step.number, step.host, step.address, m.nodes[i].address));
+            return Err(format!(
+                "step {} names {} at {}, which is {}",
+                step.number, step.host, step.address, m.nodes[i].address
+            ));
         }
-        m.apply(i, &step.action, &index)
-            .map_err(|e| format!("step {} ({} on {}): {e}", step.number, step.action.describe(), step.host))?;
+        m.apply(i, &step.action, &index).map_err(|e| {
+            format!(
+                "step {} ({} on {}): {e}",
+                step.number,
+                step.action.describe(),
+                step.host
+            )
+        })?;
     }
 
     // The state the plan promises.
@@ -85,7 +108,7 @@ pub fn prove(desired: &Desired, observed: &Observed, plan: &Plan) -> Result<(), 
             Err("steps planned without a known primary".into())
         };
     }
-    for i in 0..declared {
+    for (i, want) in target.iter().enumerate() {
         if exempt.contains(&i) {
             continue;
         }
@@ -103,15 +126,20 @@ pub fn prove(desired: &Desired, observed: &Observed, plan: &Plan) -> Result<(), 
         let Some(link) = &live.link else {
             return Err(format!("{id} does not replicate"));
         };
-        if link.source != target[i] {
-            let want = target[i].map_or("-", |t| desired.hosts.get(t).map_or("-", |h| h.id.as_str()));
-            return Err(format!("{id} replicates from {} instead of {want}", link.source_name));
+        if link.source != *want {
+            let want = want.map_or("-", |t| desired.hosts.get(t).map_or("-", |h| h.id.as_str()));
+            return Err(format!(
+                "{id} replicates from {} instead of {want}",
+                link.source_name
+            ));
         }
         if link.state != LinkState::Running {
             return Err(format!("{id}'s replication is not running"));
         }
         if !link.gtid || link.delay != desired.hosts[i].delay_secs {
-            return Err(format!("{id}'s replication is not configured as the file says"));
+            return Err(format!(
+                "{id}'s replication is not configured as the file says"
+            ));
         }
         if !live.read_only {
             return Err(format!("the replica {id} is writable"));
