@@ -25,6 +25,9 @@ _orch() {
             orch,help)
                 cmd="orch__subcmd__help"
                 ;;
+            orch,plan)
+                cmd="orch__subcmd__plan"
+                ;;
             orch,sandbox)
                 cmd="orch__subcmd__sandbox"
                 ;;
@@ -42,6 +45,9 @@ _orch() {
                 ;;
             orch__subcmd__help,help)
                 cmd="orch__subcmd__help__subcmd__help"
+                ;;
+            orch__subcmd__help,plan)
+                cmd="orch__subcmd__help__subcmd__plan"
                 ;;
             orch__subcmd__help,sandbox)
                 cmd="orch__subcmd__help__subcmd__sandbox"
@@ -137,7 +143,7 @@ _orch() {
 
     case "${cmd}" in
         orch)
-            opts="-h -V --help --version validate status discover sandbox completions help"
+            opts="-h -V --help --version validate status plan discover sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -223,7 +229,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__help)
-            opts="validate status discover sandbox completions help"
+            opts="validate status plan discover sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -265,6 +271,20 @@ _orch() {
             return 0
             ;;
         orch__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__help__subcmd__plan)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -425,6 +445,48 @@ _orch() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__plan)
+            opts="-o -h -V --observed --out --show-sql --detailed-exitcode --detach-removed --allow-switch-back --format --connect-timeout --read-timeout --concurrency --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --observed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

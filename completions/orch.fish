@@ -28,6 +28,7 @@ complete -c orch -n "__fish_orch_needs_command" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_needs_command" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_needs_command" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
 complete -c orch -n "__fish_orch_needs_command" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
+complete -c orch -n "__fish_orch_needs_command" -f -a "plan" -d 'Compare the file with the live servers and print the safe, ordered steps that would make them match, why each is needed, and what is blocked. Changes nothing'
 complete -c orch -n "__fish_orch_needs_command" -f -a "discover" -d 'Crawl a live topology from one server (up to its sources, down to every replica) and print it as a topology file that `orch validate` accepts'
 complete -c orch -n "__fish_orch_needs_command" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
 complete -c orch -n "__fish_orch_needs_command" -f -a "completions" -d 'Print shell completions'
@@ -50,6 +51,19 @@ complete -c orch -n "__fish_orch_using_subcommand status" -l concurrency -d 'Ser
 complete -c orch -n "__fish_orch_using_subcommand status" -l table -d 'Show a table instead of a tree'
 complete -c orch -n "__fish_orch_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand status" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand plan" -l observed -d 'Plan offline from `orch status --format json` output instead of connecting' -r -F
+complete -c orch -n "__fish_orch_using_subcommand plan" -s o -l out -d 'Save the plan (JSON, with its fingerprint and the hashes of its files) for `orch apply`' -r -F
+complete -c orch -n "__fish_orch_using_subcommand plan" -l format -r -f -a "human\t'Text for people'
+json\t'One JSON document on stdout, with a documented, stable schema'"
+complete -c orch -n "__fish_orch_using_subcommand plan" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
+complete -c orch -n "__fish_orch_using_subcommand plan" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
+complete -c orch -n "__fish_orch_using_subcommand plan" -l concurrency -d 'Servers observed at once' -r
+complete -c orch -n "__fish_orch_using_subcommand plan" -l show-sql -d 'Print each step\'s SQL for the server\'s flavour'
+complete -c orch -n "__fish_orch_using_subcommand plan" -l detailed-exitcode -d 'Exit 2 when the plan has steps, 0 when there is nothing to do'
+complete -c orch -n "__fish_orch_using_subcommand plan" -l detach-removed -d 'Stop and reset replication on servers replicating from the cluster that the file does not name (otherwise they are reported and left alone)'
+complete -c orch -n "__fish_orch_using_subcommand plan" -l allow-switch-back -d 'After a failover, make the file\'s primary the primary again (otherwise the plan reports the drift and leaves the live primary in place)'
+complete -c orch -n "__fish_orch_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c orch -n "__fish_orch_using_subcommand plan" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_using_subcommand discover" -l seed -r
 complete -c orch -n "__fish_orch_using_subcommand discover" -l cluster -d 'Cluster name to write' -r
 complete -c orch -n "__fish_orch_using_subcommand discover" -s o -l output -d 'Write the file here instead of stdout' -r -F
@@ -109,12 +123,13 @@ complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subco
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "discover" -d 'Crawl a live topology from one server (up to its sources, down to every replica) and print it as a topology file that `orch validate` accepts'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "completions" -d 'Print shell completions'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status discover sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover sandbox completions help" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover sandbox completions help" -f -a "plan" -d 'Compare the file with the live servers and print the safe, ordered steps that would make them match, why each is needed, and what is blocked. Changes nothing'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover sandbox completions help" -f -a "discover" -d 'Crawl a live topology from one server (up to its sources, down to every replica) and print it as a topology file that `orch validate` accepts'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover sandbox completions help" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover sandbox completions help" -f -a "completions" -d 'Print shell completions'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Start N local servers replicating in SHAPE, then write DIR/topology.yaml'
 complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'Show each instance: address, pid, state and role'
 complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "kill" -d 'SIGKILL instance I (a crash)'

@@ -251,6 +251,12 @@ pub fn plan(
         let mut t = comfy_table::Table::new();
         t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
         t.set_header(["#", "phase", "host", "action", "why"]);
+        // Wrapped to the terminal, or to 120 columns when printing to a file or a pipe
+        // (so saved output reads the same everywhere).
+        t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        if t.width().is_none() {
+            t.set_width(120);
+        }
         for s in &plan.steps {
             t.add_row([
                 s.number.to_string(),

@@ -395,7 +395,7 @@ impl Builder<'_> {
             old,
             Action::Fence { kill_writers: true },
             format!(
-                "switchover: no more writes on the old primary {oid}; transactions already committing finish, sessions that could still write (READ_ONLY ADMIN) are killed and their open transactions roll back"
+                "switchover: stop writes on {oid}: read_only takes effect at once and an open transaction fails at COMMIT (error 1290); sessions that could still write (READ_ONLY ADMIN holders) are killed, rolling back what they had open"
             ),
         );
         self.emit(

@@ -4,6 +4,7 @@
 
 mod common;
 mod completions;
+mod plan;
 mod sandbox;
 mod status;
 mod validate;

@@ -1,0 +1,272 @@
+//! `orch plan` against real MariaDB sandboxes: star → subtree, a switchover, an errant
+//! replica, offline planning from a snapshot. Planning changes nothing on the servers;
+//! then the plan's own statements (`--show-sql` text, from the same code) are run by hand
+//! on the servers, and planning again finds nothing to do: the plan is right on real
+//! servers, not only on the simulator.
+
+use std::time::Duration;
+
+use crate::sandbox::{Sandbox, eventually, first, orch};
+
+fn write_topology(sb: &Sandbox, name: &str, sources: &[Option<usize>]) -> String {
+    let mut yaml = String::from(
+        "cluster: sandbox\ncredentials:\n  user: orch\n  password_file: secrets/orch.password\n  replication_user: repl\n  replication_password_file: secrets/repl.password\npolicy: safe\nhosts:\n",
+    );
+    for (i, source) in sources.iter().enumerate() {
+        let n = i + 1;
+        let source = source.map_or(String::new(), |s| format!(", source: node{s}"));
+        yaml.push_str(&format!(
+            "  node{n}: {{ address: \"{}\"{source} }}\n",
+            sb.address(n)
+        ));
+    }
+    let path = sb.dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn plan_json(topology: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["plan", topology, "--format", "json", "--detailed-exitcode"];
+    args.extend_from_slice(extra);
+    let (code, out, err) = orch(&args);
+    let json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, json)
+}
+
+/// `host action` per step, e.g. `node3 change_source`.
+fn steps(plan: &serde_json::Value) -> Vec<String> {
+    plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["host"].as_str().unwrap(),
+                s["action"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Who each server replicates from, and read_only, as the servers say.
+fn shape(sb: &Sandbox, n: usize) -> Vec<(String, String)> {
+    (1..=n)
+        .map(|i| {
+            let rows = sb.root(i, "SHOW SLAVE STATUS");
+            let ro = sb.root(i, "SELECT @@read_only AS ro");
+            (first(&rows, "Master_Host"), first(&ro, "ro"))
+        })
+        .collect()
+}
+
+/// Runs a plan's steps by hand: each step's statements as `--show-sql` prints them, with
+/// the values known only at run time filled in (the GTID position to wait for, the
+/// sessions to kill, the replication password).
+fn run_by_hand(sb: &Sandbox, plan: &serde_json::Value) {
+    let n = |host: &str| host.trim_start_matches("node").parse::<usize>().unwrap();
+    let password = std::fs::read_to_string(sb.dir.join("secrets/repl.password")).unwrap();
+    let step_sql = orch::executor::mysql::step_sql;
+    for step in plan["steps"].as_array().unwrap() {
+        let step: orch::plan::Step = serde_json::from_value(step.clone()).unwrap();
+        let host = n(&step.host);
+        let (mut position, mut sessions) = (String::new(), Vec::<String>::new());
+        for sql in step_sql(orch::gtid::Flavor::Mariadb, &step, "repl") {
+            if let Some(rest) = sql.strip_prefix("-- on ") {
+                // `-- on node1: SELECT @@gtid_current_pos  -> <position>`
+                let (until, query) = rest.split_once(": ").unwrap();
+                let query = query.split("  ->").next().unwrap();
+                position = first(&sb.root(n(until), &format!("{query} AS p")), "p");
+                continue;
+            }
+            if sql.starts_with("KILL CONNECTION") {
+                for id in std::mem::take(&mut sessions) {
+                    sb.root(host, &format!("KILL CONNECTION {id}"));
+                }
+                continue;
+            }
+            let sql = sql
+                .replace(
+                    "'<credentials.replication_password>'",
+                    &format!("'{}'", password.trim()),
+                )
+                .replace("<position>", &position);
+            let rows = sb.root(host, &sql);
+            if sql.starts_with("SELECT ID FROM information_schema.PROCESSLIST") {
+                sessions = rows
+                    .iter()
+                    .map(|r| r.get::<u64, _>(0).unwrap().to_string())
+                    .collect();
+            }
+            if sql.starts_with("SELECT MASTER_GTID_WAIT") {
+                assert_eq!(
+                    rows[0].get::<i64, _>(0),
+                    Some(0),
+                    "step {}: wait timed out",
+                    step.number
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn star_to_subtree_on_real_servers() {
+    let sb = Sandbox::up(&["-n", "4"]);
+    sb.root(1, "CREATE DATABASE t");
+    let before = shape(&sb, 4);
+    // node3 under node2, node4 under node3: a chain two levels below a sibling.
+    let file = write_topology(&sb, "subtree.yaml", &[None, Some(1), Some(2), Some(3)]);
+    let (code, plan) = plan_json(&file, &[]);
+    assert_eq!(code, 2, "changes: {plan}");
+    assert_eq!(
+        steps(&plan),
+        [
+            "node3 stop_replication",
+            "node2 wait_for_gtid",
+            "node3 change_source",
+            "node3 start_replication",
+            "node4 stop_replication",
+            "node3 wait_for_gtid",
+            "node4 change_source",
+            "node4 start_replication",
+        ]
+    );
+    assert!(plan["blocked"].as_array().unwrap().is_empty(), "{plan}");
+    assert_eq!(shape(&sb, 4), before, "plan changed nothing");
+
+    // The human view: the table, the diff, the summary; the SQL names no password.
+    let (code, out, err) = orch(&["plan", &file, "--show-sql"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("MASTER_USE_GTID=slave_pos"), "{out}");
+    assert!(out.contains("+       └─ node4 ro"), "{out}");
+    assert!(out.contains("plan: 8 steps on 3 hosts"), "{out}");
+    let secret = std::fs::read_to_string(sb.dir.join("secrets/repl.password")).unwrap();
+    assert!(!out.contains(secret.trim()), "no secret printed");
+
+    run_by_hand(&sb, &plan);
+    sb.root(1, "CREATE TABLE t.x (id INT PRIMARY KEY)");
+    eventually(
+        "planning again finds nothing",
+        Duration::from_secs(10),
+        || {
+            let (code, again) = plan_json(&file, &[]);
+            code == 0 && steps(&again).is_empty()
+        },
+    );
+    let node4 = sb.root(4, "SHOW SLAVE STATUS");
+    assert_eq!(
+        first(&node4, "Master_Host"),
+        sb.address(3).split(':').next().unwrap()
+    );
+    sb.down();
+}
+
+#[test]
+fn switchover_on_real_servers() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    sb.root(1, "CREATE DATABASE t");
+    sb.root(1, "CREATE TABLE t.x (id INT PRIMARY KEY)");
+    sb.root(1, "INSERT INTO t.x VALUES (1)");
+    let before = shape(&sb, 3);
+    let file = write_topology(&sb, "switchover.yaml", &[Some(2), None, Some(2)]);
+    let (code, plan) = plan_json(&file, &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(
+        steps(&plan),
+        [
+            "node1 fence",
+            "node2 wait_for_gtid",
+            "node2 stop_replication",
+            "node2 reset_replication",
+            "node3 stop_replication",
+            "node3 change_source",
+            "node3 start_replication",
+            "node1 change_source",
+            "node1 start_replication",
+            "node2 promote",
+        ]
+    );
+    assert_eq!(plan["steps"][7]["gtid_position"], "current_pos");
+    assert_eq!(shape(&sb, 3), before, "plan changed nothing");
+
+    // A session of a READ_ONLY ADMIN holder stays open on node1: the fence kills it.
+    let pool = mysql_async::Pool::new(crate::sandbox::root_opts(&sb.socket(1)));
+    let rt = crate::sandbox::runtime();
+    let mut held = rt.block_on(pool.get_conn()).unwrap();
+    run_by_hand(&sb, &plan);
+    let gone = rt.block_on(async {
+        use mysql_async::prelude::Queryable;
+        held.query_drop("SELECT 1").await.is_err()
+    });
+    assert!(gone, "the admin session on the old primary was killed");
+
+    // The new primary takes writes and they reach everyone, the old primary included.
+    sb.root(2, "INSERT INTO t.x VALUES (2)");
+    eventually(
+        "everyone has the new write",
+        Duration::from_secs(10),
+        || {
+            [1, 3]
+                .iter()
+                .all(|&i| first(&sb.root(i, "SELECT COUNT(*) AS c FROM t.x"), "c") == "2")
+        },
+    );
+    assert_eq!(first(&sb.root(1, "SELECT @@read_only AS ro"), "ro"), "1");
+    let (code, again) = plan_json(&file, &[]);
+    assert_eq!((code, steps(&again)), (0, vec![]), "{again}");
+    drop(held);
+    rt.block_on(pool.disconnect()).ok();
+    sb.down();
+}
+
+#[test]
+fn errant_replica_is_blocked_on_real_servers() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    sb.root(1, "CREATE DATABASE t");
+    eventually("node3 has t", Duration::from_secs(10), || {
+        !sb.root(3, "SHOW DATABASES LIKE 't'").is_empty()
+    });
+    // root holds READ_ONLY ADMIN: a write on the replica despite read_only.
+    sb.root(3, "CREATE TABLE t.stray (id INT PRIMARY KEY)");
+    let before = shape(&sb, 3);
+    let file = write_topology(&sb, "errant.yaml", &[None, Some(1), Some(2)]);
+    let (code, plan) = plan_json(&file, &[]);
+    assert_eq!(code, 0, "nothing to apply: {plan}");
+    assert_eq!(plan["blocked"][0]["code"], "errant-gtid", "{plan}");
+    assert_eq!(plan["blocked"][0]["host"], "node3");
+    assert_eq!(shape(&sb, 3), before);
+    let (_, out, _) = orch(&["plan", &file]);
+    assert!(
+        out.contains("blocked:") && out.contains("errant-gtid"),
+        "{out}"
+    );
+    sb.down();
+}
+
+#[test]
+fn offline_plan_from_a_snapshot_matches_the_live_one() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let current = sb.dir.join("topology.yaml");
+    let (code, snapshot, err) = orch(&["status", current.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let snap = sb.dir.join("snapshot.json");
+    std::fs::write(&snap, snapshot).unwrap();
+    // The change under review: node3 under node2, and the snapshot's file had the same hosts.
+    let file = write_topology(&sb, "review.yaml", &[None, Some(1), Some(2)]);
+    let (live_code, live) = plan_json(&file, &[]);
+    let (offline_code, offline) = plan_json(&file, &["--observed", snap.to_str().unwrap()]);
+    assert_eq!((live_code, offline_code), (2, 2));
+    assert_eq!(live["steps"], offline["steps"]);
+    assert_eq!(live["fingerprint"], offline["fingerprint"]);
+    // -o saves the plan with its fingerprint and the file's hash.
+    let saved = sb.dir.join("plan.json");
+    let (code, _, err) = orch(&["plan", &file, "-o", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(saved["fingerprint"], live["fingerprint"]);
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(saved["files"][0]["sha256"], orch::plan::sha256_hex(&bytes));
+    sb.down();
+}
