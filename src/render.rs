@@ -245,8 +245,13 @@ pub fn plan(
         plan.cluster,
         short_fingerprint(&plan.fingerprint)
     )?;
-    if plan.steps.is_empty() {
+    if plan.steps.is_empty() && plan.blocked.is_empty() {
         writeln!(out, "no changes: the live topology matches the file")?;
+    } else if plan.steps.is_empty() {
+        writeln!(
+            out,
+            "no steps: every change the file asks for is blocked (below)"
+        )?;
     } else {
         let mut t = comfy_table::Table::new();
         t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -364,7 +369,7 @@ fn placement_tree(placements: &[crate::plan::Placement]) -> String {
             line.push_str(" UNREACHABLE");
         } else {
             match (&p.source, p.replication.as_str()) {
-                (None, _) => line.push_str(" primary"),
+                (None, _) => line.push_str(&format!(" {}", p.role)),
                 (Some(s), r) if parent[i].is_none() => {
                     line.push_str(&format!(" replica of {s} ({r})"))
                 }

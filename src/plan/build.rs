@@ -94,6 +94,12 @@ pub fn placements(m: &Model) -> Vec<Placement> {
             let link = m.link(i);
             Placement {
                 host: n.id.clone(),
+                role: match (link, m.primary == Some(i)) {
+                    (Some(_), _) => "replica",
+                    (None, true) => "primary",
+                    (None, false) => "standalone",
+                }
+                .into(),
                 source: link.map(|l| match l.source {
                     Some(s) => m.nodes[s].id.clone(),
                     None => l.source_name.clone(),

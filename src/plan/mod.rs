@@ -380,6 +380,8 @@ pub struct Warning {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     pub host: String,
+    /// primary, replica, or standalone (no source, not the primary).
+    pub role: String,
     /// None: not replicating from a server of the cluster.
     pub source: Option<String>,
     /// running, stopped, broken, or none.

@@ -896,3 +896,163 @@ fn random_topologies_converge() {
         }
     }
 }
+
+/// The golden fixtures' inputs, made here from simulator scenarios so they stay
+/// reproducible: each `tests/golden/plan/NAME/` gets `topology.yaml` (the desired
+/// topology) and `observed.json` (an `orch status --format json` snapshot). The
+/// integration test `golden` runs `orch plan --observed` on them and compares the output
+/// with `plan.txt` and `plan.json`. `ORCH_BLESS=1` rewrites all of them.
+#[test]
+fn golden_fixture_inputs() {
+    type Setup = fn(&Simulator);
+    let star = |n| Simulator::star(n, Flavor::Mariadb);
+    let scenarios: Vec<(&str, Simulator, Setup, &[(&str, Option<&str>)])> = vec![
+        ("no-changes", star(3), |_| {}, STAR3),
+        (
+            "star-to-subtree",
+            star(4),
+            |_| {},
+            &[
+                ("h0", None),
+                ("h1", Some("h0")),
+                ("h2", Some("h1")),
+                ("h3", Some("h2")),
+            ],
+        ),
+        (
+            "switchover",
+            star(3),
+            |_| {},
+            &[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))],
+        ),
+        (
+            "errant-replica",
+            star(3),
+            |s| s.errant(host_address(2), 1),
+            &[("h0", None), ("h1", Some("h0")), ("h2", Some("h1"))],
+        ),
+        (
+            "drift",
+            star(4),
+            |s| {
+                s.stop_replication(host_address(1));
+                s.set_read_only(host_address(2), false);
+                s.set_read_only(host_address(0), true);
+            },
+            &[
+                ("h0", None),
+                ("h1", Some("h0")),
+                ("h2", Some("h0")),
+                ("h3", Some("h0")),
+            ],
+        ),
+        (
+            "added-and-removed",
+            star(3),
+            |s| {
+                s.add_primary(host_address(3), Flavor::Mariadb);
+            },
+            &[("h0", None), ("h1", Some("h0")), ("h3", Some("h1"))],
+        ),
+        (
+            "failover-drift",
+            star(3),
+            |s| {
+                s.stop_replication(host_address(1));
+                s.reset_replication(host_address(1));
+                s.set_read_only(host_address(1), false);
+                s.stop_replication(host_address(2));
+                s.change_source(host_address(2), host_address(1));
+                s.start_replication(host_address(2));
+                s.set_read_only(host_address(0), true);
+            },
+            STAR3,
+        ),
+        (
+            "blocked-sources",
+            star(4),
+            |s| {
+                s.update(host_address(1), |x| x.log_replica_updates = false);
+                s.update(host_address(2), |x| x.version = "11.4.2-MariaDB-log".into());
+            },
+            &[
+                ("h0", None),
+                ("h1", Some("h2")),
+                ("h2", Some("h0")),
+                ("h3", Some("h1")),
+            ],
+        ),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/plan");
+    let bless = std::env::var_os("ORCH_BLESS").is_some();
+    for (name, sim, setup, hosts) in scenarios {
+        let sim = Arc::new(sim);
+        sim.write(host_address(0), 4).expect("write");
+        sim.tick();
+        setup(&sim);
+        sim.tick();
+        // The snapshot is taken with the file as it was before the change under review
+        // (the live shape), plus any host that is new in the desired file.
+        let d = desired(hosts);
+        let mut seen = desired(STAR3);
+        seen.hosts = sim
+            .addresses()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| DesiredHost {
+                id: format!("h{i}"),
+                address: a.clone(),
+                source: None,
+                promotion: Promotion::Neutral,
+                delay_secs: 0,
+            })
+            .collect();
+        let observed = observe(&sim, &seen);
+        let snapshot = crate::status::Snapshot {
+            schema: 1,
+            cluster: d.cluster.clone(),
+            hosts: seen
+                .hosts
+                .iter()
+                .zip(&observed.hosts)
+                .map(|(h, s)| crate::status::ObservedHost {
+                    id: h.id.clone(),
+                    desired_source: h.source.clone(),
+                    state: s.clone(),
+                })
+                .collect(),
+            undeclared: Vec::new(),
+            problems: Vec::new(),
+        };
+        let mut yaml = format!(
+            "# Golden fixture `{name}`: made by src/plan/tests.rs (ORCH_BLESS=1 cargo test golden).\ncluster: {}\ncredentials:\n  user: orch\n  password: ${{ORCH_PASSWORD}}\npolicy: safe\nhosts:\n",
+            d.cluster
+        );
+        for h in &d.hosts {
+            let source = h
+                .source
+                .as_ref()
+                .map_or(String::new(), |s| format!(", source: {s}"));
+            yaml.push_str(&format!(
+                "  {}: {{ address: \"{}\"{source} }}\n",
+                h.id, h.address
+            ));
+        }
+        let json = serde_json::to_string_pretty(&snapshot).expect("json") + "\n";
+        let dir = root.join(name);
+        for (file, want) in [("topology.yaml", &yaml), ("observed.json", &json)] {
+            let path = dir.join(file);
+            if bless {
+                std::fs::create_dir_all(&dir).expect("mkdir");
+                std::fs::write(&path, want).expect("write");
+            } else {
+                let got = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(
+                    &got == want,
+                    "{} is stale: run ORCH_BLESS=1 cargo test golden",
+                    path.display()
+                );
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 
 mod common;
 mod completions;
+mod golden;
 mod plan;
 mod sandbox;
 mod status;
