@@ -905,8 +905,9 @@ fn random_topologies_converge() {
 #[test]
 fn golden_fixture_inputs() {
     type Setup = fn(&Simulator);
+    type Shape<'a> = &'a [(&'a str, Option<&'a str>)];
     let star = |n| Simulator::star(n, Flavor::Mariadb);
-    let scenarios: Vec<(&str, Simulator, Setup, &[(&str, Option<&str>)])> = vec![
+    let scenarios: Vec<(&str, Simulator, Setup, Shape)> = vec![
         ("no-changes", star(3), |_| {}, STAR3),
         (
             "star-to-subtree",
