@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Figures that need real servers (criterion covers the pure ones: `cargo bench`):
 # sandbox start time for 3 and 5 instances, `orch status` wall time on a healthy 5-node
-# sandbox and with one frozen server, and peak memory of `orch status`.
+# sandbox and with one frozen server, peak memory of `orch status`, and `orch plan` wall
+# time on the 5-node sandbox (a switchover plan: observe, plan, prove, render).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -25,6 +26,12 @@ if [ -x /usr/bin/time ]; then
 else
   echo "status peak memory: (install the 'time' package for this figure)"
 fi
+# A switchover: node2 becomes the primary, everyone else under it.
+sed -e '/node1:/s/ }$/, source: node2 }/' -e '/node2:/s/, source: node1//' -e 's/source: node1/source: node2/' \
+  "$DIR/sb/topology.yaml" > "$DIR/sb/switchover.yaml"
+"$O" plan "$DIR/sb/switchover.yaml" --detailed-exitcode >/dev/null && { echo "expected a switchover plan"; exit 1; } || test $? = 2
+s=$(date +%s%N); for _ in $(seq $runs); do "$O" plan "$DIR/sb/switchover.yaml" >/dev/null; done; e=$(date +%s%N)
+echo "plan (switchover), 5-node sandbox: $(( $(ms "$s" "$e") / runs )) ms (mean of $runs)"
 "$O" sandbox freeze "$DIR/sb" 3 >/dev/null
 for rt in 3s 1s; do
   s=$(date +%s%N); "$O" status "$DIR/sb/topology.yaml" --read-timeout "$rt" >/dev/null || true; e=$(date +%s%N)

@@ -6,7 +6,7 @@
 //! is always already in its final place (that order alone rules out cycles; a blocked
 //! source is caught by the model); detach removed servers; unfence the primary last.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use super::model::{LinkState, Model};
 use super::{
@@ -21,7 +21,6 @@ struct Builder<'a> {
     policy: &'a Policy,
     options: PlanOptions,
     m: Model,
-    ids: Vec<String>,
     steps: Vec<Step>,
     blocked: Vec<Blocked>,
     warnings: Vec<Warning>,
@@ -55,7 +54,6 @@ pub fn build(
         options,
         target: Vec::new(),
         m,
-        ids,
         steps: Vec::new(),
         blocked: Vec::new(),
         warnings: Vec::new(),
@@ -168,23 +166,9 @@ impl Builder<'_> {
         &self.m.nodes[i].id
     }
 
-    fn index(&self) -> HashMap<&str, usize> {
-        self.ids
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.as_str(), i))
-            .collect()
-    }
-
     fn emit(&mut self, phase: Phase, i: usize, action: Action, why: String) {
         let (requires, expects) = conditions(&self.m, i, &action);
-        let ids = self.ids.clone();
-        let index: HashMap<&str, usize> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.as_str(), i))
-            .collect();
-        if let Err(e) = self.m.apply(i, &action, &index)
+        if let Err(e) = self.m.apply(i, &action)
             && self.bug.is_none()
         {
             self.bug = Some(format!(
@@ -229,7 +213,6 @@ impl Builder<'_> {
 
     fn run(&mut self) {
         let declared = self.desired.hosts.len();
-        let index = self.index();
         let pd = self
             .desired
             .primary()
@@ -238,7 +221,7 @@ impl Builder<'_> {
             .desired
             .hosts
             .iter()
-            .map(|h| h.source.as_deref().and_then(|s| index.get(s).copied()))
+            .map(|h| h.source.as_deref().and_then(|s| self.m.find(s)))
             .collect();
         for i in 0..declared {
             if self.m.live(i).is_none() {

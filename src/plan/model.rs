@@ -94,6 +94,7 @@ pub struct Model {
     replicas: Vec<Vec<usize>>,
     /// Links that are allowed to stay broken: replicas the plan reports as lost.
     pub lost: HashSet<usize>,
+    index: HashMap<String, usize>,
 }
 
 /// "10.11.6-MariaDB-log" → (10, 11).
@@ -186,7 +187,13 @@ impl Model {
                 replicas[*s].push(i);
             }
         }
+        let index = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
         let mut model = Model {
+            index,
             nodes,
             primary: None,
             known: HashMap::new(),
@@ -231,6 +238,11 @@ impl Model {
             }
         }
     }
+    /// The model index of a server by name.
+    pub fn find(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
     pub fn live(&self, i: usize) -> Option<&Live> {
         self.nodes[i].live.as_ref()
     }
@@ -399,12 +411,7 @@ impl Model {
 
     /// Applies one step to server `i`, after checking its preconditions and the
     /// invariants it could break. `Err` says what a step would have broken.
-    pub fn apply(
-        &mut self,
-        i: usize,
-        action: &Action,
-        index: &HashMap<&str, usize>,
-    ) -> Result<(), String> {
+    pub fn apply(&mut self, i: usize, action: &Action) -> Result<(), String> {
         let id = self.nodes[i].id.clone();
         if self.nodes[i].live.is_none() {
             return Err(format!("{id} is unreachable"));
@@ -454,7 +461,8 @@ impl Model {
                 self.set_link(i, None);
             }
             Action::WaitForGtid { until, .. } => {
-                let u = *index
+                let u = *self
+                    .index
                     .get(until.as_str())
                     .ok_or_else(|| format!("no server {until}"))?;
                 let fixed = self.live(u).is_some_and(|l| {
@@ -484,7 +492,8 @@ impl Model {
             Action::ChangeSource {
                 source, delay_secs, ..
             } => {
-                let s = *index
+                let s = *self
+                    .index
                     .get(source.as_str())
                     .ok_or_else(|| format!("no server {source}"))?;
                 if s == i || self.is_ancestor(i, s) {

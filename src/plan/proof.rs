@@ -53,7 +53,7 @@ pub fn prove(desired: &Desired, observed: &Observed, plan: &Plan) -> Result<(), 
                 step.number, step.host, step.address, m.nodes[i].address
             ));
         }
-        m.apply(i, &step.action, &index).map_err(|e| {
+        m.apply(i, &step.action).map_err(|e| {
             format!(
                 "step {} ({} on {}): {e}",
                 step.number,
