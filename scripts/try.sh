@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Try orch on a real local replication topology: installs MariaDB if missing, builds orch,
 # starts a 3-instance sandbox in ${ORCH_TRY_DIR:-/tmp/orch-try}, validates its topology
-# file and shows the live topology. Stop it with: target/release/orch sandbox down /tmp/orch-try
+# file, shows the live topology, and plans a switchover to node2 (plan changes nothing). Stop it with: target/release/orch sandbox down /tmp/orch-try
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -13,6 +13,12 @@ if [ -e "$DIR/sandbox.json" ]; then "$ORCH" sandbox down "$DIR"; fi
 "$ORCH" validate "$DIR/topology.yaml"
 "$ORCH" sandbox status "$DIR"
 "$ORCH" status "$DIR/topology.yaml" || true   # exit 2 means problems were found
+# The file with node2 as the primary: what `orch plan` would do about it.
+sed -e '/node1:/s/ }$/, source: node2 }/' -e '/node2:/s/, source: node1//' -e 's/source: node1/source: node2/' \
+  "$DIR/topology.yaml" > "$DIR/switchover.yaml"
+echo
+echo "\$ orch plan $DIR/switchover.yaml"
+"$ORCH" plan "$DIR/switchover.yaml"
 echo
 echo "Try: $ORCH sandbox kill $DIR 2    # crash a replica, then: $ORCH sandbox status $DIR"
 echo "Done: $ORCH sandbox down $DIR"

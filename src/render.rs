@@ -284,23 +284,32 @@ pub fn plan(
             }
         }
     }
-    let before = placement_tree(&plan.before);
-    let after = placement_tree(&plan.after);
-    if before == after {
+    let (before, before_keys) = placement_tree(&plan.before);
+    let (after, after_keys) = placement_tree(&plan.after);
+    if before_keys == after_keys {
         writeln!(out, "topology:")?;
-        for line in before.lines() {
+        for line in &before {
             writeln!(out, "  {line}")?;
         }
     } else {
+        // Lines are compared with their parent, so a server that moves shows as moved
+        // even where its line reads the same under the new source.
         writeln!(out, "topology (- before, + after):")?;
-        let diff = similar::TextDiff::from_lines(&before, &after);
-        for change in diff.iter_all_changes() {
-            let sign = match change.tag() {
-                similar::ChangeTag::Delete => "-",
-                similar::ChangeTag::Insert => "+",
-                similar::ChangeTag::Equal => " ",
-            };
-            write!(out, "{sign} {}", change.value())?;
+        let ops =
+            similar::capture_diff_slices(similar::Algorithm::Myers, &before_keys, &after_keys);
+        for op in ops {
+            for (tag, old, new) in op
+                .iter_changes(&before_keys, &after_keys)
+                .map(|c| (c.tag(), c.old_index(), c.new_index()))
+            {
+                let (sign, line) = match (tag, old, new) {
+                    (similar::ChangeTag::Delete, Some(o), _) => ("-", &before[o]),
+                    (similar::ChangeTag::Insert, _, Some(n)) => ("+", &after[n]),
+                    (_, Some(o), _) => (" ", &before[o]),
+                    _ => continue,
+                };
+                writeln!(out, "{sign} {line}")?;
+            }
         }
     }
     if !plan.blocked.is_empty() {
@@ -349,8 +358,9 @@ fn short_fingerprint(f: &str) -> &str {
     &f[..end]
 }
 
-/// A topology as an indented tree, one server per line: what the plan's diff compares.
-fn placement_tree(placements: &[crate::plan::Placement]) -> String {
+/// A topology as an indented tree, one server per line, and each line keyed with its
+/// parent: what the plan's diff compares.
+fn placement_tree(placements: &[crate::plan::Placement]) -> (Vec<String>, Vec<String>) {
     let index: std::collections::HashMap<&str, usize> = placements
         .iter()
         .enumerate()
@@ -360,7 +370,7 @@ fn placement_tree(placements: &[crate::plan::Placement]) -> String {
         .iter()
         .map(|p| p.source.as_deref().and_then(|s| index.get(s).copied()))
         .collect();
-    let mut text = String::new();
+    let (mut lines, mut keys) = (Vec::new(), Vec::new());
     for (i, last) in crate::observe::tree_walk(&parent) {
         let p = &placements[i];
         let mut line = branches(&last);
@@ -382,10 +392,10 @@ fn placement_tree(placements: &[crate::plan::Placement]) -> String {
                 None => "",
             });
         }
-        text.push_str(&line);
-        text.push('\n');
+        keys.push(format!("{}|{line}", p.source.as_deref().unwrap_or("")));
+        lines.push(line);
     }
-    text
+    (lines, keys)
 }
 
 /// The branch drawing in front of a tree line, from [`crate::observe::tree_walk`]'s
