@@ -833,4 +833,106 @@ mod tests {
         assert!(variables_sql(Flavor::Mysql, "8.0.25").contains("@@log_slave_updates"));
         assert!(variables_sql(Flavor::Mariadb, "10.11.6-MariaDB").contains("@@gtid_binlog_state"));
     }
+
+    #[test]
+    fn step_sql_per_flavour() {
+        use crate::plan::{Action, GtidPosition, Phase, Step};
+        let step = |action: Action| Step {
+            number: 1,
+            phase: Phase::Move,
+            host: "db2".into(),
+            address: Address::parse("10.0.0.2:3306").unwrap(),
+            action,
+            why: String::new(),
+            requires: Vec::new(),
+            expects: Vec::new(),
+        };
+        let change = Action::ChangeSource {
+            source: "db1".into(),
+            source_address: Address::parse("10.0.0.1:3306").unwrap(),
+            gtid_position: GtidPosition::CurrentPos,
+            delay_secs: 60,
+            with_credentials: true,
+        };
+        let cases: &[(Flavor, Action, &[&str])] = &[
+            (
+                Flavor::Mariadb,
+                Action::Fence {
+                    kill_writers: false,
+                },
+                &["SET GLOBAL read_only = ON"],
+            ),
+            (
+                Flavor::Mysql,
+                Action::Fence {
+                    kill_writers: false,
+                },
+                &["SET GLOBAL super_read_only = ON"],
+            ),
+            (
+                Flavor::Mariadb,
+                Action::Unfence,
+                &["SET GLOBAL read_only = OFF"],
+            ),
+            (
+                Flavor::Mysql,
+                Action::Unfence,
+                &[
+                    "SET GLOBAL super_read_only = OFF",
+                    "SET GLOBAL read_only = OFF",
+                ],
+            ),
+            (Flavor::Mariadb, Action::StopReplication, &["STOP SLAVE"]),
+            (Flavor::Mysql, Action::StartReplication, &["START REPLICA"]),
+            (
+                Flavor::Mariadb,
+                Action::Promote,
+                &["RESET SLAVE ALL", "SET GLOBAL read_only = OFF"],
+            ),
+            (
+                Flavor::Mysql,
+                Action::ResetReplication,
+                &["RESET REPLICA ALL"],
+            ),
+            (
+                Flavor::Mariadb,
+                change.clone(),
+                &[
+                    "CHANGE MASTER TO MASTER_HOST='10.0.0.1', MASTER_PORT=3306, MASTER_USER='re''pl', MASTER_PASSWORD='<credentials.replication_password>', MASTER_USE_GTID=current_pos, MASTER_DELAY=60",
+                ],
+            ),
+            (
+                Flavor::Mysql,
+                change,
+                &[
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='10.0.0.1', SOURCE_PORT=3306, SOURCE_USER='re''pl', SOURCE_PASSWORD='<credentials.replication_password>', SOURCE_AUTO_POSITION=1, SOURCE_DELAY=60",
+                ],
+            ),
+        ];
+        for (flavor, action, want) in cases {
+            assert_eq!(
+                step_sql(*flavor, &step(action.clone()), "re'pl"),
+                *want,
+                "{flavor:?} {action:?}"
+            );
+        }
+        let fence = step_sql(
+            Flavor::Mariadb,
+            &step(Action::Fence { kill_writers: true }),
+            "repl",
+        );
+        assert!(
+            fence[1].contains("'READ_ONLY ADMIN'") && fence[2].starts_with("KILL CONNECTION"),
+            "{fence:?}"
+        );
+        let wait = Action::WaitForGtid {
+            until: "db1".into(),
+            until_address: Address::parse("10.0.0.1:3306").unwrap(),
+            timeout_secs: 30,
+        };
+        assert_eq!(
+            step_sql(Flavor::Mysql, &step(wait), "repl")[1],
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET('<gtid set>', 30)"
+        );
+    }
 }

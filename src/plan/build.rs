@@ -615,6 +615,12 @@ impl Builder<'_> {
         let delay = self.desired.hosts[i].delay_secs;
         let (id, tid) = (self.id(i).to_string(), self.id(t).to_string());
         let link = self.m.link(i).cloned();
+        if self.m.live(t).is_none() {
+            self.block(BlockCode::Unreachable, i, format!("replicate from {tid}"), format!(
+                "its source {tid} cannot be observed: nothing is planned for {id} until it is back (or the file moves {id})"
+            ));
+            return;
+        }
         if let Some(l) = &link
             && l.source == Some(t)
             && l.gtid

@@ -1057,3 +1057,67 @@ fn golden_fixture_inputs() {
         }
     }
 }
+
+#[test]
+fn unreachable_intermediate_leaves_its_replicas_lost() {
+    let sim = Arc::new(Simulator::chain(3, Flavor::Mariadb));
+    sim.kill(host_address(1));
+    sim.tick();
+    let d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h1"))]);
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert!(p.steps.is_empty());
+    assert_eq!(codes(&p), [(BlockCode::Unreachable, "h2".into())]);
+    assert_eq!(
+        p.lost,
+        [Lost {
+            host: "h2".into(),
+            reason: "its source h1 is unreachable".into()
+        }]
+    );
+    // The file moves h2 under the primary: that repairs it.
+    let d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h0"))]);
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert_eq!(actions(&p), ["h2 stop", "h2 source:h0", "h2 start"]);
+    assert!(p.lost.is_empty());
+    execute(&sim, &p);
+    assert!(
+        sim.server(host_address(2))
+            .expect("h2")
+            .replication
+            .as_ref()
+            .is_some_and(|r| r.io == crate::observe::IoState::Running)
+    );
+}
+
+#[test]
+fn file_position_replica_is_moved_to_gtid_when_safe() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    write_on_primary(&sim, 2);
+    let d = desired(STAR3);
+    let mut observed = observe(&sim, &d);
+    let set_file_position = |o: &mut Observed, empty_slave_pos: bool| {
+        let crate::observe::Reach::Reachable(inf) = &mut o.hosts[2].reach else {
+            panic!("h2")
+        };
+        inf.replication.as_mut().expect("replica").gtid_mode = "No".into();
+        if empty_slave_pos
+            && let crate::observe::Gtids::Mariadb {
+                current_pos,
+                slave_pos,
+                ..
+            } = &mut inf.gtid
+        {
+            current_pos.clear();
+            slave_pos.clear();
+        }
+    };
+    set_file_position(&mut observed, false);
+    let p = plan(&d, &observed, &policy(), PlanOptions::default()).expect("plan");
+    assert_eq!(actions(&p), ["h2 stop", "h2 source:h0", "h2 start"]);
+    assert_eq!(p.steps[1].phase, Phase::Repair);
+    // Without a gtid_slave_pos the position would be a guess: blocked.
+    let mut observed = observe(&sim, &d);
+    set_file_position(&mut observed, true);
+    let p = plan(&d, &observed, &policy(), PlanOptions::default()).expect("plan");
+    assert_eq!(codes(&p), [(BlockCode::GtidDisabled, "h2".into())]);
+}

@@ -53,3 +53,51 @@ fn golden_plans() {
         stale.join("\n")
     );
 }
+
+#[test]
+fn plan_refuses_a_bad_snapshot_and_changes_exit_codes() {
+    let dir = repo().join("tests/golden/plan/star-to-subtree");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = orch().current_dir(&dir).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Changes: 2 with --detailed-exitcode, 0 without.
+    let base = ["plan", "topology.yaml", "--observed", "observed.json"];
+    assert_eq!(run(&base).0, Some(0));
+    let mut detailed = base.to_vec();
+    detailed.push("--detailed-exitcode");
+    assert_eq!(run(&detailed).0, Some(2));
+    let none = repo().join("tests/golden/plan/no-changes");
+    let out = orch()
+        .current_dir(&none)
+        .args(["plan", "topology.yaml", "--observed", "observed.json", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+
+    // Not a snapshot, another cluster's snapshot, a missing file: exit 1, said plainly.
+    let junk = tmp.path().join("junk.json");
+    std::fs::write(&junk, "{\"hello\": 1}").unwrap();
+    let (code, _, err) = run(&["plan", "topology.yaml", "--observed", junk.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is not an `orch status --format json` snapshot"), "{err}");
+    let other = tmp.path().join("other.json");
+    let text = std::fs::read_to_string(dir.join("observed.json")).unwrap();
+    std::fs::write(&other, text.replace("\"cluster\": \"sim\"", "\"cluster\": \"shop\"")).unwrap();
+    let (code, _, err) = run(&["plan", "topology.yaml", "--observed", other.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("the snapshot is of cluster shop but the file declares cluster sim"), "{err}");
+    let (code, _, err) = run(&["plan", "topology.yaml", "--observed", "/nonexistent.json"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot read /nonexistent.json"), "{err}");
+    // An invalid topology file is refused before anything is observed.
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "cluster: x\nhosts: {}\n").unwrap();
+    let (code, _, err) = run(&["plan", bad.to_str().unwrap(), "--observed", "observed.json"]);
+    assert_eq!(code, Some(1), "{err}");
+}
