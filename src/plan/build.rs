@@ -39,14 +39,7 @@ pub fn build(
     policy: &Policy,
     options: PlanOptions,
 ) -> Plan {
-    let ids = super::names(desired, observed);
-    let servers: Vec<_> = observed
-        .hosts
-        .iter()
-        .chain(&observed.undeclared)
-        .cloned()
-        .collect();
-    let m = Model::new(&ids, &servers, desired.hosts.len(), desired.primary());
+    let m = Model::of(desired, observed);
     let before = placements(&m);
     let mut b = Builder {
         desired,

@@ -238,6 +238,18 @@ impl Model {
             }
         }
     }
+    /// The model of an observation: the desired hosts, then the undeclared servers.
+    pub fn of(desired: &super::Desired, observed: &super::Observed) -> Model {
+        let ids = super::names(desired, observed);
+        let servers: Vec<_> = observed
+            .hosts
+            .iter()
+            .chain(&observed.undeclared)
+            .cloned()
+            .collect();
+        Model::new(&ids, &servers, desired.hosts.len(), desired.primary())
+    }
+
     /// The model index of a server by name.
     pub fn find(&self, id: &str) -> Option<usize> {
         self.index.get(id).copied()

@@ -18,15 +18,9 @@ pub fn prove(desired: &Desired, observed: &Observed, plan: &Plan) -> Result<(), 
     if let Some(w) = plan.warnings.iter().find(|w| w.code == "internal") {
         return Err(w.message.clone());
     }
-    let ids = super::names(desired, observed);
-    let servers: Vec<_> = observed
-        .hosts
-        .iter()
-        .chain(&observed.undeclared)
-        .cloned()
-        .collect();
     let declared = desired.hosts.len();
-    let mut m = Model::new(&ids, &servers, declared, desired.primary());
+    let mut m = Model::of(desired, observed);
+    let ids = super::names(desired, observed);
     let index: HashMap<&str, usize> = ids
         .iter()
         .enumerate()

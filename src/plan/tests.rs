@@ -231,27 +231,25 @@ fn deep_move_below_a_descendants_sibling() {
     assert!(p.blocked.is_empty());
 }
 
+/// h0 → {h1, h2} becomes h1 → {h0, h2}.
+const SWITCHOVER: &[&str] = &[
+    "h0 fence",
+    "h1 wait:h0",
+    "h1 stop",
+    "h1 reset",
+    "h2 stop",
+    "h2 source:h1",
+    "h2 start",
+    "h0 source:h1",
+    "h0 start",
+    "h1 promote",
+];
+
 #[test]
 fn switchover_fences_waits_repoints_and_promotes_last() {
     let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
     let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
-    let p = converge(
-        &sim,
-        &d,
-        PlanOptions::default(),
-        &[
-            "h0 fence",
-            "h1 wait:h0",
-            "h1 stop",
-            "h1 reset",
-            "h2 stop",
-            "h2 source:h1",
-            "h2 start",
-            "h0 source:h1",
-            "h0 start",
-            "h1 promote",
-        ],
-    );
+    let p = converge(&sim, &d, PlanOptions::default(), SWITCHOVER);
     // The old primary's own writes are in gtid_current_pos only.
     let old = p
         .steps
@@ -283,23 +281,7 @@ fn switchover_fences_waits_repoints_and_promotes_last() {
 fn switchover_on_mysql_uses_auto_position() {
     let sim = Arc::new(Simulator::star(3, Flavor::Mysql));
     let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
-    let p = converge(
-        &sim,
-        &d,
-        PlanOptions::default(),
-        &[
-            "h0 fence",
-            "h1 wait:h0",
-            "h1 stop",
-            "h1 reset",
-            "h2 stop",
-            "h2 source:h1",
-            "h2 start",
-            "h0 source:h1",
-            "h0 start",
-            "h1 promote",
-        ],
-    );
+    let p = converge(&sim, &d, PlanOptions::default(), SWITCHOVER);
     assert!(p.steps.iter().all(|s| !matches!(
         s.action,
         Action::ChangeSource {
@@ -309,22 +291,52 @@ fn switchover_on_mysql_uses_auto_position() {
     )));
 }
 
+type Fault = fn(&Simulator);
+
+/// What makes h1 unfit to serve as anyone's source (switchover candidate or new source).
+const SOURCE_FAULTS: &[(&str, Fault, BlockCode)] = &[
+    (
+        "no binlog",
+        |s| {
+            s.update(host_address(1), |x| x.log_bin = false);
+        },
+        BlockCode::SourceWithoutBinlog,
+    ),
+    (
+        "no log_slave_updates",
+        |s| {
+            s.update(host_address(1), |x| x.log_replica_updates = false);
+        },
+        BlockCode::SourceWithoutLogReplicaUpdates,
+    ),
+    (
+        "newer",
+        |s| {
+            s.update(host_address(1), |x| x.version = "11.4.2-MariaDB-log".into());
+        },
+        BlockCode::SourceNewer,
+    ),
+];
+
+/// The plan for `d` on a 3-host star with history, after `fault`.
+fn plan_after(fault: fn(&Simulator), d: &Desired) -> Plan {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.write(host_address(0), 200).expect("write");
+    sim.tick();
+    fault(&sim);
+    sim.write(host_address(0), 200).expect("write");
+    sim.tick();
+    plan_of(&sim, d, PlanOptions::default())
+}
+
 #[test]
 fn switchover_blocked_checks() {
     let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
-    type Fault = fn(&Simulator);
     let cases: &[(&str, Fault, BlockCode)] = &[
         (
             "errant candidate",
             |s| s.errant(host_address(1), 1),
             BlockCode::ErrantGtid,
-        ),
-        (
-            "lagging candidate",
-            |s| {
-                s.set_lag(host_address(1), 100);
-            },
-            BlockCode::Lagging,
         ),
         (
             "stopped candidate",
@@ -336,36 +348,9 @@ fn switchover_blocked_checks() {
             |s| s.break_sql(host_address(1), 1062, "Duplicate entry"),
             BlockCode::ReplicationError,
         ),
-        (
-            "no binlog",
-            |s| {
-                s.update(host_address(1), |x| x.log_bin = false);
-            },
-            BlockCode::SourceWithoutBinlog,
-        ),
-        (
-            "no log_slave_updates",
-            |s| {
-                s.update(host_address(1), |x| x.log_replica_updates = false);
-            },
-            BlockCode::SourceWithoutLogReplicaUpdates,
-        ),
-        (
-            "newer candidate",
-            |s| {
-                s.update(host_address(1), |x| x.version = "11.4.2-MariaDB-log".into());
-            },
-            BlockCode::SourceNewer,
-        ),
     ];
-    for (name, fault, code) in cases {
-        let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
-        sim.write(host_address(0), 200).expect("write");
-        sim.tick();
-        fault(&sim);
-        sim.write(host_address(0), 200).expect("write");
-        sim.tick();
-        let p = plan_of(&sim, &d, PlanOptions::default());
+    for (name, fault, code) in cases.iter().chain(SOURCE_FAULTS) {
+        let p = plan_after(*fault, &d);
         assert_eq!(
             codes(&p).first(),
             Some(&(*code, "h1".to_string())),
@@ -439,36 +424,7 @@ fn errant_replica_is_not_moved() {
 #[test]
 fn source_checks_block_a_move() {
     let d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h1"))]);
-    type Fault = fn(&Simulator);
     let cases: &[(&str, Fault, BlockCode)] = &[
-        (
-            "source without binlog",
-            |s| {
-                s.update(host_address(1), |x| x.log_bin = false);
-            },
-            BlockCode::SourceWithoutBinlog,
-        ),
-        (
-            "source without log_slave_updates",
-            |s| {
-                s.update(host_address(1), |x| x.log_replica_updates = false);
-            },
-            BlockCode::SourceWithoutLogReplicaUpdates,
-        ),
-        (
-            "newer source",
-            |s| {
-                s.update(host_address(1), |x| x.version = "11.4.2-MariaDB-log".into());
-            },
-            BlockCode::SourceNewer,
-        ),
-        (
-            "lagging source",
-            |s| {
-                s.set_lag(host_address(1), 100);
-            },
-            BlockCode::Lagging,
-        ),
         (
             "unreachable source",
             |s| s.kill(host_address(1)),
@@ -485,14 +441,8 @@ fn source_checks_block_a_move() {
             BlockCode::PurgedGtids,
         ),
     ];
-    for (name, fault, code) in cases {
-        let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
-        sim.write(host_address(0), 200).expect("write");
-        sim.tick();
-        fault(&sim);
-        sim.write(host_address(0), 200).expect("write");
-        sim.tick();
-        let p = plan_of(&sim, &d, PlanOptions::default());
+    for (name, fault, code) in cases.iter().chain(SOURCE_FAULTS) {
+        let p = plan_after(*fault, &d);
         assert!(
             codes(&p).contains(&(*code, "h2".to_string())),
             "{name}: {p:#?}"

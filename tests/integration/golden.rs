@@ -75,7 +75,13 @@ fn plan_refuses_a_bad_snapshot_and_changes_exit_codes() {
     let none = repo().join("tests/golden/plan/no-changes");
     let out = orch()
         .current_dir(&none)
-        .args(["plan", "topology.yaml", "--observed", "observed.json", "--detailed-exitcode"])
+        .args([
+            "plan",
+            "topology.yaml",
+            "--observed",
+            "observed.json",
+            "--detailed-exitcode",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
@@ -83,15 +89,35 @@ fn plan_refuses_a_bad_snapshot_and_changes_exit_codes() {
     // Not a snapshot, another cluster's snapshot, a missing file: exit 1, said plainly.
     let junk = tmp.path().join("junk.json");
     std::fs::write(&junk, "{\"hello\": 1}").unwrap();
-    let (code, _, err) = run(&["plan", "topology.yaml", "--observed", junk.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "plan",
+        "topology.yaml",
+        "--observed",
+        junk.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("is not an `orch status --format json` snapshot"), "{err}");
+    assert!(
+        err.contains("is not an `orch status --format json` snapshot"),
+        "{err}"
+    );
     let other = tmp.path().join("other.json");
     let text = std::fs::read_to_string(dir.join("observed.json")).unwrap();
-    std::fs::write(&other, text.replace("\"cluster\": \"sim\"", "\"cluster\": \"shop\"")).unwrap();
-    let (code, _, err) = run(&["plan", "topology.yaml", "--observed", other.to_str().unwrap()]);
+    std::fs::write(
+        &other,
+        text.replace("\"cluster\": \"sim\"", "\"cluster\": \"shop\""),
+    )
+    .unwrap();
+    let (code, _, err) = run(&[
+        "plan",
+        "topology.yaml",
+        "--observed",
+        other.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("the snapshot is of cluster shop but the file declares cluster sim"), "{err}");
+    assert!(
+        err.contains("the snapshot is of cluster shop but the file declares cluster sim"),
+        "{err}"
+    );
     let (code, _, err) = run(&["plan", "topology.yaml", "--observed", "/nonexistent.json"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot read /nonexistent.json"), "{err}");
