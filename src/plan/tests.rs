@@ -44,6 +44,27 @@ pub(crate) fn observe(sim: &Arc<Simulator>, d: &Desired) -> Observed {
     Observed { hosts, undeclared }
 }
 
+/// What `orch status --format json` would print for the hosts of `d` (problems aside).
+fn snapshot_of(sim: &Arc<Simulator>, d: &Desired) -> crate::status::Snapshot {
+    let observed = observe(sim, d);
+    crate::status::Snapshot {
+        schema: 1,
+        cluster: d.cluster.clone(),
+        hosts: d
+            .hosts
+            .iter()
+            .zip(observed.hosts)
+            .map(|(h, state)| crate::status::ObservedHost {
+                id: h.id.clone(),
+                desired_source: h.source.clone(),
+                state,
+            })
+            .collect(),
+        undeclared: Vec::new(),
+        problems: Vec::new(),
+    }
+}
+
 fn policy() -> Policy {
     Policy::default()
 }
@@ -701,23 +722,7 @@ fn snapshot_round_trip_plans_the_same() {
         ("h2", Some("h0")),
         ("h3", Some("h0")),
     ]);
-    let seen = observe(&sim, &old);
-    let snapshot = crate::status::Snapshot {
-        schema: 1,
-        cluster: "sim".into(),
-        hosts: old
-            .hosts
-            .iter()
-            .zip(&seen.hosts)
-            .map(|(h, s)| crate::status::ObservedHost {
-                id: h.id.clone(),
-                desired_source: h.source.clone(),
-                state: s.clone(),
-            })
-            .collect(),
-        undeclared: Vec::new(),
-        problems: Vec::new(),
-    };
+    let snapshot = snapshot_of(&sim, &old);
     let json = serde_json::to_string(&snapshot).expect("json");
     let back: crate::status::Snapshot = serde_json::from_str(&json).expect("reads back");
     let offline = Observed::from_snapshot(&d, &back).expect("matches");
@@ -958,23 +963,7 @@ fn golden_fixture_inputs() {
                 delay_secs: 0,
             })
             .collect();
-        let observed = observe(&sim, &seen);
-        let snapshot = crate::status::Snapshot {
-            schema: 1,
-            cluster: d.cluster.clone(),
-            hosts: seen
-                .hosts
-                .iter()
-                .zip(&observed.hosts)
-                .map(|(h, s)| crate::status::ObservedHost {
-                    id: h.id.clone(),
-                    desired_source: h.source.clone(),
-                    state: s.clone(),
-                })
-                .collect(),
-            undeclared: Vec::new(),
-            problems: Vec::new(),
-        };
+        let snapshot = snapshot_of(&sim, &seen);
         let mut yaml = format!(
             "# Golden fixture `{name}`: made by src/plan/tests.rs (ORCH_BLESS=1 cargo test golden).\ncluster: {}\ncredentials:\n  user: orch\n  password: ${{ORCH_PASSWORD}}\npolicy: safe\nhosts:\n",
             d.cluster
