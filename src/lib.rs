@@ -164,14 +164,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 .as_ref()
                 .and_then(|c| c.replication_user.clone())
                 .unwrap_or_else(|| "repl".into());
-            let flavors: std::collections::HashMap<String, gtid::Flavor> = desired
-                .hosts
-                .iter()
-                .map(|h| h.id.clone())
-                .chain(observed.undeclared.iter().map(|s| s.address.to_string()))
-                .zip(observed.hosts.iter().chain(&observed.undeclared))
-                .filter_map(|(id, s)| Some((id, s.info()?.flavor)))
-                .collect();
+            let flavors: std::collections::HashMap<String, gtid::Flavor> =
+                plan::names(&desired, &observed)
+                    .into_iter()
+                    .zip(observed.hosts.iter().chain(&observed.undeclared))
+                    .filter_map(|(id, s)| Some((id, s.info()?.flavor)))
+                    .collect();
             let sql = |step: &plan::Step| {
                 let flavor = flavors
                     .get(&step.host)

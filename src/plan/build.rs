@@ -29,7 +29,7 @@ struct Builder<'a> {
     exempt: HashSet<usize>,
     /// The desired source of each declared host (model index), after substitutions.
     target: Vec<Option<usize>>,
-    /// A step the model refused while planning: a planner bug, surfaced by the proof.
+    /// A step the model refused while planning: a planner bug, reported as a failed proof.
     bug: Option<String>,
 }
 
@@ -38,7 +38,7 @@ pub fn build(
     observed: &Observed,
     policy: &Policy,
     options: PlanOptions,
-) -> Plan {
+) -> Result<Plan, String> {
     let m = Model::of(desired, observed);
     let before = placements(&m);
     let mut b = Builder {
@@ -55,15 +55,11 @@ pub fn build(
         bug: None,
     };
     b.run();
-    if let Some(bug) = b.bug.take() {
-        b.warnings.push(Warning {
-            code: "internal".into(),
-            host: String::new(),
-            message: bug,
-        });
+    if let Some(bug) = b.bug {
+        return Err(bug);
     }
     let after = placements(&b.m);
-    Plan {
+    Ok(Plan {
         schema: super::SCHEMA,
         cluster: desired.cluster.clone(),
         fingerprint: super::fingerprint(observed),
@@ -74,7 +70,7 @@ pub fn build(
         warnings: b.warnings,
         before,
         after,
-    }
+    })
 }
 
 /// Where every server stands in a model.
@@ -285,7 +281,7 @@ impl Builder<'_> {
         }
         self.place_replicas(primary);
         self.detach_removed();
-        self.unfence_primary(primary, po, pd);
+        self.unfence_primary(primary, pd);
         self.report_lost();
     }
 
@@ -862,11 +858,10 @@ impl Builder<'_> {
     }
 
     /// read_only off on a read-only primary, when the file and the topology agree on it.
-    fn unfence_primary(&mut self, primary: usize, po: usize, pd: usize) {
+    fn unfence_primary(&mut self, primary: usize, pd: usize) {
         if primary != pd || self.m.writable(primary) || self.exempt.contains(&primary) {
             return;
         }
-        let _ = po;
         let others = self.m.other_writable(primary);
         if let Some(&w) = others.first() {
             let wid = self.id(w).to_string();

@@ -455,7 +455,7 @@ pub fn plan(
     policy: &Policy,
     options: PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let plan = build::build(desired, observed, policy, options);
+    let plan = build::build(desired, observed, policy, options).map_err(PlanError::Proof)?;
     proof::prove(desired, observed, &plan).map_err(PlanError::Proof)?;
     Ok(plan)
 }

@@ -661,7 +661,7 @@ fn the_proof_rejects_a_bad_plan() {
     sim.tick();
     let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
     let observed = observe(&sim, &d);
-    let good = build::build(&d, &observed, &policy(), PlanOptions::default());
+    let good = build::build(&d, &observed, &policy(), PlanOptions::default()).expect("built");
     proof::prove(&d, &observed, &good).expect("the planner's plan is proven");
     // Promote before fencing: two writable servers.
     let mut bad = good.clone();

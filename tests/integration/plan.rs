@@ -64,12 +64,18 @@ fn shape(sb: &Sandbox, n: usize) -> Vec<(String, String)> {
 /// the values known only at run time filled in (the GTID position to wait for, the
 /// sessions to kill, the replication password).
 fn run_by_hand(sb: &Sandbox, plan: &serde_json::Value) {
-    let n = |host: &str| host.trim_start_matches("node").parse::<usize>().unwrap();
+    // Steps name servers by host id, or by address for servers the file does not name.
+    let count = sb.state().instances.len();
+    let n = |host: &str| {
+        (1..=count)
+            .find(|&i| host == format!("node{i}") || host == sb.address(i))
+            .unwrap_or_else(|| panic!("no instance {host}"))
+    };
     let password = std::fs::read_to_string(sb.dir.join("secrets/repl.password")).unwrap();
     let step_sql = orch::executor::mysql::step_sql;
     for step in plan["steps"].as_array().unwrap() {
         let step: orch::plan::Step = serde_json::from_value(step.clone()).unwrap();
-        let host = n(&step.host);
+        let host = n(&step.address.to_string());
         let (mut position, mut sessions) = (String::new(), Vec::<String>::new());
         for sql in step_sql(orch::gtid::Flavor::Mariadb, &step, "repl") {
             if let Some(rest) = sql.strip_prefix("-- on ") {
@@ -268,5 +274,56 @@ fn offline_plan_from_a_snapshot_matches_the_live_one() {
     assert_eq!(saved["fingerprint"], live["fingerprint"]);
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(saved["files"][0]["sha256"], orch::plan::sha256_hex(&bytes));
+    sb.down();
+}
+
+#[test]
+fn drift_and_a_removed_host_on_real_servers() {
+    let sb = Sandbox::up(&["-n", "4"]);
+    // node4 is no longer in the file; node2's replication is stopped, node3 is writable,
+    // the primary read-only.
+    let file = write_topology(&sb, "drift.yaml", &[None, Some(1), Some(1)]);
+    sb.root(2, "STOP SLAVE");
+    sb.root(3, "SET GLOBAL read_only = OFF");
+    sb.root(1, "SET GLOBAL read_only = ON");
+    let before = shape(&sb, 4);
+    let (code, plan) = plan_json(&file, &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(
+        steps(&plan),
+        ["node3 fence", "node2 start_replication", "node1 unfence"]
+    );
+    // node4 was found through SHOW SLAVE HOSTS on node1 and is reported, not touched.
+    let node4 = sb.address(4);
+    assert_eq!(plan["warnings"][0]["code"], "removed-host", "{plan}");
+    assert_eq!(plan["warnings"][0]["host"], node4.as_str());
+    assert_eq!(shape(&sb, 4), before, "plan changed nothing");
+
+    let (code, plan) = plan_json(&file, &["--detach-removed"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        steps(&plan),
+        [
+            "node3 fence".to_string(),
+            "node2 start_replication".into(),
+            format!("{node4} stop_replication"),
+            format!("{node4} reset_replication"),
+            "node1 unfence".into(),
+        ]
+    );
+    run_by_hand(&sb, &plan);
+    eventually(
+        "planning again finds nothing",
+        Duration::from_secs(10),
+        || {
+            let (code, again) = plan_json(&file, &["--detach-removed"]);
+            code == 0
+                && steps(&again).is_empty()
+                && again["warnings"].as_array().unwrap().is_empty()
+        },
+    );
+    assert!(sb.root(4, "SHOW SLAVE STATUS").is_empty(), "node4 detached");
+    assert_eq!(first(&sb.root(1, "SELECT @@read_only AS ro"), "ro"), "0");
+    assert_eq!(first(&sb.root(3, "SELECT @@read_only AS ro"), "ro"), "1");
     sb.down();
 }

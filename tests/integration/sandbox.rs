@@ -132,6 +132,16 @@ impl Sandbox {
         .unwrap()
     }
 
+    /// The `role` column of every instance, in order.
+    pub(crate) fn roles(&self) -> Vec<String> {
+        self.status()["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["role"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// The `state` column of every instance, in order.
     pub(crate) fn states(&self) -> Vec<String> {
         self.status()["instances"]
@@ -451,12 +461,7 @@ fn chain_comes_up_with_the_right_sources_and_the_orch_user_can_do_its_job() {
     let topology = std::fs::read_to_string(sb.dir.join("topology.yaml")).unwrap();
     assert!(topology.contains("cluster: shop\n"), "{topology}");
     assert!(topology.contains(", source: node3 }"), "{topology}");
-    let roles: Vec<String> = sb.status()["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["role"].as_str().unwrap().into())
-        .collect();
+    let roles = sb.roles();
     assert_eq!(
         roles,
         ["primary", "intermediate", "intermediate", "replica"]
@@ -570,12 +575,7 @@ fn chain_comes_up_with_the_right_sources_and_the_orch_user_can_do_its_job() {
 fn tree_comes_up_with_the_right_sources() {
     let sb = Sandbox::up(&["-n", "5", "--shape", "tree"]);
     check_sources(&sb, &[(2, 1), (3, 1), (4, 2), (5, 2)]);
-    let roles: Vec<String> = sb.status()["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["role"].as_str().unwrap().into())
-        .collect();
+    let roles = sb.roles();
     assert_eq!(
         roles,
         ["primary", "intermediate", "replica", "replica", "replica"]
