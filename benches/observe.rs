@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use orch::executor::observe_all;
 use orch::executor::sim::{Simulator, host_address};
 use orch::gtid::Flavor;
-use orch::observe::observe_all;
 
 fn bench(c: &mut Criterion) {
     // A tree of fanout 10 with some history, so GTID strings and replica lists are real.

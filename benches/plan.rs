@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use orch::executor::observe_all;
 use orch::executor::sim::{Simulator, host_address};
 use orch::gtid::Flavor;
-use orch::observe::observe_all;
 use orch::plan::{Desired, DesiredHost, Observed, PlanOptions, plan};
 use orch::spec::{Policy, Promotion};
 

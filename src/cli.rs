@@ -8,14 +8,40 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// How a command prints its result.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Text for people.
-    #[default]
-    Human,
-    /// One JSON document on stdout, with a documented, stable schema.
-    Json,
+pub use crate::render::Format;
+pub use crate::sandbox::Shape;
+
+/// `--format`: the values are the enum's, spelled in lowercase.
+impl ValueEnum for Format {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Format::Human, Format::Json]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue as V;
+        Some(match self {
+            Format::Human => V::new("human").help("Text for people"),
+            Format::Json => {
+                V::new("json").help("One JSON document on stdout, with a documented, stable schema")
+            }
+        })
+    }
+}
+
+/// `--shape` of a sandbox.
+impl ValueEnum for Shape {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Shape::Star, Shape::Chain, Shape::Tree]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue as V;
+        Some(match self {
+            Shape::Star => V::new("star").help("Every replica replicates from the primary"),
+            Shape::Chain => V::new("chain").help("Each instance replicates from the one before it"),
+            Shape::Tree => V::new("tree").help(
+                "A binary tree under the primary: intermediate sources with their own replicas",
+            ),
+        })
+    }
 }
 
 /// orch: a declarative reconciler for MySQL/MariaDB replication topologies.
@@ -174,18 +200,6 @@ fn parse_address_arg(text: &str) -> Result<crate::topology::Address, String> {
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     crate::spec::decode::parse_duration(text)
-}
-
-/// The shape of a sandbox's replication tree.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Shape {
-    /// Every replica replicates from the primary.
-    #[default]
-    Star,
-    /// Each instance replicates from the one before it.
-    Chain,
-    /// A binary tree under the primary: intermediate sources with their own replicas.
-    Tree,
 }
 
 #[derive(Debug, Subcommand)]

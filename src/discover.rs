@@ -14,8 +14,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::executor::Executor;
+use crate::executor::observe_all;
 use crate::observe::classify::observed_sources;
-use crate::observe::{ServerState, observe_all, tree_walk};
+use crate::observe::{ServerState, tree_walk};
 use crate::topology::{Address, is_valid_name};
 
 /// Crawls from `seed`, at most `limit` servers, `concurrency` at a time. The seed comes

@@ -5,8 +5,17 @@
 
 use std::io::Write;
 
-use crate::cli::Format;
 use crate::validate::Report;
+
+/// How a command prints its result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// Text for people.
+    #[default]
+    Human,
+    /// One JSON document on stdout, with a documented, stable schema.
+    Json,
+}
 
 pub fn validate_report(
     report: &Report,
@@ -65,7 +74,7 @@ fn plural(n: usize) -> &'static str {
 /// `orch status`: the live topology as an indented tree (like orchestrator's), then the
 /// problems; or as a table.
 pub fn status(
-    snapshot: &crate::status::Snapshot,
+    snapshot: &crate::observe::Snapshot,
     format: Format,
     table: bool,
     out: &mut dyn Write,
@@ -160,9 +169,9 @@ pub fn status(
 
 /// host, address, role, source, rw, replication, lag, gtid.
 fn status_row(
-    snapshot: &crate::status::Snapshot,
+    snapshot: &crate::observe::Snapshot,
     i: usize,
-    h: &crate::status::ObservedHost,
+    h: &crate::observe::ObservedHost,
     source: Option<usize>,
 ) -> [String; 8] {
     use crate::observe::{IoState, Reach};
@@ -224,7 +233,7 @@ fn status_row(
 }
 
 /// The statements of one step, for `--show-sql`.
-pub type StepSql<'a> = dyn Fn(&crate::plan::Step) -> Vec<String> + 'a;
+pub type StepSql<'a> = dyn Fn(&crate::step::Step) -> Vec<String> + 'a;
 
 /// `orch plan`: the steps as a table, the topology before and after as a diff, what is
 /// blocked or lost, and a one-line summary; or the plan as JSON. With `sql`, each step's

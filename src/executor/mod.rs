@@ -9,11 +9,62 @@ pub mod mysql;
 pub mod sim;
 
 use std::future::Future;
+use std::sync::Arc;
 
-use crate::observe::ServerState;
+use crate::observe::{ServerState, Snapshot};
 use crate::topology::Address;
 
 pub trait Executor: Send + Sync + 'static {
     /// Observes one server. Never fails: an unreachable server is a [`ServerState`] too.
     fn observe(&self, address: &Address) -> impl Future<Output = ServerState> + Send;
+}
+
+/// Observes every address concurrently (at most `concurrency` at once); the result is in
+/// the order of `addresses`. One hung server costs its own timeout, not everyone's.
+pub async fn observe_all<E: Executor>(
+    exec: Arc<E>,
+    addresses: &[Address],
+    concurrency: usize,
+) -> Vec<ServerState> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, address) in addresses.iter().cloned().enumerate() {
+        let (exec, limit) = (exec.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("never closed");
+            (i, exec.observe(&address).await)
+        });
+    }
+    let mut out: Vec<Option<ServerState>> = vec![None; addresses.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (i, state) = joined.expect("observation tasks do not panic");
+        out[i] = Some(state);
+    }
+    out.into_iter()
+        .map(|s| s.expect("every address observed"))
+        .collect()
+}
+
+/// Observes every declared server of `t` and the undeclared replicas they report, and
+/// classifies the result: one [`Snapshot`] of the cluster.
+pub async fn observe_cluster<E: Executor>(
+    exec: Arc<E>,
+    t: &crate::spec::Topology,
+    policy: &crate::spec::Policy,
+    concurrency: usize,
+) -> Snapshot {
+    let addresses: Vec<Address> = t
+        .hosts
+        .iter()
+        .map(|h| {
+            h.address
+                .as_ref()
+                .map(|a| a.value.clone())
+                .expect("validated")
+        })
+        .collect();
+    let states = observe_all(exec.clone(), &addresses, concurrency).await;
+    let extra = crate::observe::undeclared_replicas(&addresses, &states);
+    let undeclared = observe_all(exec, &extra, concurrency).await;
+    Snapshot::new(t, policy, states, undeclared)
 }

@@ -59,6 +59,44 @@ impl MysqlExecutor {
         }
     }
 
+    /// The executor for a validated topology: its admin user, the password it names
+    /// (resolved now, from the environment or a file) and its TLS settings.
+    pub fn for_topology(
+        t: &crate::spec::Topology,
+        options: ObserveOptions,
+    ) -> anyhow::Result<MysqlExecutor> {
+        use anyhow::Context;
+        let creds = t
+            .credentials
+            .as_ref()
+            .context("the topology has no credentials")?;
+        let base = t.file.parent().unwrap_or(std::path::Path::new("."));
+        let password = match &creds.password {
+            Some(r) => r.resolve_from_env("credentials.password", base)?,
+            None => Secret::new(String::new()),
+        };
+        let exec = MysqlExecutor::new(creds.user.clone(), password, options);
+        Ok(match &creds.tls {
+            Some(tls) => exec.with_tls(tls.mode, tls.ca_file.as_ref().map(|f| base.join(f))),
+            None => exec,
+        })
+    }
+
+    /// The executor for `--seed` commands: `user`, and the password from `password_file`
+    /// or `$ORCH_PASSWORD`.
+    pub fn for_login(
+        user: &str,
+        password_file: Option<&std::path::Path>,
+        options: ObserveOptions,
+    ) -> anyhow::Result<MysqlExecutor> {
+        let secret = match password_file {
+            Some(path) => crate::spec::SecretRef::File(path.to_path_buf()),
+            None => crate::spec::SecretRef::Value("${ORCH_PASSWORD}".into()),
+        };
+        let password = secret.resolve_from_env("the password", std::path::Path::new("."))?;
+        Ok(MysqlExecutor::new(user.to_string(), password, options))
+    }
+
     /// Uses TLS as `mode` says; `ca_file` is already resolved against the topology file.
     pub fn with_tls(mut self, mode: TlsMode, ca_file: Option<PathBuf>) -> Self {
         self.tls = match mode {
@@ -584,8 +622,8 @@ fn replication(flavor: Flavor, s: &RowMap, heartbeat_period: f64) -> Replication
 /// prints them. Values only known when the step runs (the position to wait for, the
 /// sessions to kill) appear as `<...>` with the query that reads them; the replication
 /// password is never printed.
-pub fn step_sql(flavor: Flavor, step: &crate::plan::Step, replication_user: &str) -> Vec<String> {
-    use crate::plan::{Action, GtidPosition};
+pub fn step_sql(flavor: Flavor, step: &crate::step::Step, replication_user: &str) -> Vec<String> {
+    use crate::step::{Action, GtidPosition};
     let mariadb = flavor == Flavor::Mariadb;
     let (stop, start, reset) = if mariadb {
         ("STOP SLAVE", "START SLAVE", "RESET SLAVE ALL")
@@ -836,7 +874,7 @@ mod tests {
 
     #[test]
     fn step_sql_per_flavour() {
-        use crate::plan::{Action, GtidPosition, Phase, Step};
+        use crate::step::{Action, GtidPosition, Phase, Step};
         let step = |action: Action| Step {
             number: 1,
             phase: Phase::Move,

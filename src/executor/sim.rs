@@ -1416,8 +1416,8 @@ impl Simulator {
     /// executor) would: the server does not answer, replication is running where it must
     /// be stopped, a wait times out. A wait lets time pass (ticks), one tick per second of
     /// its timeout.
-    pub fn execute(&self, step: &crate::plan::Step) -> Result<(), String> {
-        use crate::plan::{Action, GtidPosition};
+    pub fn execute(&self, step: &crate::step::Step) -> Result<(), String> {
+        use crate::step::{Action, GtidPosition};
         let address = &step.address;
         let server = self
             .server(address)
@@ -1552,8 +1552,8 @@ impl Executor for Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::observe_all;
     use crate::gtid::{ErrantTransactions, TransactionCount};
-    use crate::observe::observe_all;
 
     fn h(i: usize) -> Address {
         host_address(i)

@@ -439,8 +439,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::executor::observe_all;
     use crate::executor::sim::{Simulator, host_address};
-    use crate::observe::observe_all;
     use crate::topology::Flavor;
 
     /// A topology file for hosts h0..h{n-1} at the simulator's addresses; `sources[i]` is

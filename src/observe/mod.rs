@@ -2,17 +2,17 @@
 //! comparing that with the desired topology.
 //!
 //! Takes observations (from an [`Executor`](crate::executor::Executor): MySQL or the
-//! simulator), gives an [`Observed`] topology. An unreachable server is data, with its
-//! cause, never an error. [`observe_all`] is the one function here that does I/O (through
-//! the executor), concurrently with bounded concurrency; everything else is pure.
+//! simulator), gives [`ServerState`]s, a [`Snapshot`] of a cluster and its problems. An
+//! unreachable server is data, with its cause, never an error. Pure: the executor does the
+//! I/O (`executor::observe_all`).
 
 pub mod classify;
+pub mod snapshot;
 
-use std::sync::Arc;
+pub use snapshot::{ObservedHost, Snapshot, undeclared_replicas};
 
 use serde::{Deserialize, Serialize};
 
-use crate::executor::Executor;
 use crate::gtid::{Flavor, GtidSet, ServerGtids};
 use crate::topology::Address;
 
@@ -287,32 +287,6 @@ pub fn tree_walk(parent: &[Option<usize>]) -> Vec<(usize, Vec<bool>)> {
         }
     }
     out
-}
-
-/// Observes every address concurrently (at most `concurrency` at once); the result is in
-/// the order of `addresses`. One hung server costs its own timeout, not everyone's.
-pub async fn observe_all<E: Executor>(
-    exec: Arc<E>,
-    addresses: &[Address],
-    concurrency: usize,
-) -> Vec<ServerState> {
-    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, address) in addresses.iter().cloned().enumerate() {
-        let (exec, limit) = (exec.clone(), limit.clone());
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("never closed");
-            (i, exec.observe(&address).await)
-        });
-    }
-    let mut out: Vec<Option<ServerState>> = vec![None; addresses.len()];
-    while let Some(joined) = tasks.join_next().await {
-        let (i, state) = joined.expect("observation tasks do not panic");
-        out[i] = Some(state);
-    }
-    out.into_iter()
-        .map(|s| s.expect("every address observed"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -9,12 +9,10 @@
 use std::collections::{HashSet, VecDeque};
 
 use super::model::{LinkState, Model};
-use super::{
-    Action, BlockCode, Blocked, Condition, Desired, GtidPosition, Lost, Observed, Phase, Placement,
-    Plan, PlanOptions, Step, Warning,
-};
+use super::{BlockCode, Blocked, Desired, Lost, Observed, Placement, Plan, PlanOptions, Warning};
 use crate::gtid::Flavor;
 use crate::spec::Policy;
+use crate::step::{Action, Condition, GtidPosition, Phase, Step};
 
 struct Builder<'a> {
     desired: &'a Desired,

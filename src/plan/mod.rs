@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::observe::ServerState;
 use crate::spec::{Policy, Promotion, Topology};
+use crate::step::Step;
 use crate::topology::Address;
 
 /// The version of the plan JSON schema.
@@ -95,7 +96,7 @@ impl Observed {
     /// snapshot host the file no longer declares as undeclared (removed from the file).
     pub fn from_snapshot(
         desired: &Desired,
-        snapshot: &crate::status::Snapshot,
+        snapshot: &crate::observe::Snapshot,
     ) -> Result<Observed, String> {
         use crate::observe::{Reach, Unreachable};
         if snapshot.schema != 1 {
@@ -153,170 +154,6 @@ pub struct PlanOptions {
     pub detach_removed: bool,
     /// Make the file's primary the primary again after a failover moved it elsewhere.
     pub allow_switch_back: bool,
-}
-
-/// Which change a step belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Drift repaired in place: read_only, stopped replication.
-    Repair,
-    /// A different primary: fence, catch up, repoint, promote.
-    Switchover,
-    /// A replica replicating from another source.
-    Move,
-    /// A host new to the file starts replicating.
-    Join,
-    /// A server no longer in the file stops replicating (`--detach-removed`).
-    Detach,
-}
-
-impl Phase {
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Repair => "repair",
-            Phase::Switchover => "switchover",
-            Phase::Move => "move",
-            Phase::Join => "join",
-            Phase::Detach => "detach",
-        }
-    }
-}
-
-/// How a MariaDB replica tells its new source where to start (`MASTER_USE_GTID`); MySQL
-/// always uses auto-positioning.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GtidPosition {
-    /// `gtid_slave_pos`: what it replicated. Right for a replica.
-    SlavePos,
-    /// `gtid_current_pos`: also what it wrote itself. Right for a former primary, whose own
-    /// transactions are not in `gtid_slave_pos` (slave_pos would fetch them again).
-    CurrentPos,
-    /// MySQL `SOURCE_AUTO_POSITION=1`.
-    AutoPosition,
-}
-
-/// What a step does. One vocabulary for refactoring, switchover and failover.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// `read_only=ON`; with `kill_writers`, also kill the sessions that can write despite
-    /// it (accounts with READ_ONLY ADMIN on MariaDB, SUPER or CONNECTION_ADMIN on MySQL).
-    Fence {
-        kill_writers: bool,
-    },
-    /// `read_only=OFF` on the primary.
-    Unfence,
-    StopReplication,
-    /// Wait until this server has executed everything `until` had executed when the wait
-    /// began (`until` is fenced or stopped, so that position no longer moves).
-    WaitForGtid {
-        until: String,
-        until_address: Address,
-        timeout_secs: u64,
-    },
-    /// `CHANGE MASTER TO` the source, GTID-positioned; replication stays stopped.
-    ChangeSource {
-        source: String,
-        source_address: Address,
-        gtid_position: GtidPosition,
-        delay_secs: u32,
-        /// Set the replication account too: the server has no replication configured
-        /// (a joining host, a former primary). Otherwise `CHANGE MASTER` keeps it.
-        with_credentials: bool,
-    },
-    StartReplication,
-    /// `RESET SLAVE ALL` and `read_only=OFF`: the server becomes the primary. Always last.
-    Promote,
-    /// `RESET SLAVE ALL`: the server forgets its source (read_only stays as it is).
-    ResetReplication,
-}
-
-impl Action {
-    /// The action in a few words, for tables.
-    pub fn describe(&self) -> String {
-        match self {
-            Action::Fence { kill_writers: true } => {
-                "fence: read_only=ON, kill sessions that can write despite it".into()
-            }
-            Action::Fence {
-                kill_writers: false,
-            } => "fence: read_only=ON".into(),
-            Action::Unfence => "unfence: read_only=OFF".into(),
-            Action::StopReplication => "stop replication".into(),
-            Action::WaitForGtid { until, .. } => {
-                format!("wait until it has executed {until}'s GTIDs")
-            }
-            Action::ChangeSource {
-                source,
-                gtid_position,
-                delay_secs,
-                ..
-            } => {
-                let pos = match gtid_position {
-                    GtidPosition::SlavePos => "slave_pos",
-                    GtidPosition::CurrentPos => "current_pos",
-                    GtidPosition::AutoPosition => "auto-position",
-                };
-                let delay = if *delay_secs > 0 {
-                    format!(
-                        ", delay {}",
-                        crate::spec::decode::format_duration(std::time::Duration::from_secs(
-                            u64::from(*delay_secs)
-                        ))
-                    )
-                } else {
-                    String::new()
-                };
-                format!("change source to {source} (GTID {pos}{delay})")
-            }
-            Action::StartReplication => "start replication".into(),
-            Action::Promote => "promote: reset replication, read_only=OFF".into(),
-            Action::ResetReplication => "reset replication (forget its source)".into(),
-        }
-    }
-}
-
-/// A fact about one server that a step needs before it runs or promises after.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "check", rename_all = "snake_case")]
-pub enum Condition {
-    Reachable,
-    ReadOnly {
-        on: bool,
-    },
-    /// Replication configured and stopped (or not configured, where the step allows it).
-    ReplicationStopped,
-    /// Replication configured from `source` (threads as the step leaves them).
-    SourceIs {
-        source: String,
-    },
-    /// Both replication threads running from `source`.
-    ReplicatingFrom {
-        source: String,
-    },
-    NotReplica,
-    /// Has executed everything `host` has executed.
-    Contains {
-        host: String,
-    },
-    /// No other server of the cluster is writable.
-    NoOtherWritable,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    /// From 1.
-    pub number: usize,
-    pub phase: Phase,
-    pub host: String,
-    pub address: Address,
-    #[serde(flatten)]
-    pub action: Action,
-    pub why: String,
-    pub requires: Vec<Condition>,
-    pub expects: Vec<Condition>,
 }
 
 macro_rules! block_codes {

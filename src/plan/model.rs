@@ -21,7 +21,7 @@ use crate::observe::classify::observed_sources;
 use crate::observe::{IoState, ServerState};
 use crate::topology::Address;
 
-use super::Action;
+use crate::step::Action;
 
 /// A replica's replication as a step sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

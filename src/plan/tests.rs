@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::executor::observe_all;
 use crate::executor::sim::{Simulator, host_address};
 use crate::gtid::Flavor;
-use crate::observe::observe_all;
+use crate::step::{Action, GtidPosition, Phase};
 
 /// `("h1", Some("h0"))`: host `hN` lives at `host_address(N)`.
 pub(crate) fn desired(hosts: &[(&str, Option<&str>)]) -> Desired {
@@ -39,22 +40,22 @@ pub(crate) fn observe(sim: &Arc<Simulator>, d: &Desired) -> Observed {
     let addresses: Vec<_> = d.hosts.iter().map(|h| h.address.clone()).collect();
     let rt = runtime();
     let hosts = rt.block_on(observe_all(sim.clone(), &addresses, 64));
-    let extra = crate::status::undeclared_replicas(&addresses, &hosts);
+    let extra = crate::observe::undeclared_replicas(&addresses, &hosts);
     let undeclared = rt.block_on(observe_all(sim.clone(), &extra, 64));
     Observed { hosts, undeclared }
 }
 
 /// What `orch status --format json` would print for the hosts of `d` (problems aside).
-fn snapshot_of(sim: &Arc<Simulator>, d: &Desired) -> crate::status::Snapshot {
+fn snapshot_of(sim: &Arc<Simulator>, d: &Desired) -> crate::observe::Snapshot {
     let observed = observe(sim, d);
-    crate::status::Snapshot {
+    crate::observe::Snapshot {
         schema: 1,
         cluster: d.cluster.clone(),
         hosts: d
             .hosts
             .iter()
             .zip(observed.hosts)
-            .map(|(h, state)| crate::status::ObservedHost {
+            .map(|(h, state)| crate::observe::ObservedHost {
                 id: h.id.clone(),
                 desired_source: h.source.clone(),
                 state,
@@ -724,7 +725,7 @@ fn snapshot_round_trip_plans_the_same() {
     ]);
     let snapshot = snapshot_of(&sim, &old);
     let json = serde_json::to_string(&snapshot).expect("json");
-    let back: crate::status::Snapshot = serde_json::from_str(&json).expect("reads back");
+    let back: crate::observe::Snapshot = serde_json::from_str(&json).expect("reads back");
     let offline = Observed::from_snapshot(&d, &back).expect("matches");
     let live = observe(&sim, &d);
     let a = plan(&d, &offline, &policy(), PlanOptions::default()).expect("plan");

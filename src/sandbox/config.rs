@@ -11,8 +11,6 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::cli::Shape;
-
 pub use crate::topology::Flavor;
 
 /// One privilege the `orch` user holds, and why orch needs it.
@@ -138,6 +136,18 @@ pub fn host_id(index: u8) -> String {
 }
 
 /// The index of the instance `index` replicates from, or `None` for the primary.
+/// The shape of a sandbox's replication tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// Every replica replicates from the primary.
+    #[default]
+    Star,
+    /// Each instance replicates from the one before it.
+    Chain,
+    /// A binary tree under the primary: intermediate sources with their own replicas.
+    Tree,
+}
+
 pub fn source_of(shape: Shape, index: u8) -> Option<u8> {
     if index <= 1 {
         return None;

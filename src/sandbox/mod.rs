@@ -1,6 +1,6 @@
 //! `orch sandbox`: throw-away local MariaDB (or MySQL) replication topologies.
 //!
-//! Takes a [`SandboxCommand`]; gives running servers in DIR plus `DIR/topology.yaml` (a
+//! Takes a command (`up`, `status`, `act`, `down`); gives running servers in DIR plus `DIR/topology.yaml` (a
 //! topology the rest of orch accepts) and `DIR/sandbox.json` (the state every later
 //! sandbox command works from), and an exit code. Does I/O: starts and signals server
 //! processes, writes files, talks SQL to the servers over their unix sockets.
@@ -36,7 +36,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Format, SandboxCommand, Shape};
+use crate::render::Format;
+pub use config::Shape;
 use config::{Flavor, InstanceLayout};
 use process::Proc;
 use server::{RunAs, Server};
@@ -99,31 +100,11 @@ pub struct InstanceState {
     pub pid: Option<i32>,
 }
 
-/// Runs one sandbox command; returns the exit code.
-pub fn run(cmd: &SandboxCommand) -> Result<u8> {
-    match cmd {
-        SandboxCommand::Up {
-            dir,
-            nodes,
-            shape,
-            port,
-            cluster,
-            tls,
-        } => up(dir, *nodes, *shape, *port, cluster, *tls),
-        SandboxCommand::Status { dir, format } => status(dir, *format),
-        SandboxCommand::Kill { dir, instance } => act(dir, *instance, Action::Kill),
-        SandboxCommand::Stop { dir, instance } => act(dir, *instance, Action::Stop),
-        SandboxCommand::Start { dir, instance } => act(dir, *instance, Action::Start),
-        SandboxCommand::Freeze { dir, instance } => act(dir, *instance, Action::Freeze),
-        SandboxCommand::Thaw { dir, instance } => act(dir, *instance, Action::Thaw),
-        SandboxCommand::Down { dir } => down(dir),
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // up
 
-fn up(dir: &Path, nodes: u8, shape: Shape, port: u16, cluster: &str, tls: bool) -> Result<u8> {
+/// `orch sandbox up`: starts `nodes` servers replicating in `shape`, writes the files.
+pub fn up(dir: &Path, nodes: u8, shape: Shape, port: u16, cluster: &str, tls: bool) -> Result<u8> {
     let started = Instant::now();
     if !config::valid_cluster_name(cluster) {
         bail!(
@@ -671,7 +652,8 @@ struct InstanceView<'a> {
     socket: String,
 }
 
-fn status(dir: &Path, format: Format) -> Result<u8> {
+/// `orch sandbox status`: each instance, its pid, state and role.
+pub fn status(dir: &Path, format: Format) -> Result<u8> {
     let state = load_state(dir)?;
     let view = StatusView {
         dir: dir.display().to_string(),
@@ -733,7 +715,7 @@ fn status(dir: &Path, format: Format) -> Result<u8> {
 // kill / stop / start / freeze / thaw
 
 #[derive(Clone, Copy, Debug)]
-enum Action {
+pub enum Action {
     Kill,
     Stop,
     Start,
@@ -741,7 +723,8 @@ enum Action {
     Thaw,
 }
 
-fn act(dir: &Path, instance: u8, action: Action) -> Result<u8> {
+/// `orch sandbox kill/stop/start/freeze/thaw`: one signal or restart of instance `instance`.
+pub fn act(dir: &Path, instance: u8, action: Action) -> Result<u8> {
     let mut state = load_state(dir)?;
     let count = state.instances.len();
     let Some(pos) = state.instances.iter().position(|i| i.index == instance) else {
@@ -840,7 +823,8 @@ fn wait_for(mut done: impl FnMut() -> bool) {
 // ---------------------------------------------------------------------------------------
 // down
 
-fn down(dir: &Path) -> Result<u8> {
+/// `orch sandbox down`: stops every instance the sandbox started and removes DIR.
+pub fn down(dir: &Path) -> Result<u8> {
     let state = load_state(dir)?;
     let mut killed = Vec::new();
     for inst in &state.instances {

@@ -74,7 +74,7 @@ fn run_by_hand(sb: &Sandbox, plan: &serde_json::Value) {
     let password = std::fs::read_to_string(sb.dir.join("secrets/repl.password")).unwrap();
     let step_sql = orch::executor::mysql::step_sql;
     for step in plan["steps"].as_array().unwrap() {
-        let step: orch::plan::Step = serde_json::from_value(step.clone()).unwrap();
+        let step: orch::step::Step = serde_json::from_value(step.clone()).unwrap();
         let host = n(&step.address.to_string());
         let (mut position, mut sessions) = (String::new(), Vec::<String>::new());
         for sql in step_sql(orch::gtid::Flavor::Mariadb, &step, "repl") {

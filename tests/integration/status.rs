@@ -47,7 +47,7 @@ fn healthy_star_then_faults_on_real_servers() {
     assert_eq!(code, 0);
     assert_eq!(json["hosts"].as_array().unwrap().len(), 3);
     // The JSON reads back into the snapshot value (what `plan --observed` will load).
-    let snapshot: orch::status::Snapshot = serde_json::from_value(json.clone()).unwrap();
+    let snapshot: orch::observe::Snapshot = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(serde_json::to_value(&snapshot).unwrap(), json);
     assert_eq!(json["hosts"][1]["replication"]["gtid_mode"], "Slave_Pos");
     assert_eq!(json["hosts"][0]["replicas"].as_array().unwrap().len(), 2);
@@ -400,7 +400,7 @@ fn purged_binlogs_show_in_status_and_refuse_a_replica_that_needs_them() {
     let (_, json) = status_json(&t, &[]);
     assert_eq!(gtid(&json, 0, "purged"), at_flush, "{json}");
     assert_eq!(gtid(&json, 1, "purged"), "", "the replica purged nothing");
-    let snapshot: orch::status::Snapshot = serde_json::from_value(json.clone()).unwrap();
+    let snapshot: orch::observe::Snapshot = serde_json::from_value(json.clone()).unwrap();
     let primary = snapshot.hosts[0].state.info().unwrap();
     assert_eq!(
         primary.gtid.purged().unwrap().to_string(),
