@@ -13,6 +13,7 @@ pub mod plan;
 pub mod render;
 pub mod sandbox;
 pub mod spec;
+pub mod state;
 pub mod status;
 pub mod topology;
 pub mod validate;
