@@ -5,6 +5,7 @@
 //! touch the network or the clock; I/O lives at the edges (`sandbox`, the commands in `run`).
 
 pub mod cli;
+pub mod cmd;
 pub mod discover;
 pub mod executor;
 pub mod gtid;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             render::validate_report(&report, format, &mut out)?;
             Ok(report.exit_code(strict))
         }
+        CliCommand::History(args) => cmd::history::run(args.resolve()),
         CliCommand::Sandbox(cmd) => sandbox::run(&cmd),
         CliCommand::Discover {
             seed,
