@@ -143,6 +143,11 @@ pub enum CliCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
+    /// Past runs (applies; later detections and recoveries) with their steps, newest first,
+    /// from orch's state. Talks to no server.
+    ///
+    /// Exit status: 0 success, 1 error (an unknown ID, an unreadable state store).
+    History(HistoryCli),
     /// Local throw-away MariaDB (or MySQL) replication topologies.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -151,6 +156,44 @@ pub enum CliCommand {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `orch history [ID]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryCli {
+    /// Show this run with its steps instead of the list.
+    #[arg(value_name = "ID", value_parser = clap::value_parser!(i64).range(1..),
+          conflicts_with_all = ["cluster", "since", "limit"])]
+    pub id: Option<i64>,
+    /// Only runs on this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Only runs started within this long before now (e.g. 90m, 1h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub since: Option<std::time::Duration>,
+    /// At most this many runs (the newest).
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// orch's state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else
+    /// ~/.local/state/orch].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+impl HistoryCli {
+    pub fn resolve(self) -> crate::cmd::history::HistoryArgs {
+        crate::cmd::history::HistoryArgs {
+            id: self.id.map(crate::state::RunId),
+            cluster: self.cluster,
+            since: self.since,
+            limit: self.limit as usize,
+            format: self.format,
+            state: self.state,
+        }
+    }
 }
 
 /// How long to wait on each server.

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod render;
 pub mod sandbox;
 pub mod spec;
+pub mod state;
 pub mod step;
 pub mod topology;
 pub mod validate;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             format,
         } => cmd::validate::run(&files, strict, format),
         CliCommand::Sandbox(command) => cmd::sandbox::run(&command),
+        CliCommand::History(args) => cmd::history::run(args.resolve()),
         CliCommand::Discover {
             seed,
             cluster,

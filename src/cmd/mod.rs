@@ -4,6 +4,7 @@
 //! servers through the executor, writing to stdout.
 
 pub mod discover;
+pub mod history;
 pub mod plan;
 pub mod sandbox;
 pub mod status;

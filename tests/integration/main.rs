@@ -5,6 +5,7 @@
 mod common;
 mod completions;
 mod golden;
+mod history;
 mod plan;
 mod sandbox;
 mod status;
