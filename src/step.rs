@@ -172,3 +172,58 @@ pub struct Step {
     pub requires: Vec<Condition>,
     pub expects: Vec<Condition>,
 }
+
+/// What a step did: the statements it ran, as `--show-sql` renders them (never a secret).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOutcome {
+    pub statements: Vec<String>,
+}
+
+/// Why a step failed; callers branch on the kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepError {
+    /// The server could not be reached (or stopped answering).
+    Unreachable { host: String, detail: String },
+    /// The server is not in the state the step needs.
+    Precondition(String),
+    /// The server refused a statement.
+    Server {
+        code: u16,
+        message: String,
+        statement: String,
+    },
+    /// A bounded wait ended without its condition.
+    TimedOut(String),
+    /// A fenced (or stopped) server's executed GTIDs moved while others waited for it:
+    /// something can still write there. Nothing after this step may run.
+    FenceBreached {
+        host: String,
+        before: String,
+        after: String,
+    },
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Unreachable { host, detail } => write!(f, "{host} is unreachable: {detail}"),
+            StepError::Precondition(why) => write!(f, "precondition not met: {why}"),
+            StepError::Server {
+                code,
+                message,
+                statement,
+            } => write!(f, "server error {code} on `{statement}`: {message}"),
+            StepError::TimedOut(what) => write!(f, "timed out: {what}"),
+            StepError::FenceBreached {
+                host,
+                before,
+                after,
+            } => write!(
+                f,
+                "{host} was fenced at GTID position {before} but is now at {after}: a session or event can still write there; the change stops here (find the writer: accounts with READ_ONLY ADMIN, directly or through a role, or events)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StepError {}

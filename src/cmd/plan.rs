@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::executor::mysql::Detection;
 use crate::gtid::Flavor;
 use crate::observe::{ObserveOptions, Snapshot};
 use crate::plan::{self, Desired, FileHash, Observed, Plan, PlanOptions};
@@ -116,9 +117,10 @@ pub fn step_sql_for(p: &Planned) -> impl Fn(&Step) -> Vec<String> + use<> {
         .zip(p.observed.hosts.iter().chain(&p.observed.undeclared))
         .filter_map(|(id, s)| Some((id, s.info()?.flavor)))
         .collect();
+    let detection = Detection::from_poll_interval(p.policy.failover.detect.poll_interval);
     move |step: &Step| {
         let flavor = flavors.get(&step.host).copied().unwrap_or(Flavor::Mariadb);
-        crate::executor::mysql::step_sql(flavor, step, &replication_user)
+        crate::executor::mysql::step_sql(flavor, step, &replication_user, detection)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The one I/O boundary between orch and servers: an intent-level [`Executor`].
 //!
-//! Takes intents ("observe this server"), gives results in orch's vocabulary. Two
+//! Takes intents ("observe this server", "run this step"), gives results in orch's vocabulary. Two
 //! implementations: [`mysql::MysqlExecutor`] over mysql_async (the only code that knows SQL
 //! and flavour differences) and [`sim::Simulator`], an in-memory topology with fault
 //! injection for fast tests and benchmarks. Every scenario test runs on both.
@@ -12,11 +12,16 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::observe::{ServerState, Snapshot};
+use crate::step::{Step, StepError, StepOutcome};
 use crate::topology::Address;
 
 pub trait Executor: Send + Sync + 'static {
     /// Observes one server. Never fails: an unreachable server is a [`ServerState`] too.
     fn observe(&self, address: &Address) -> impl Future<Output = ServerState> + Send;
+
+    /// Runs one step on its server: the step's statements, or the bounded wait it names.
+    /// The caller checks `requires` before and `expects` after (on a fresh observation).
+    fn execute(&self, step: &Step) -> impl Future<Output = Result<StepOutcome, StepError>> + Send;
 }
 
 /// Observes every address concurrently (at most `concurrency` at once); the result is in

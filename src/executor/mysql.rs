@@ -32,6 +32,9 @@ use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 use tokio::time::timeout;
 
 use super::Executor;
+use crate::step::{Step, StepError, StepOutcome};
+
+mod step;
 use crate::gtid::{Flavor, MariadbGtid, MariadbGtidPos};
 use crate::observe::{
     ConnectedReplica, Gtids, IoState, ObserveOptions, Reach, Replication, ReplicationError,
@@ -39,6 +42,7 @@ use crate::observe::{
 };
 use crate::spec::{Secret, TlsMode};
 use crate::topology::Address;
+pub use step::{Detection, Op, script, step_sql};
 
 /// Connects as one admin user to any server of a cluster.
 #[derive(Clone)]
@@ -47,6 +51,10 @@ pub struct MysqlExecutor {
     password: Secret,
     options: ObserveOptions,
     tls: Option<SslOpts>,
+    /// The account replicas use (`CHANGE MASTER TO`), needed only by steps that set it.
+    replication: Option<(String, Secret)>,
+    /// `MASTER_CONNECT_RETRY` and `MASTER_HEARTBEAT_PERIOD` for every source change.
+    detection: Detection,
 }
 
 impl MysqlExecutor {
@@ -56,6 +64,8 @@ impl MysqlExecutor {
             password,
             options,
             tls: None,
+            replication: None,
+            detection: Detection::default(),
         }
     }
 
@@ -82,6 +92,29 @@ impl MysqlExecutor {
         })
     }
 
+    /// The executor that changes servers of a validated topology: as [`for_topology`],
+    /// with the replication account (its password resolved now) and the policy's
+    /// detection settings for every source change.
+    ///
+    /// [`for_topology`]: MysqlExecutor::for_topology
+    pub fn for_changes(
+        t: &crate::spec::Topology,
+        policy: &crate::spec::Policy,
+        options: ObserveOptions,
+    ) -> anyhow::Result<MysqlExecutor> {
+        let mut exec = MysqlExecutor::for_topology(t, options)?.with_detection(
+            Detection::from_poll_interval(policy.failover.detect.poll_interval),
+        );
+        if let Some(c) = &t.credentials
+            && let (Some(user), Some(password)) = (&c.replication_user, &c.replication_password)
+        {
+            let base = t.file.parent().unwrap_or(std::path::Path::new("."));
+            let password = password.resolve_from_env("credentials.replication_password", base)?;
+            exec = exec.with_replication(user.clone(), password);
+        }
+        Ok(exec)
+    }
+
     /// The executor for `--seed` commands: `user`, and the password from `password_file`
     /// or `$ORCH_PASSWORD`.
     pub fn for_login(
@@ -95,6 +128,18 @@ impl MysqlExecutor {
         };
         let password = secret.resolve_from_env("the password", std::path::Path::new("."))?;
         Ok(MysqlExecutor::new(user.to_string(), password, options))
+    }
+
+    /// Steps that configure replication use this account (`with_credentials`).
+    pub fn with_replication(mut self, user: String, password: Secret) -> Self {
+        self.replication = Some((user, password));
+        self
+    }
+
+    /// Source changes set these detection settings (from the policy).
+    pub fn with_detection(mut self, detection: Detection) -> Self {
+        self.detection = detection;
+        self
     }
 
     /// Uses TLS as `mode` says; `ca_file` is already resolved against the topology file.
@@ -270,6 +315,10 @@ impl MysqlExecutor {
 }
 
 impl Executor for MysqlExecutor {
+    async fn execute(&self, s: &Step) -> Result<StepOutcome, StepError> {
+        self.run_step(s).await
+    }
+
     async fn observe(&self, address: &Address) -> ServerState {
         let unreachable = |(cause, detail): (Unreachable, String)| ServerState {
             address: address.clone(),
@@ -618,114 +667,6 @@ fn replication(flavor: Flavor, s: &RowMap, heartbeat_period: f64) -> Replication
     }
 }
 
-/// The statements a plan step runs on a server of `flavor`, as `orch plan --show-sql`
-/// prints them. Values only known when the step runs (the position to wait for, the
-/// sessions to kill) appear as `<...>` with the query that reads them; the replication
-/// password is never printed.
-pub fn step_sql(flavor: Flavor, step: &crate::step::Step, replication_user: &str) -> Vec<String> {
-    use crate::step::{Action, GtidPosition};
-    let mariadb = flavor == Flavor::Mariadb;
-    let (stop, start, reset) = if mariadb {
-        ("STOP SLAVE", "START SLAVE", "RESET SLAVE ALL")
-    } else {
-        ("STOP REPLICA", "START REPLICA", "RESET REPLICA ALL")
-    };
-    let read_only = |on: bool| -> Vec<String> {
-        let v = if on { "ON" } else { "OFF" };
-        match (mariadb, on) {
-            (true, _) => vec![format!("SET GLOBAL read_only = {v}")],
-            // super_read_only implies read_only and holds SUPER accounts too.
-            (false, true) => vec!["SET GLOBAL super_read_only = ON".into()],
-            (false, false) => vec![
-                "SET GLOBAL super_read_only = OFF".into(),
-                "SET GLOBAL read_only = OFF".into(),
-            ],
-        }
-    };
-    match &step.action {
-        Action::Fence { kill_writers } => {
-            let mut v = read_only(true);
-            if *kill_writers && mariadb {
-                // READ_ONLY ADMIN lets its holder write under read_only (SUPER no longer
-                // does since 10.11): their sessions, except replication and this one, go.
-                v.push(format!(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') AND USER IN ({READ_ONLY_ADMIN_USERS})"
-                ));
-                v.push("KILL CONNECTION <each ID above>".into());
-            }
-            v
-        }
-        Action::Unfence => read_only(false),
-        Action::StopReplication => vec![stop.into()],
-        Action::StartReplication => vec![start.into()],
-        Action::WaitForGtid {
-            until,
-            timeout_secs,
-            ..
-        } => {
-            if mariadb {
-                vec![
-                    format!("-- on {until}: SELECT @@gtid_current_pos  -> <position>"),
-                    format!("SELECT MASTER_GTID_WAIT('<position>', {timeout_secs})"),
-                ]
-            } else {
-                vec![
-                    format!("-- on {until}: SELECT @@gtid_executed  -> <gtid set>"),
-                    format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('<gtid set>', {timeout_secs})"),
-                ]
-            }
-        }
-        Action::ChangeSource {
-            source_address,
-            gtid_position,
-            delay_secs,
-            with_credentials,
-            ..
-        } => {
-            let (host, port) = (sql_string(&source_address.host), source_address.port);
-            let credentials = |user: &str, password: &str| {
-                if *with_credentials {
-                    format!(
-                        ", {user}={}, {password}='<credentials.replication_password>'",
-                        sql_string(replication_user)
-                    )
-                } else {
-                    String::new()
-                }
-            };
-            if mariadb {
-                let pos = match gtid_position {
-                    GtidPosition::CurrentPos => "current_pos",
-                    _ => "slave_pos",
-                };
-                vec![format!(
-                    "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}{}, MASTER_USE_GTID={pos}, MASTER_DELAY={delay_secs}",
-                    credentials("MASTER_USER", "MASTER_PASSWORD")
-                )]
-            } else {
-                vec![format!(
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}{}, SOURCE_AUTO_POSITION=1, SOURCE_DELAY={delay_secs}",
-                    credentials("SOURCE_USER", "SOURCE_PASSWORD")
-                )]
-            }
-        }
-        Action::Promote => {
-            let mut v = vec![reset.to_string()];
-            v.extend(read_only(false));
-            v
-        }
-        Action::ResetReplication => vec![reset.into()],
-    }
-}
-
-/// The accounts holding READ_ONLY ADMIN (MariaDB), as a subquery on user names.
-const READ_ONLY_ADMIN_USERS: &str = "SELECT DISTINCT SUBSTRING_INDEX(SUBSTRING(GRANTEE, 2), '''@''', 1) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'READ_ONLY ADMIN'";
-
-/// A single-quoted SQL string literal.
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -870,107 +811,5 @@ mod tests {
         assert!(variables_sql(Flavor::Mysql, "8.0.36").contains("@@log_replica_updates"));
         assert!(variables_sql(Flavor::Mysql, "8.0.25").contains("@@log_slave_updates"));
         assert!(variables_sql(Flavor::Mariadb, "10.11.6-MariaDB").contains("@@gtid_binlog_state"));
-    }
-
-    #[test]
-    fn step_sql_per_flavour() {
-        use crate::step::{Action, GtidPosition, Phase, Step};
-        let step = |action: Action| Step {
-            number: 1,
-            phase: Phase::Move,
-            host: "db2".into(),
-            address: Address::parse("10.0.0.2:3306").unwrap(),
-            action,
-            why: String::new(),
-            requires: Vec::new(),
-            expects: Vec::new(),
-        };
-        let change = Action::ChangeSource {
-            source: "db1".into(),
-            source_address: Address::parse("10.0.0.1:3306").unwrap(),
-            gtid_position: GtidPosition::CurrentPos,
-            delay_secs: 60,
-            with_credentials: true,
-        };
-        let cases: &[(Flavor, Action, &[&str])] = &[
-            (
-                Flavor::Mariadb,
-                Action::Fence {
-                    kill_writers: false,
-                },
-                &["SET GLOBAL read_only = ON"],
-            ),
-            (
-                Flavor::Mysql,
-                Action::Fence {
-                    kill_writers: false,
-                },
-                &["SET GLOBAL super_read_only = ON"],
-            ),
-            (
-                Flavor::Mariadb,
-                Action::Unfence,
-                &["SET GLOBAL read_only = OFF"],
-            ),
-            (
-                Flavor::Mysql,
-                Action::Unfence,
-                &[
-                    "SET GLOBAL super_read_only = OFF",
-                    "SET GLOBAL read_only = OFF",
-                ],
-            ),
-            (Flavor::Mariadb, Action::StopReplication, &["STOP SLAVE"]),
-            (Flavor::Mysql, Action::StartReplication, &["START REPLICA"]),
-            (
-                Flavor::Mariadb,
-                Action::Promote,
-                &["RESET SLAVE ALL", "SET GLOBAL read_only = OFF"],
-            ),
-            (
-                Flavor::Mysql,
-                Action::ResetReplication,
-                &["RESET REPLICA ALL"],
-            ),
-            (
-                Flavor::Mariadb,
-                change.clone(),
-                &[
-                    "CHANGE MASTER TO MASTER_HOST='10.0.0.1', MASTER_PORT=3306, MASTER_USER='re''pl', MASTER_PASSWORD='<credentials.replication_password>', MASTER_USE_GTID=current_pos, MASTER_DELAY=60",
-                ],
-            ),
-            (
-                Flavor::Mysql,
-                change,
-                &[
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='10.0.0.1', SOURCE_PORT=3306, SOURCE_USER='re''pl', SOURCE_PASSWORD='<credentials.replication_password>', SOURCE_AUTO_POSITION=1, SOURCE_DELAY=60",
-                ],
-            ),
-        ];
-        for (flavor, action, want) in cases {
-            assert_eq!(
-                step_sql(*flavor, &step(action.clone()), "re'pl"),
-                *want,
-                "{flavor:?} {action:?}"
-            );
-        }
-        let fence = step_sql(
-            Flavor::Mariadb,
-            &step(Action::Fence { kill_writers: true }),
-            "repl",
-        );
-        assert!(
-            fence[1].contains("'READ_ONLY ADMIN'") && fence[2].starts_with("KILL CONNECTION"),
-            "{fence:?}"
-        );
-        let wait = Action::WaitForGtid {
-            until: "db1".into(),
-            until_address: Address::parse("10.0.0.1:3306").unwrap(),
-            timeout_secs: 30,
-        };
-        assert_eq!(
-            step_sql(Flavor::Mysql, &step(wait), "repl")[1],
-            "SELECT WAIT_FOR_EXECUTED_GTID_SET('<gtid set>', 30)"
-        );
     }
 }

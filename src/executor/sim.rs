@@ -71,6 +71,7 @@ use crate::observe::{
     ConnectedReplica, Gtids, IoState, Reach, Replication, ReplicationError, SemiSync, ServerInfo,
     ServerState, Unreachable,
 };
+use crate::step::{StepError, StepOutcome};
 use crate::topology::Address;
 
 /// The account replicas connect with and the one orch connects with; only used in the
@@ -1416,14 +1417,17 @@ impl Simulator {
     /// executor) would: the server does not answer, replication is running where it must
     /// be stopped, a wait times out. A wait lets time pass (ticks), one tick per second of
     /// its timeout.
-    pub fn execute(&self, step: &crate::step::Step) -> Result<(), String> {
+    pub fn run_step(&self, step: &crate::step::Step) -> Result<(), StepError> {
         use crate::step::{Action, GtidPosition};
         let address = &step.address;
         let server = self
             .server(address)
-            .ok_or_else(|| format!("no server at {address}"))?;
+            .ok_or_else(|| StepError::Precondition(format!("no server at {address}")))?;
         if server.health != Health::Up {
-            return Err(format!("{address} does not answer ({:?})", server.health));
+            return Err(StepError::Unreachable {
+                host: step.host.clone(),
+                detail: format!("{address} does not answer ({:?})", server.health),
+            });
         }
         let stopped = server
             .replication
@@ -1439,7 +1443,9 @@ impl Simulator {
             }
             Action::StartReplication => {
                 if server.replication.is_none() {
-                    return Err(format!("{address} has no source configured"));
+                    return Err(StepError::Precondition(format!(
+                        "{address} has no source configured"
+                    )));
                 }
                 self.start_replication(address);
             }
@@ -1450,7 +1456,9 @@ impl Simulator {
             } => {
                 let target = self
                     .server(until_address)
-                    .ok_or_else(|| format!("no server at {until_address}"))?
+                    .ok_or_else(|| {
+                        StepError::Precondition(format!("no server at {until_address}"))
+                    })?
                     .position();
                 for _ in 0..=*timeout_secs {
                     let now = self.server(address).expect("exists").position();
@@ -1459,9 +1467,9 @@ impl Simulator {
                     }
                     self.tick();
                 }
-                return Err(format!(
+                return Err(StepError::TimedOut(format!(
                     "{address} did not reach {target} within {timeout_secs}s"
-                ));
+                )));
             }
             Action::ChangeSource {
                 source_address,
@@ -1470,9 +1478,9 @@ impl Simulator {
                 ..
             } => {
                 if !stopped {
-                    return Err(format!(
+                    return Err(StepError::Precondition(format!(
                         "{address}: replication must be stopped to change source"
-                    ));
+                    )));
                 }
                 self.change_source(address, source_address);
                 let delay = *delay_secs;
@@ -1498,16 +1506,18 @@ impl Simulator {
             }
             Action::Promote => {
                 if !stopped {
-                    return Err(format!("{address}: replication must be stopped to promote"));
+                    return Err(StepError::Precondition(format!(
+                        "{address}: replication must be stopped to promote"
+                    )));
                 }
                 self.reset_replication(address);
                 self.set_read_only(address, false);
             }
             Action::ResetReplication => {
                 if !stopped {
-                    return Err(format!(
+                    return Err(StepError::Precondition(format!(
                         "{address}: replication must be stopped to reset it"
-                    ));
+                    )));
                 }
                 self.reset_replication(address);
             }
@@ -1536,6 +1546,10 @@ fn replication_mut(server: &mut SimServer) -> &mut SimReplication {
 }
 
 impl Executor for Simulator {
+    async fn execute(&self, step: &crate::step::Step) -> Result<StepOutcome, StepError> {
+        self.run_step(step).map(|()| StepOutcome::default())
+    }
+
     async fn observe(&self, address: &Address) -> ServerState {
         // The lock is released before sleeping: observations overlap as real ones do.
         let (reach, delay) = self.lock().observe(address);

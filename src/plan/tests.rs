@@ -79,7 +79,7 @@ fn plan_of(sim: &Arc<Simulator>, d: &Desired, options: PlanOptions) -> Plan {
 /// step that the cluster never has two writable servers or a cycle.
 pub(crate) fn execute(sim: &Simulator, plan: &Plan) {
     for step in &plan.steps {
-        sim.execute(step).unwrap_or_else(|e| {
+        sim.run_step(step).unwrap_or_else(|e| {
             panic!(
                 "step {} {:?} on {}: {e}",
                 step.number, step.action, step.host

@@ -1,8 +1,8 @@
 //! `orch plan` against real MariaDB sandboxes: star → subtree, a switchover, an errant
 //! replica, offline planning from a snapshot. Planning changes nothing on the servers;
-//! then the plan's own statements (`--show-sql` text, from the same code) are run by hand
-//! on the servers, and planning again finds nothing to do: the plan is right on real
-//! servers, not only on the simulator.
+//! then the plan's steps run through orch's MySQL executor (as orch's own account, with
+//! the grants the README lists), and planning again finds nothing to do: the plan is right
+//! on real servers, not only on the simulator.
 
 use std::time::Duration;
 
@@ -60,60 +60,28 @@ fn shape(sb: &Sandbox, n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs a plan's steps by hand: each step's statements as `--show-sql` prints them, with
-/// the values known only at run time filled in (the GTID position to wait for, the
-/// sessions to kill, the replication password).
-fn run_by_hand(sb: &Sandbox, plan: &serde_json::Value) {
-    // Steps name servers by host id, or by address for servers the file does not name.
-    let count = sb.state().instances.len();
-    let n = |host: &str| {
-        (1..=count)
-            .find(|&i| host == format!("node{i}") || host == sb.address(i))
-            .unwrap_or_else(|| panic!("no instance {host}"))
-    };
-    let password = std::fs::read_to_string(sb.dir.join("secrets/repl.password")).unwrap();
-    let step_sql = orch::executor::mysql::step_sql;
+/// Runs a plan's steps on the servers through orch's MySQL executor, as apply will, with
+/// the credentials the topology file names; the first failing step panics.
+fn run_steps(topology: &str, plan: &serde_json::Value) {
+    try_steps(topology, plan).unwrap_or_else(|(n, e)| panic!("step {n} failed: {e}"));
+}
+
+/// Runs the steps in order; the number of the first failing step and its error.
+fn try_steps(
+    topology: &str,
+    plan: &serde_json::Value,
+) -> Result<(), (usize, orch::step::StepError)> {
+    use orch::executor::Executor;
+    let (t, policy) = orch::spec::load_valid(std::path::Path::new(topology)).unwrap();
+    let exec =
+        orch::executor::mysql::MysqlExecutor::for_changes(&t, &policy, Default::default()).unwrap();
+    let rt = crate::sandbox::runtime();
     for step in plan["steps"].as_array().unwrap() {
         let step: orch::step::Step = serde_json::from_value(step.clone()).unwrap();
-        let host = n(&step.address.to_string());
-        let (mut position, mut sessions) = (String::new(), Vec::<String>::new());
-        for sql in step_sql(orch::gtid::Flavor::Mariadb, &step, "repl") {
-            if let Some(rest) = sql.strip_prefix("-- on ") {
-                // `-- on node1: SELECT @@gtid_current_pos  -> <position>`
-                let (until, query) = rest.split_once(": ").unwrap();
-                let query = query.split("  ->").next().unwrap();
-                position = first(&sb.root(n(until), &format!("{query} AS p")), "p");
-                continue;
-            }
-            if sql.starts_with("KILL CONNECTION") {
-                for id in std::mem::take(&mut sessions) {
-                    sb.root(host, &format!("KILL CONNECTION {id}"));
-                }
-                continue;
-            }
-            let sql = sql
-                .replace(
-                    "'<credentials.replication_password>'",
-                    &format!("'{}'", password.trim()),
-                )
-                .replace("<position>", &position);
-            let rows = sb.root(host, &sql);
-            if sql.starts_with("SELECT ID FROM information_schema.PROCESSLIST") {
-                sessions = rows
-                    .iter()
-                    .map(|r| r.get::<u64, _>(0).unwrap().to_string())
-                    .collect();
-            }
-            if sql.starts_with("SELECT MASTER_GTID_WAIT") {
-                assert_eq!(
-                    rows[0].get::<i64, _>(0),
-                    Some(0),
-                    "step {}: wait timed out",
-                    step.number
-                );
-            }
-        }
+        rt.block_on(exec.execute(&step))
+            .map_err(|e| (step.number, e))?;
     }
+    Ok(())
 }
 
 #[test]
@@ -150,7 +118,7 @@ fn star_to_subtree_on_real_servers() {
     let secret = std::fs::read_to_string(sb.dir.join("secrets/repl.password")).unwrap();
     assert!(!out.contains(secret.trim()), "no secret printed");
 
-    run_by_hand(&sb, &plan);
+    run_steps(&file, &plan);
     sb.root(1, "CREATE TABLE t.x (id INT PRIMARY KEY)");
     eventually(
         "planning again finds nothing",
@@ -200,7 +168,7 @@ fn switchover_on_real_servers() {
     let pool = mysql_async::Pool::new(crate::sandbox::root_opts(&sb.socket(1)));
     let rt = crate::sandbox::runtime();
     let mut held = rt.block_on(pool.get_conn()).unwrap();
-    run_by_hand(&sb, &plan);
+    run_steps(&file, &plan);
     let gone = rt.block_on(async {
         use mysql_async::prelude::Queryable;
         held.query_drop("SELECT 1").await.is_err()
@@ -311,7 +279,7 @@ fn drift_and_a_removed_host_on_real_servers() {
             "node1 unfence".into(),
         ]
     );
-    run_by_hand(&sb, &plan);
+    run_steps(&file, &plan);
     eventually(
         "planning again finds nothing",
         Duration::from_secs(10),
