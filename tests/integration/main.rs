@@ -9,4 +9,5 @@ mod history;
 mod plan;
 mod sandbox;
 mod status;
+mod steps;
 mod validate;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::sandbox::{Sandbox, eventually, first, orch};
 
-fn write_topology(sb: &Sandbox, name: &str, sources: &[Option<usize>]) -> String {
+pub(crate) fn write_topology(sb: &Sandbox, name: &str, sources: &[Option<usize>]) -> String {
     let mut yaml = String::from(
         "cluster: sandbox\ncredentials:\n  user: orch\n  password_file: secrets/orch.password\n  replication_user: repl\n  replication_password_file: secrets/repl.password\npolicy: safe\nhosts:\n",
     );
@@ -25,7 +25,7 @@ fn write_topology(sb: &Sandbox, name: &str, sources: &[Option<usize>]) -> String
     path.to_str().unwrap().to_string()
 }
 
-fn plan_json(topology: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+pub(crate) fn plan_json(topology: &str, extra: &[&str]) -> (i32, serde_json::Value) {
     let mut args = vec!["plan", topology, "--format", "json", "--detailed-exitcode"];
     args.extend_from_slice(extra);
     let (code, out, err) = orch(&args);
@@ -34,7 +34,7 @@ fn plan_json(topology: &str, extra: &[&str]) -> (i32, serde_json::Value) {
 }
 
 /// `host action` per step, e.g. `node3 change_source`.
-fn steps(plan: &serde_json::Value) -> Vec<String> {
+pub(crate) fn steps(plan: &serde_json::Value) -> Vec<String> {
     plan["steps"]
         .as_array()
         .unwrap()
@@ -62,12 +62,12 @@ fn shape(sb: &Sandbox, n: usize) -> Vec<(String, String)> {
 
 /// Runs a plan's steps on the servers through orch's MySQL executor, as apply will, with
 /// the credentials the topology file names; the first failing step panics.
-fn run_steps(topology: &str, plan: &serde_json::Value) {
+pub(crate) fn run_steps(topology: &str, plan: &serde_json::Value) {
     try_steps(topology, plan).unwrap_or_else(|(n, e)| panic!("step {n} failed: {e}"));
 }
 
 /// Runs the steps in order; the number of the first failing step and its error.
-fn try_steps(
+pub(crate) fn try_steps(
     topology: &str,
     plan: &serde_json::Value,
 ) -> Result<(), (usize, orch::step::StepError)> {
