@@ -16,6 +16,9 @@ _orch() {
             ",$1")
                 cmd="orch"
                 ;;
+            orch,apply)
+                cmd="orch__subcmd__apply"
+                ;;
             orch,completions)
                 cmd="orch__subcmd__completions"
                 ;;
@@ -39,6 +42,9 @@ _orch() {
                 ;;
             orch,validate)
                 cmd="orch__subcmd__validate"
+                ;;
+            orch__subcmd__help,apply)
+                cmd="orch__subcmd__help__subcmd__apply"
                 ;;
             orch__subcmd__help,completions)
                 cmd="orch__subcmd__help__subcmd__completions"
@@ -149,12 +155,46 @@ _orch() {
 
     case "${cmd}" in
         orch)
-            opts="-h -V --help --version validate status plan discover history sandbox completions help"
+            opts="-h -V --help --version validate status plan apply discover history sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__apply)
+            opts="-h -V --auto-approve --detach-removed --allow-switch-back --format --state --connect-timeout --read-timeout --concurrency --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -235,8 +275,22 @@ _orch() {
             return 0
             ;;
         orch__subcmd__help)
-            opts="validate status plan discover history sandbox completions help"
+            opts="validate status plan apply discover history sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__help__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -29,6 +29,7 @@ complete -c orch -n "__fish_orch_needs_command" -s V -l version -d 'Print versio
 complete -c orch -n "__fish_orch_needs_command" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
 complete -c orch -n "__fish_orch_needs_command" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
 complete -c orch -n "__fish_orch_needs_command" -f -a "plan" -d 'Compare the file with the live servers and print the safe, ordered steps that would make them match, why each is needed, and what is blocked. Changes nothing'
+complete -c orch -n "__fish_orch_needs_command" -f -a "apply" -d 'Run a plan on the live servers: each step re-checked against a fresh observation, the cluster locked, every step recorded (`orch history`)'
 complete -c orch -n "__fish_orch_needs_command" -f -a "discover" -d 'Crawl a live topology from one server (up to its sources, down to every replica) and print it as a topology file that `orch validate` accepts'
 complete -c orch -n "__fish_orch_needs_command" -f -a "history" -d 'Past runs (applies; later detections and recoveries) with their steps, newest first, from orch\'s state. Talks to no server'
 complete -c orch -n "__fish_orch_needs_command" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
@@ -65,6 +66,17 @@ complete -c orch -n "__fish_orch_using_subcommand plan" -l detach-removed -d 'St
 complete -c orch -n "__fish_orch_using_subcommand plan" -l allow-switch-back -d 'After a failover, make the file\'s primary the primary again (otherwise the plan reports the drift and leaves the live primary in place)'
 complete -c orch -n "__fish_orch_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand plan" -s V -l version -d 'Print version'
+complete -c orch -n "__fish_orch_using_subcommand apply" -l format -r -f -a "human\t'Text for people'
+json\t'One JSON document on stdout, with a documented, stable schema'"
+complete -c orch -n "__fish_orch_using_subcommand apply" -l state -d 'orch\'s state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else ~/.local/state/orch]' -r -F
+complete -c orch -n "__fish_orch_using_subcommand apply" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
+complete -c orch -n "__fish_orch_using_subcommand apply" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
+complete -c orch -n "__fish_orch_using_subcommand apply" -l concurrency -d 'Servers observed at once' -r
+complete -c orch -n "__fish_orch_using_subcommand apply" -l auto-approve -d 'Do not ask for approval'
+complete -c orch -n "__fish_orch_using_subcommand apply" -l detach-removed -d 'As for `orch plan`'
+complete -c orch -n "__fish_orch_using_subcommand apply" -l allow-switch-back -d 'As for `orch plan`'
+complete -c orch -n "__fish_orch_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c orch -n "__fish_orch_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_using_subcommand discover" -l seed -r
 complete -c orch -n "__fish_orch_using_subcommand discover" -l cluster -d 'Cluster name to write' -r
 complete -c orch -n "__fish_orch_using_subcommand discover" -s o -l output -d 'Write the file here instead of stdout' -r -F
@@ -132,14 +144,15 @@ complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subco
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover history sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover history sandbox completions help" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover history sandbox completions help" -f -a "plan" -d 'Compare the file with the live servers and print the safe, ordered steps that would make them match, why each is needed, and what is blocked. Changes nothing'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover history sandbox completions help" -f -a "discover" -d 'Crawl a live topology from one server (up to its sources, down to every replica) and print it as a topology file that `orch validate` accepts'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover history sandbox completions help" -f -a "history" -d 'Past runs (applies; later detections and recoveries) with their steps, newest first, from orch\'s state. Talks to no server'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover history sandbox completions help" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover history sandbox completions help" -f -a "completions" -d 'Print shell completions'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan discover history sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "plan" -d 'Compare the file with the live servers and print the safe, ordered steps that would make them match, why each is needed, and what is blocked. Changes nothing'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "apply" -d 'Run a plan on the live servers: each step re-checked against a fresh observation, the cluster locked, every step recorded (`orch history`)'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "discover" -d 'Crawl a live topology from one server (up to its sources, down to every replica) and print it as a topology file that `orch validate` accepts'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "history" -d 'Past runs (applies; later detections and recoveries) with their steps, newest first, from orch\'s state. Talks to no server'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "sandbox" -d 'Local throw-away MariaDB (or MySQL) replication topologies'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "completions" -d 'Print shell completions'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Start N local servers replicating in SHAPE, then write DIR/topology.yaml'
 complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'Show each instance: address, pid, state and role'
 complete -c orch -n "__fish_orch_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "kill" -d 'SIGKILL instance I (a crash)'

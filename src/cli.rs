@@ -127,6 +127,34 @@ pub enum CliCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
+    /// Run a plan on the live servers: each step re-checked against a fresh observation,
+    /// the cluster locked, every step recorded (`orch history`).
+    ///
+    /// With a topology FILE: plan, show, then ask (only `yes` proceeds). With a PLAN saved
+    /// by `orch plan -o`: no question, refused if the files or the live topology changed.
+    /// Exit status: 0 applied (or nothing to do), 1 refused, failed or interrupted.
+    Apply {
+        /// A topology file, or a plan saved by `orch plan -o`.
+        #[arg(value_name = "FILE|PLAN")]
+        target: PathBuf,
+        /// Do not ask for approval.
+        #[arg(long)]
+        auto_approve: bool,
+        /// As for `orch plan`.
+        #[arg(long)]
+        detach_removed: bool,
+        /// As for `orch plan`.
+        #[arg(long)]
+        allow_switch_back: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// orch's state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else
+        /// ~/.local/state/orch].
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        #[command(flatten)]
+        timeouts: Timeouts,
+    },
     /// Crawl a live topology from one server (up to its sources, down to every replica)
     /// and print it as a topology file that `orch validate` accepts.
     Discover {

@@ -1368,6 +1368,12 @@ impl MariadbServerGtids {
     ///   lacks what it replicated but whose current position still records the last
     ///   replicated GTID.
     ///
+    /// A GTID carrying the **source's own `server_id`** is never errant, however far past
+    /// the source's observed state: the source wrote it (server_ids are unique in a
+    /// cluster; orch blocks duplicates), so it only shows that the replica was observed
+    /// after the source took more writes. Without this rule every replica of a busy
+    /// primary, read a few milliseconds after it, looked errant.
+    ///
     /// Entries carrying the replica's own `server_id` are flagged `own_write`: writes made
     /// directly on the replica. Others mean the replica got transactions from somewhere the
     /// source did not (another source, a former primary the new source never caught up
@@ -1389,6 +1395,7 @@ impl MariadbServerGtids {
     pub fn errant_relative_to(&self, source: &MariadbServerGtids) -> Vec<MariadbErrant> {
         self.binlog_state
             .iter()
+            .filter(|g| g.server_id != source.server_id)
             .filter_map(|g| {
                 let source_seq_no = source.binlog_state.get(g.domain_id, g.server_id);
                 let in_binlog = source_seq_no.is_some_and(|m| m >= g.seq_no);
@@ -2171,6 +2178,12 @@ mod tests {
                 replica: mariadb_server(3, "0-1-101", "0-1-101"),
                 source: mariadb_server(2, "0-1-100", ""),
                 errant: &[("0-1-101", None, false)],
+            },
+            Case {
+                name: "replica observed after its busy source wrote more: the source's own stream",
+                replica: mariadb_server(2, "0-1-130", "0-1-130"),
+                source: mariadb_server(1, "0-1-120", "0-1-120"),
+                errant: &[],
             },
             Case {
                 name: "replica without binlog: nothing can be seen",

@@ -5,6 +5,7 @@
 //! touch the network or the clock; I/O lives at the edges (`executor`, `sandbox`, and the
 //! command bodies in `cmd`, which `run` dispatches to).
 
+pub mod apply;
 pub mod cli;
 pub mod cmd;
 pub mod discover;
@@ -79,6 +80,25 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 allow_switch_back,
             },
             format,
+            observe: timeouts.options(),
+        }),
+        CliCommand::Apply {
+            target,
+            auto_approve,
+            detach_removed,
+            allow_switch_back,
+            format,
+            state,
+            timeouts,
+        } => cmd::apply::run(cmd::apply::ApplyArgs {
+            target,
+            auto_approve,
+            format,
+            state,
+            options: plan::PlanOptions {
+                detach_removed,
+                allow_switch_back,
+            },
             observe: timeouts.options(),
         }),
         CliCommand::Completions { shell } => {

@@ -3,6 +3,7 @@
 //! This is the layer that does I/O on behalf of the user: reading files, connecting to
 //! servers through the executor, writing to stdout.
 
+pub mod apply;
 pub mod discover;
 pub mod history;
 pub mod plan;

@@ -2,6 +2,7 @@
 //! Tests that touch servers start their own MariaDB sandboxes on loopback addresses in
 //! temporary directories and stop them by PID.
 
+mod apply;
 mod common;
 mod completions;
 mod golden;

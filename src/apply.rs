@@ -1,0 +1,278 @@
+//! Runs a [`Plan`] through an [`Executor`]: the one step engine of `orch apply` (and, later,
+//! of watch's recoveries).
+//!
+//! Takes a plan, the addresses of the cluster's servers and an executor; gives a [`Report`]
+//! (each step done / failed / not run). For each step: observe the cluster again and check
+//! the step's `requires` against that fresh observation; execute; then wait, bounded by
+//! [`Limits::expect_timeout`], until its `expects` hold. Stops at the first failure. A
+//! switchover that fails after the old primary was fenced but before anything was
+//! repointed is rolled back: the candidate replicates again and the old primary is
+//! unfenced (it is still the primary, its replicas still follow it), and the report says
+//! so. Does I/O only through the executor; progress goes to the [`Progress`] callback.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::executor::{Executor, observe_all};
+use crate::observe::{IoState, ServerState};
+use crate::plan::Plan;
+use crate::step::{Action, Condition, Step, StepError, StepOutcome};
+use crate::topology::Address;
+
+/// How long the engine waits for a step's promises.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// After a step ran, how long its `expects` may take to hold (e.g. the IO thread
+    /// connecting after START SLAVE).
+    pub expect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            expect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What happened to one step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepResult {
+    Done(StepOutcome),
+    Failed(String),
+    NotRun,
+}
+
+/// What the engine tells its caller as it goes.
+pub trait Progress {
+    fn started(&mut self, step: &Step);
+    fn finished(&mut self, step: &Step, result: &StepResult, elapsed: Duration);
+    /// A rollback step after a failure (not part of the plan).
+    fn note(&mut self, message: &str);
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// One per plan step, in order.
+    pub results: Vec<StepResult>,
+    /// Set when the run stopped on a signal before its last step.
+    pub interrupted: bool,
+    /// What was undone after a failure, for people.
+    pub rolled_back: Vec<String>,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        !self.interrupted
+            && self
+                .results
+                .iter()
+                .all(|r| matches!(r, StepResult::Done(_)))
+    }
+}
+
+/// The cluster the plan acts on: every server's name and address.
+pub struct Cluster {
+    pub servers: Vec<(String, Address)>,
+}
+
+impl Cluster {
+    fn address(&self, host: &str) -> Option<&Address> {
+        self.servers.iter().find(|(n, _)| n == host).map(|(_, a)| a)
+    }
+}
+
+/// Runs `plan`; `stop` asks it to stop after the current step.
+pub async fn run<E: Executor>(
+    exec: Arc<E>,
+    cluster: &Cluster,
+    plan: &Plan,
+    limits: Limits,
+    stop: &AtomicBool,
+    progress: &mut dyn Progress,
+) -> Report {
+    let mut report = Report {
+        results: vec![StepResult::NotRun; plan.steps.len()],
+        interrupted: false,
+        rolled_back: Vec::new(),
+    };
+    for (n, step) in plan.steps.iter().enumerate() {
+        if stop.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+        progress.started(step);
+        let began = Instant::now();
+        let result = match run_step(&exec, cluster, step, limits).await {
+            Ok(outcome) => StepResult::Done(outcome),
+            Err(e) => StepResult::Failed(e),
+        };
+        progress.finished(step, &result, began.elapsed());
+        let failed = matches!(result, StepResult::Failed(_));
+        report.results[n] = result;
+        if failed {
+            report.rolled_back = roll_back(&exec, &plan.steps[..=n], progress).await;
+            break;
+        }
+    }
+    report
+}
+
+async fn run_step<E: Executor>(
+    exec: &Arc<E>,
+    cluster: &Cluster,
+    step: &Step,
+    limits: Limits,
+) -> Result<StepOutcome, String> {
+    let states = observe(exec, cluster).await;
+    check(cluster, &states, step, &step.requires)
+        .map_err(|why| format!("not run: a precondition does not hold: {why}"))?;
+    let outcome = exec
+        .execute(step)
+        .await
+        .map_err(|e: StepError| e.to_string())?;
+    let deadline = Instant::now() + limits.expect_timeout;
+    loop {
+        let states = observe(exec, cluster).await;
+        match check(cluster, &states, step, &step.expects) {
+            Ok(()) => return Ok(outcome),
+            Err(why) if Instant::now() >= deadline => {
+                return Err(format!("ran, but after {:?} {why}", limits.expect_timeout));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+async fn observe<E: Executor>(exec: &Arc<E>, cluster: &Cluster) -> Vec<ServerState> {
+    let addresses: Vec<Address> = cluster.servers.iter().map(|(_, a)| a.clone()).collect();
+    observe_all(exec.clone(), &addresses, 32).await
+}
+
+/// Whether `conditions` hold for `step`'s server in a fresh observation.
+fn check(
+    cluster: &Cluster,
+    states: &[ServerState],
+    step: &Step,
+    conditions: &[Condition],
+) -> Result<(), String> {
+    let host = &step.host;
+    let state = states
+        .iter()
+        .find(|s| s.address == step.address)
+        .ok_or_else(|| format!("{host} was not observed"))?;
+    let is = |source: &str, r: &crate::observe::Replication| {
+        cluster
+            .address(source)
+            .is_some_and(|a| a.host.eq_ignore_ascii_case(&r.source_host) && a.port == r.source_port)
+    };
+    for c in conditions {
+        let Some(info) = state.info() else {
+            return Err(format!("{host} is unreachable"));
+        };
+        let r = info.replication.as_ref();
+        let ok = match c {
+            Condition::Reachable => true,
+            Condition::ReadOnly { on } => info.read_only == *on,
+            Condition::ReplicationStopped => {
+                r.is_none_or(|r| r.io == IoState::Stopped && !r.sql_running)
+            }
+            Condition::SourceIs { source } => r.is_some_and(|r| is(source, r)),
+            Condition::ReplicatingFrom { source } => {
+                r.is_some_and(|r| is(source, r) && r.io == IoState::Running && r.sql_running)
+            }
+            Condition::NotReplica => r.is_none(),
+            // The wait step itself proves it (and fails when it cannot).
+            Condition::Contains { .. } => true,
+            Condition::NoOtherWritable => states
+                .iter()
+                .filter(|s| s.address != step.address)
+                .all(|s| s.info().is_none_or(|i| i.read_only)),
+        };
+        if !ok {
+            return Err(format!("{host}: {}", describe(c)));
+        }
+    }
+    Ok(())
+}
+
+fn describe(c: &Condition) -> String {
+    match c {
+        Condition::Reachable => "is not reachable".into(),
+        Condition::ReadOnly { on } => {
+            format!("read_only is not {}", if *on { "ON" } else { "OFF" })
+        }
+        Condition::ReplicationStopped => "replication is not stopped".into(),
+        Condition::SourceIs { source } => format!("does not replicate from {source}"),
+        Condition::ReplicatingFrom { source } => {
+            format!("is not replicating from {source} (both threads running)")
+        }
+        Condition::NotReplica => "still has a source configured".into(),
+        Condition::Contains { host } => format!("lacks transactions of {host}"),
+        Condition::NoOtherWritable => "another server of the cluster is writable".into(),
+    }
+}
+
+/// After a failure inside a switchover that has fenced the old primary but not yet reset
+/// the candidate or repointed anything: the candidate replicates again, the old primary
+/// is writable again. Later failures are left as they are and reported (the candidate may
+/// already be the only server with the newest transactions).
+async fn roll_back<E: Executor>(
+    exec: &Arc<E>,
+    done: &[Step],
+    progress: &mut dyn Progress,
+) -> Vec<String> {
+    let Some(fence) = done
+        .iter()
+        .position(|s| matches!(s.action, Action::Fence { kill_writers: true }))
+    else {
+        return Vec::new();
+    };
+    let after = &done[fence + 1..];
+    let safe = after.iter().all(|s| {
+        matches!(
+            s.action,
+            Action::WaitForGtid { .. } | Action::StopReplication
+        )
+    });
+    let old = &done[fence];
+    if !safe {
+        let msg = format!(
+            "the switchover failed after the candidate was reset or servers were repointed: {} stays fenced; fix the cause and plan again (orch will not guess which server should take writes)",
+            old.host
+        );
+        progress.note(&msg);
+        return vec![msg];
+    }
+    let mut undo: Vec<Step> = after
+        .iter()
+        .filter(|s| matches!(s.action, Action::StopReplication))
+        .map(|s| Step {
+            action: Action::StartReplication,
+            why: "roll back: replicate again".into(),
+            requires: Vec::new(),
+            expects: Vec::new(),
+            ..s.clone()
+        })
+        .collect();
+    undo.push(Step {
+        action: Action::Unfence,
+        why: "roll back: the old primary is still the primary".into(),
+        requires: Vec::new(),
+        expects: Vec::new(),
+        ..old.clone()
+    });
+    let mut said = Vec::new();
+    for s in undo {
+        let what = format!("roll back: {} on {}", s.action.describe(), s.host);
+        let msg = match exec.execute(&s).await {
+            Ok(_) => format!("{what}: done"),
+            Err(e) => format!("{what}: failed: {e}"),
+        };
+        progress.note(&msg);
+        said.push(msg);
+    }
+    said
+}

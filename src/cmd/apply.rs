@@ -1,0 +1,387 @@
+//! `orch apply FILE` / `orch apply PLAN`: run a plan on the live servers, locked and
+//! recorded.
+//!
+//! FILE: observe, plan, prove, print the plan as `orch plan` does, then ask (only `yes`
+//! proceeds; `--auto-approve` skips the question; without a terminal and without it,
+//! refused). PLAN (saved by `plan -o`): no question, but refused as stale when the files'
+//! hashes or a fresh observation's fingerprint differ from what the plan was made from.
+//! Then: take the cluster's lock in the state store, record the run, run the steps through
+//! the engine ([`crate::apply`]) with progress, and record each step. Ctrl-C / SIGTERM
+//! finish the current step and stop. I/O: files, the state store, the servers.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::apply::{self, Cluster, Limits, Progress, StepResult};
+use crate::executor::mysql::MysqlExecutor;
+use crate::observe::ObserveOptions;
+use crate::plan::{Placement, Plan, PlanOptions};
+use crate::render::{self, Format};
+use crate::state::{self, NewRun, Outcome, RunFile, RunId, RunKind, StepRecord, Store, Who};
+use crate::step::Step;
+
+pub struct ApplyArgs {
+    /// A topology file, or a plan saved by `orch plan -o`.
+    pub target: PathBuf,
+    pub auto_approve: bool,
+    pub format: Format,
+    pub state: Option<PathBuf>,
+    pub options: PlanOptions,
+    pub observe: ObserveOptions,
+}
+
+/// How long a lock outlives its holder's last heartbeat (the engine beats at every step).
+const LOCK_TTL: Duration = Duration::from_secs(60);
+
+pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(&args.target)
+        .with_context(|| format!("cannot read {}", args.target.display()))?;
+    let saved: Option<Plan> = serde_json::from_str::<Plan>(&text).ok();
+    let mut out = std::io::stdout().lock();
+    let (planned, plan) = match saved {
+        Some(saved) => {
+            let planned = fresh_for_saved(&args, &saved)?;
+            (planned, saved)
+        }
+        None => {
+            let planned = super::plan::make(&args.target, None, args.options, args.observe)?;
+            let plan = planned.plan.clone();
+            if args.format == Format::Human {
+                render::plan(&plan, Format::Human, None, &mut out)?;
+            }
+            if !plan.steps.is_empty() && !args.auto_approve {
+                approve(&mut out)?;
+            }
+            (planned, plan)
+        }
+    };
+    if plan.steps.is_empty() && !plan.blocked.is_empty() {
+        let codes: Vec<String> = plan
+            .blocked
+            .iter()
+            .map(|b| format!("{} ({})", b.host, b.code.name()))
+            .collect();
+        bail!(
+            "nothing applied: every change the file asks for is blocked: {}",
+            codes.join(", ")
+        );
+    }
+    if plan.steps.is_empty() {
+        if args.format == Format::Human {
+            writeln!(out, "nothing to apply")?;
+        }
+        return Ok(0);
+    }
+    drop(out);
+
+    let dir = state::resolve_dir(args.state.as_deref(), |n| std::env::var_os(n))?;
+    let store = Store::open(&dir)?;
+    let who = Who::current();
+    let lock = store.lock(&plan.cluster, &who, LOCK_TTL)?;
+    let run = store.begin_run(NewRun {
+        kind: RunKind::Apply,
+        cluster: plan.cluster.clone(),
+        who,
+        files: plan
+            .files
+            .iter()
+            .map(|f| RunFile {
+                path: f.path.clone(),
+                sha256: f.sha256.clone(),
+            })
+            .collect(),
+        fingerprint: Some(plan.fingerprint.clone()),
+    })?;
+
+    let exec = Arc::new(MysqlExecutor::for_changes(
+        &planned.topology,
+        &planned.policy,
+        args.observe,
+    )?);
+    let cluster = Cluster {
+        servers: crate::plan::names(&planned.desired, &planned.observed)
+            .into_iter()
+            .zip(
+                planned
+                    .observed
+                    .hosts
+                    .iter()
+                    .chain(&planned.observed.undeclared)
+                    .map(|s| s.address.clone()),
+            )
+            .collect(),
+    };
+    let limits = Limits {
+        expect_timeout: planned
+            .policy
+            .failover
+            .promote
+            .wait_relay_log
+            .max(Duration::from_secs(10)),
+    };
+    let sql = super::plan::step_sql_for(&planned);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut progress = Recorder {
+        store: &store,
+        run,
+        lock: &lock,
+        format: args.format,
+        total: plan.steps.len(),
+        sql: &sql,
+        stop: stop.clone(),
+    };
+    let rt = super::runtime()?;
+    let report = rt.block_on(async {
+        let watcher = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                stop.store(true, Ordering::SeqCst);
+            })
+        };
+        let report = apply::run(exec, &cluster, &plan, limits, &stop, &mut progress).await;
+        watcher.abort();
+        report
+    });
+    for (step, result) in plan.steps.iter().zip(&report.results) {
+        if *result == StepResult::NotRun {
+            store.record_step_not_run(run, record(step, &sql))?;
+        }
+    }
+    let done = report
+        .results
+        .iter()
+        .filter(|r| matches!(r, StepResult::Done(_)))
+        .count();
+    let failed = report.results.iter().find_map(|r| match r {
+        StepResult::Failed(e) => Some(e.clone()),
+        _ => None,
+    });
+    let (outcome, summary) = if report.succeeded() {
+        (Outcome::Succeeded, format!("{done} steps applied"))
+    } else if report.interrupted {
+        (
+            Outcome::Interrupted,
+            format!("interrupted after {done} of {} steps", plan.steps.len()),
+        )
+    } else {
+        (
+            Outcome::Failed,
+            format!("failed after {done} of {} steps", plan.steps.len()),
+        )
+    };
+    let mut error = failed.clone();
+    if !report.rolled_back.is_empty() {
+        let rb = report.rolled_back.join("; ");
+        error = Some(format!("{}; {rb}", error.unwrap_or_default()));
+    }
+    store.finish_run(run, outcome, error.as_deref(), &summary)?;
+    lock.release()?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Human => writeln!(
+            out,
+            "apply {}: {summary} (orch history {})",
+            outcome_name(outcome),
+            run.0
+        )?,
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::json!({"event": "finished", "run": run.0, "outcome": outcome_name(outcome), "summary": summary, "error": error})
+        )?,
+    }
+    Ok(if report.succeeded() { 0 } else { 1 })
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Running => "running",
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+/// Terraform's question: only `yes` proceeds; no terminal, no question, no apply.
+fn approve(out: &mut dyn Write) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "refusing to apply without approval: stdin is not a terminal; review the plan and pass --auto-approve (nothing was changed)"
+        );
+    }
+    write!(
+        out,
+        "Apply these steps to the live servers? Only 'yes' will be accepted: "
+    )?;
+    out.flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        bail!("apply cancelled (nothing was changed)");
+    }
+    Ok(())
+}
+
+/// A saved plan is applied only to the world it was made from: same files, same observed
+/// shape. Returns the fresh observation (and the files) the steps will run against.
+fn fresh_for_saved(args: &ApplyArgs, saved: &Plan) -> anyhow::Result<super::plan::Planned> {
+    let Some(topology) = saved.files.first() else {
+        bail!(
+            "{} names no topology file; save plans with orch plan FILE -o PLAN",
+            args.target.display()
+        );
+    };
+    for f in &saved.files {
+        let bytes = std::fs::read(&f.path)
+            .with_context(|| format!("stale plan: cannot read {}", f.path))?;
+        if crate::plan::sha256_hex(&bytes) != f.sha256 {
+            bail!(
+                "stale plan: {} changed since the plan was made; plan again (nothing was changed)",
+                f.path
+            );
+        }
+    }
+    let fresh = super::plan::make(Path::new(&topology.path), None, args.options, args.observe)?;
+    if fresh.plan.fingerprint != saved.fingerprint {
+        let changes = what_changed(&saved.before, &fresh.plan.before);
+        bail!(
+            "stale plan: the live topology changed since the plan was made ({}); plan again (nothing was changed)",
+            if changes.is_empty() {
+                "server identity, versions or GTID streams".to_string()
+            } else {
+                changes.join("; ")
+            }
+        );
+    }
+    Ok(fresh)
+}
+
+/// The servers whose placement differs between two observations.
+fn what_changed(before: &[Placement], now: &[Placement]) -> Vec<String> {
+    let show = |p: &Placement| {
+        format!(
+            "source {}, replication {}, read_only {}, {}",
+            p.source.as_deref().unwrap_or("none"),
+            p.replication,
+            p.read_only.map_or("?".into(), |r| r.to_string()),
+            if p.reachable {
+                "reachable"
+            } else {
+                "unreachable"
+            }
+        )
+    };
+    let mut out = Vec::new();
+    for p in now {
+        match before.iter().find(|b| b.host == p.host) {
+            Some(b) if b == p => {}
+            Some(b) => out.push(format!("{}: was {}, now {}", p.host, show(b), show(p))),
+            None => out.push(format!("{}: new ({})", p.host, show(p))),
+        }
+    }
+    for b in before {
+        if !now.iter().any(|p| p.host == b.host) {
+            out.push(format!("{}: gone", b.host));
+        }
+    }
+    out
+}
+
+fn record(step: &Step, sql: &dyn Fn(&Step) -> Vec<String>) -> StepRecord {
+    StepRecord {
+        number: u32::try_from(step.number).unwrap_or(u32::MAX),
+        host: step.host.clone(),
+        address: step.address.to_string(),
+        action: action_name(step),
+        description: step.action.describe(),
+        statements: sql(step),
+    }
+}
+
+/// The action's JSON name (`fence`, `change_source`, ...).
+fn action_name(step: &Step) -> String {
+    serde_json::to_value(&step.action)
+        .ok()
+        .and_then(|v| v["action"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Records each step in the state store, keeps the lock alive, prints progress.
+struct Recorder<'a> {
+    store: &'a Store,
+    run: RunId,
+    lock: &'a state::ClusterLock,
+    format: Format,
+    total: usize,
+    sql: &'a dyn Fn(&Step) -> Vec<String>,
+    /// Set when the lock was lost: no further step may run.
+    stop: Arc<AtomicBool>,
+}
+
+impl Progress for Recorder<'_> {
+    fn started(&mut self, step: &Step) {
+        let _ = self
+            .store
+            .record_step_started(self.run, record(step, self.sql));
+        if self.format == Format::Json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "step_started", "number": step.number, "host": step.host, "action": action_name(step)})
+            );
+        }
+    }
+
+    fn finished(&mut self, step: &Step, result: &StepResult, elapsed: Duration) {
+        let (r, error) = match result {
+            StepResult::Done(_) => (state::StepResult::Done, None),
+            StepResult::Failed(e) => (state::StepResult::Failed, Some(e.as_str())),
+            StepResult::NotRun => (state::StepResult::NotRun, None),
+        };
+        if let Err(e) = self.lock.heartbeat() {
+            eprintln!("stopping after this step: {e}");
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        let number = u32::try_from(step.number).unwrap_or(u32::MAX);
+        let _ = self.store.record_step_finished(self.run, number, r, error);
+        let ms = elapsed.as_millis();
+        match self.format {
+            Format::Human => match result {
+                StepResult::Done(_) => eprintln!(
+                    "step {}/{} {}: {} ... done ({ms} ms)",
+                    step.number,
+                    self.total,
+                    step.host,
+                    step.action.describe()
+                ),
+                StepResult::Failed(e) => eprintln!(
+                    "step {}/{} {}: {} ... FAILED ({ms} ms): {e}",
+                    step.number,
+                    self.total,
+                    step.host,
+                    step.action.describe()
+                ),
+                StepResult::NotRun => {}
+            },
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"event": if error.is_some() {"step_failed"} else {"step_finished"}, "number": step.number, "host": step.host, "ms": ms, "error": error})
+            ),
+        }
+    }
+
+    fn note(&mut self, message: &str) {
+        eprintln!("{message}");
+    }
+}
