@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Try orch on a real local replication topology: installs MariaDB if missing, builds orch,
 # starts a 3-instance sandbox in ${ORCH_TRY_DIR:-/tmp/orch-try}, validates its topology
-# file, shows the live topology, and plans a switchover to node2 (plan changes nothing). Stop it with: target/release/orch sandbox down /tmp/orch-try
+# file, shows the live topology, plans a switchover to node2, applies it and shows the result and its history. Stop it with: target/release/orch sandbox down /tmp/orch-try
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -19,6 +19,11 @@ sed -e '/node1:/s/ }$/, source: node2 }/' -e '/node2:/s/, source: node1//' -e 's
 echo
 echo "\$ orch plan $DIR/switchover.yaml"
 "$ORCH" plan "$DIR/switchover.yaml"
+echo
+echo "\$ orch apply $DIR/switchover.yaml --auto-approve"
+"$ORCH" apply "$DIR/switchover.yaml" --auto-approve --state "$DIR/state"
+"$ORCH" status "$DIR/switchover.yaml" || true
+"$ORCH" history --state "$DIR/state"
 echo
 echo "Try: $ORCH sandbox kill $DIR 2    # crash a replica, then: $ORCH sandbox status $DIR"
 echo "Done: $ORCH sandbox down $DIR"
