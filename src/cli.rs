@@ -96,7 +96,8 @@ pub enum CliCommand {
     /// Compare the file with the live servers and print the safe, ordered steps that
     /// would make them match, why each is needed, and what is blocked. Changes nothing.
     ///
-    /// Exit status: 0 success, 1 error; with --detailed-exitcode, 0 no changes, 2 changes.
+    /// Exit status: 0 success, 1 error; with --detailed-exitcode, 0 no changes, 2 changes,
+    /// 3 only blocked changes (nothing can run, but the file and the servers differ).
     Plan {
         /// Topology file.
         #[arg(value_name = "FILE")]

@@ -475,6 +475,17 @@ impl Builder<'_> {
     ) -> Option<(BlockCode, String)> {
         let cid = self.id(c);
         let live = self.m.live(c)?;
+        let observed_delay = live.link.as_ref().map_or(0, |l| l.delay);
+        let declared_delay = self.desired.hosts.get(c).map_or(0, |h| h.delay_secs);
+        if observed_delay > 0 || declared_delay > 0 {
+            return Some((
+                BlockCode::Delayed,
+                format!(
+                    "{cid} is a delayed replica (MASTER_DELAY {}s observed, delay {}s in the file): it is behind on purpose and never a switchover candidate",
+                    observed_delay, declared_delay
+                ),
+            ));
+        }
         if live.errant {
             return Some((
                 BlockCode::ErrantGtid,
@@ -693,6 +704,18 @@ impl Builder<'_> {
             return Some((
                 BlockCode::ReplicationError,
                 format!("{error}; orch never skips transactions: fix it, then plan again"),
+            ));
+        }
+        let delayed = |x: usize| {
+            self.m.link(x).is_some_and(|l| l.delay > 0)
+                || self.desired.hosts.get(x).is_some_and(|h| h.delay_secs > 0)
+        };
+        if delayed(t) && self.desired.hosts.get(i).is_none_or(|h| h.delay_secs == 0) {
+            return Some((
+                BlockCode::Delayed,
+                format!(
+                    "{tid} is a delayed replica: {id} under it would be as stale as {tid} on purpose is; declare a delay on {id} too if that is what you want"
+                ),
             ));
         }
         if li.errant {

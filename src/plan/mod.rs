@@ -187,6 +187,7 @@ block_codes! {
     CandidateNotReplicating = "candidate-not-replicating", "the switchover candidate is not replicating from the cluster";
     FailoverDrift = "failover-drift", "the file names a former primary; switching back needs --allow-switch-back";
     SourceBlocked = "source-blocked", "the new source itself could not be put in place";
+    Delayed = "delayed", "a delayed replica is never a switchover candidate, nor the source of a replica that is not declared delayed";
 }
 
 /// A change the plan will not make, and why.
@@ -254,12 +255,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `--detailed-exitcode`: 0 nothing to do, 2 steps to apply.
+    /// `--detailed-exitcode`: 0 nothing to do, 2 steps to apply, 3 no step can run but
+    /// changes the file asks for are blocked (drift CI must not read as "in sync").
     pub fn exit_code(&self, detailed: bool) -> u8 {
-        if detailed && !self.steps.is_empty() {
-            2
-        } else {
-            0
+        match (detailed, self.steps.is_empty(), self.blocked.is_empty()) {
+            (false, _, _) => 0,
+            (true, false, _) => 2,
+            (true, true, false) => 3,
+            (true, true, true) => 0,
         }
     }
 }

@@ -370,6 +370,15 @@ fn switchover_blocked_checks() {
             |s| s.break_sql(host_address(1), 1062, "Duplicate entry"),
             BlockCode::ReplicationError,
         ),
+        (
+            "delayed candidate (MASTER_DELAY observed)",
+            |s| {
+                s.update(host_address(1), |x| {
+                    x.replication.as_mut().expect("replica").sql_delay = 3600;
+                });
+            },
+            BlockCode::Delayed,
+        ),
     ];
     for (name, fault, code) in cases.iter().chain(SOURCE_FAULTS) {
         let p = plan_after(*fault, &d);
@@ -387,6 +396,31 @@ fn switchover_blocked_checks() {
             actions(&p)
         );
     }
+}
+
+/// A replica is never moved under a delayed one unless it is declared delayed too; a
+/// plan of only blocked changes exits 3 with --detailed-exitcode.
+#[test]
+fn delayed_source_blocks_a_move() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.update(host_address(1), |x| {
+        x.replication.as_mut().expect("replica").sql_delay = 3600;
+    });
+    let mut d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h1"))]);
+    d.hosts[1].delay_secs = 3600;
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert_eq!(
+        codes(&p),
+        [(BlockCode::Delayed, "h2".to_string())],
+        "{p:#?}"
+    );
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+    assert_eq!((p.exit_code(true), p.exit_code(false)), (3, 0));
+    // Declared delayed too: the move is planned.
+    d.hosts[2].delay_secs = 7200;
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert!(p.blocked.is_empty(), "{p:#?}");
+    assert_eq!(p.exit_code(true), 2);
 }
 
 #[test]

@@ -483,7 +483,7 @@ impl Store {
         };
         {
             let mut conn = db.conn();
-            configure(&conn).map_err(|e| db.err(e))?;
+            configure_retrying(&conn).map_err(|e| db.err(e))?;
             schema::migrate(&mut conn, schema::MIGRATIONS, &db.path)?;
         }
         Ok(Store {
@@ -495,6 +495,24 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.db.path
+    }
+}
+
+/// [`configure`], again while another process holds the lock it needs: switching a fresh
+/// file to WAL takes an exclusive lock and SQLite answers SQLITE_BUSY at once there, without
+/// its busy handler (seen when several orch processes open a new store together).
+fn configure_retrying(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match configure(conn) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -135,3 +135,27 @@ fn waits_on_a_former_primary_succeed() {
     );
     sb.down();
 }
+
+/// A replica with MASTER_DELAY is never a switchover candidate (its Seconds_Behind_Master
+/// can be small while it is an hour behind on purpose), and a plan of only blocked changes
+/// exits 3 with --detailed-exitcode.
+#[test]
+fn a_delayed_replica_is_never_a_candidate() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    for sql in [
+        "STOP SLAVE",
+        "CHANGE MASTER TO MASTER_DELAY=3600",
+        "START SLAVE",
+    ] {
+        sb.root(2, sql);
+    }
+    sb.root(1, "CREATE DATABASE t");
+    let file = write_topology(&sb, "switchover.yaml", &[Some(2), None, Some(2)]);
+    let (code, plan) = plan_json(&file, &[]);
+    assert_eq!(code, 3, "{plan}");
+    assert_eq!(plan["blocked"][0]["code"], "delayed", "{plan}");
+    assert_eq!(plan["blocked"][0]["host"], "node2");
+    assert!(steps(&plan).is_empty(), "{plan}");
+    assert_eq!(read_only(&sb, 1), "0", "nothing changed");
+    sb.down();
+}
