@@ -169,7 +169,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__apply)
-            opts="-h -V --auto-approve --detach-removed --allow-switch-back --format --state --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-h -V --auto-approve --detach-removed --allow-switch-back --allow-lost-replicas --format --state --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -561,7 +561,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__plan)
-            opts="-o -h -V --observed --out --show-sql --detailed-exitcode --detach-removed --allow-switch-back --format --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-o -h -V --observed --out --show-sql --detailed-exitcode --detach-removed --allow-switch-back --allow-lost-replicas --format --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -64,6 +64,7 @@ complete -c orch -n "__fish_orch_using_subcommand plan" -l show-sql -d 'Print ea
 complete -c orch -n "__fish_orch_using_subcommand plan" -l detailed-exitcode -d 'Exit 2 when the plan has steps, 0 when there is nothing to do'
 complete -c orch -n "__fish_orch_using_subcommand plan" -l detach-removed -d 'Stop and reset replication on servers replicating from the cluster that the file does not name (otherwise they are reported and left alone)'
 complete -c orch -n "__fish_orch_using_subcommand plan" -l allow-switch-back -d 'After a failover, make the file\'s primary the primary again (otherwise the plan reports the drift and leaves the live primary in place)'
+complete -c orch -n "__fish_orch_using_subcommand plan" -l allow-lost-replicas -d 'Go ahead with changes that leave replicas without a source that passes on transactions (otherwise such a change is blocked: lost-replica)'
 complete -c orch -n "__fish_orch_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand plan" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_using_subcommand apply" -l format -r -f -a "human\t'Text for people'
@@ -75,6 +76,7 @@ complete -c orch -n "__fish_orch_using_subcommand apply" -l concurrency -d 'Serv
 complete -c orch -n "__fish_orch_using_subcommand apply" -l auto-approve -d 'Do not ask for approval'
 complete -c orch -n "__fish_orch_using_subcommand apply" -l detach-removed -d 'As for `orch plan`'
 complete -c orch -n "__fish_orch_using_subcommand apply" -l allow-switch-back -d 'As for `orch plan`'
+complete -c orch -n "__fish_orch_using_subcommand apply" -l allow-lost-replicas -d 'As for `orch plan`'
 complete -c orch -n "__fish_orch_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_using_subcommand discover" -l seed -r

@@ -123,6 +123,10 @@ pub enum CliCommand {
         /// reports the drift and leaves the live primary in place).
         #[arg(long)]
         allow_switch_back: bool,
+        /// Go ahead with changes that leave replicas without a source that passes on
+        /// transactions (otherwise such a change is blocked: lost-replica).
+        #[arg(long)]
+        allow_lost_replicas: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
         #[command(flatten)]
@@ -147,6 +151,9 @@ pub enum CliCommand {
         /// As for `orch plan`.
         #[arg(long)]
         allow_switch_back: bool,
+        /// As for `orch plan`.
+        #[arg(long)]
+        allow_lost_replicas: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
         /// orch's state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else

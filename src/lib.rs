@@ -67,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             detailed_exitcode,
             detach_removed,
             allow_switch_back,
+            allow_lost_replicas,
             format,
             timeouts,
         } => cmd::plan::run(cmd::plan::PlanArgs {
@@ -78,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             options: plan::PlanOptions {
                 detach_removed,
                 allow_switch_back,
+                allow_lost_replicas,
             },
             format,
             observe: timeouts.options(),
@@ -87,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             auto_approve,
             detach_removed,
             allow_switch_back,
+            allow_lost_replicas,
             format,
             state,
             timeouts,
@@ -98,6 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             options: plan::PlanOptions {
                 detach_removed,
                 allow_switch_back,
+                allow_lost_replicas,
             },
             observe: timeouts.options(),
         }),

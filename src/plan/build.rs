@@ -323,6 +323,11 @@ impl Builder<'_> {
             self.exempt.insert(old);
             return false;
         }
+        if let Some(reason) = self.switchover_strands(old, c) {
+            self.block(BlockCode::LostReplica, c, change, reason);
+            self.exempt.insert(old);
+            return false;
+        }
         // A stopped link between the candidate and the old primary would keep it from
         // catching up: start it first (nothing else about it changes).
         let mut x = c;
@@ -464,6 +469,35 @@ impl Builder<'_> {
             ),
         );
         true
+    }
+
+    /// Replicas the file keeps under `old` that would stop getting transactions once `old`
+    /// is a replica without log_slave_updates; refused unless `--allow-lost-replicas`.
+    fn switchover_strands(&self, old: usize, c: usize) -> Option<String> {
+        let old_serves = self
+            .m
+            .live(old)
+            .is_some_and(|l| l.log_bin && l.log_replica_updates);
+        if old_serves || self.options.allow_lost_replicas {
+            return None;
+        }
+        let stranded: Vec<&str> = self
+            .m
+            .replicas_of(old)
+            .iter()
+            .copied()
+            .filter(|&r| r != c && !self.exempt.contains(&r) && self.m.live(r).is_some())
+            .filter(|&r| self.target.get(r).copied().flatten() == Some(old))
+            .map(|r| self.id(r))
+            .collect();
+        (!stranded.is_empty()).then(|| {
+            format!(
+                "{} would stay under {}, which as a replica without log_slave_updates passes on nothing: put them under {} in the file, or accept losing them with --allow-lost-replicas",
+                stranded.join(", "),
+                self.id(old),
+                self.id(c)
+            )
+        })
     }
 
     /// Why `c` cannot take over from `old`, if it cannot.

@@ -154,6 +154,8 @@ pub struct PlanOptions {
     pub detach_removed: bool,
     /// Make the file's primary the primary again after a failover moved it elsewhere.
     pub allow_switch_back: bool,
+    /// Go ahead with a change that leaves replicas lost (reported in the plan's summary).
+    pub allow_lost_replicas: bool,
 }
 
 macro_rules! block_codes {
@@ -187,6 +189,7 @@ block_codes! {
     CandidateNotReplicating = "candidate-not-replicating", "the switchover candidate is not replicating from the cluster";
     FailoverDrift = "failover-drift", "the file names a former primary; switching back needs --allow-switch-back";
     SourceBlocked = "source-blocked", "the new source itself could not be put in place";
+    LostReplica = "lost-replica", "the change would leave a replica without a source that passes on transactions (--allow-lost-replicas accepts it)";
     Delayed = "delayed", "a delayed replica is never a switchover candidate, nor the source of a replica that is not declared delayed";
 }
 

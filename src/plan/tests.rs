@@ -398,6 +398,31 @@ fn switchover_blocked_checks() {
     }
 }
 
+/// A switchover that would leave a replica under an old primary without log_slave_updates
+/// is blocked (lost-replica) unless --allow-lost-replicas, and then the loss is reported.
+#[test]
+fn switchover_stranding_a_replica_needs_allow_lost_replicas() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.update(host_address(0), |x| x.log_replica_updates = false);
+    // h2 stays under h0, the old primary.
+    let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h0"))]);
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert_eq!(
+        codes(&p),
+        [(BlockCode::LostReplica, "h1".to_string())],
+        "{p:#?}"
+    );
+    assert!(p.lost.is_empty() && p.steps.is_empty(), "{:?}", actions(&p));
+    let allow = PlanOptions {
+        allow_lost_replicas: true,
+        ..PlanOptions::default()
+    };
+    let p = plan_of(&sim, &d, allow);
+    assert!(p.blocked.is_empty(), "{p:#?}");
+    assert_eq!(p.lost.len(), 1, "{p:#?}");
+    assert_eq!(p.lost[0].host, "h2");
+}
+
 /// A replica is never moved under a delayed one unless it is declared delayed too; a
 /// plan of only blocked changes exits 3 with --detailed-exitcode.
 #[test]

@@ -206,7 +206,7 @@ fn errant_replica_is_blocked_on_real_servers() {
     let before = shape(&sb, 3);
     let file = write_topology(&sb, "errant.yaml", &[None, Some(1), Some(2)]);
     let (code, plan) = plan_json(&file, &[]);
-    assert_eq!(code, 0, "nothing to apply: {plan}");
+    assert_eq!(code, 3, "nothing can run, a change is blocked: {plan}");
     assert_eq!(plan["blocked"][0]["code"], "errant-gtid", "{plan}");
     assert_eq!(plan["blocked"][0]["host"], "node3");
     assert_eq!(shape(&sb, 3), before);
