@@ -215,8 +215,8 @@ fn describe(c: &Condition) -> String {
     }
 }
 
-/// After a failure inside a switchover that has fenced the old primary but not yet reset
-/// the candidate or repointed anything: the candidate replicates again, the old primary
+/// After a failure (the last step of `done`) inside a switchover that has fenced the old
+/// primary but not yet reset the candidate or repointed anything: the candidate replicates again, the old primary
 /// is writable again. Later failures are left as they are and reported (the candidate may
 /// already be the only server with the newest transactions).
 async fn roll_back<E: Executor>(
@@ -230,7 +230,8 @@ async fn roll_back<E: Executor>(
     else {
         return Vec::new();
     };
-    let after = &done[fence + 1..];
+    // The steps that completed after the fence (the last of `done` is the one that failed).
+    let after = done.get(fence + 1..done.len() - 1).unwrap_or(&[]);
     let safe = after.iter().all(|s| {
         matches!(
             s.action,
@@ -275,4 +276,168 @@ async fn roll_back<E: Executor>(
         said.push(msg);
     }
     said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::sim::{Simulator, host_address};
+    use crate::gtid::Flavor;
+    use crate::plan::tests::{desired, execute, observe};
+    use crate::plan::{Desired, PlanOptions};
+    use crate::spec::Policy;
+
+    /// The simulator, with step `fail` refused as a server would refuse it.
+    struct Failing {
+        sim: Arc<Simulator>,
+        fail: usize,
+    }
+
+    impl Executor for Failing {
+        async fn observe(&self, address: &Address) -> ServerState {
+            self.sim.observe(address).await
+        }
+        async fn execute(&self, step: &Step) -> Result<StepOutcome, StepError> {
+            if step.number == self.fail {
+                return Err(StepError::Server {
+                    code: 1290,
+                    message: "injected".into(),
+                    statement: "-".into(),
+                });
+            }
+            let r = self.sim.execute(step).await;
+            self.sim.tick();
+            r
+        }
+    }
+
+    struct Quiet;
+    impl Progress for Quiet {
+        fn started(&mut self, _: &Step) {}
+        fn finished(&mut self, _: &Step, _: &StepResult, _: Duration) {}
+        fn note(&mut self, _: &str) {}
+    }
+
+    fn writable(sim: &Simulator) -> Vec<Address> {
+        sim.addresses()
+            .into_iter()
+            .filter(|a| {
+                sim.server(a)
+                    .is_some_and(|s| !s.read_only && s.replication.is_none())
+            })
+            .collect()
+    }
+
+    fn cluster(d: &Desired) -> Cluster {
+        Cluster {
+            servers: d
+                .hosts
+                .iter()
+                .map(|h| (h.id.clone(), h.address.clone()))
+                .collect(),
+        }
+    }
+
+    /// Every step of a switchover and of a reshape, failed in turn: the run stops there,
+    /// never leaves two writable servers, a switchover failed before anything was
+    /// repointed has its old primary writable again, and planning again converges.
+    #[test]
+    fn a_failure_at_every_step_keeps_the_invariants_and_replanning_converges() {
+        let shapes: &[(&str, Desired)] = &[
+            (
+                "switchover",
+                desired(&[
+                    ("h0", Some("h1")),
+                    ("h1", None),
+                    ("h2", Some("h1")),
+                    ("h3", Some("h0")),
+                ]),
+            ),
+            (
+                "star to chain",
+                desired(&[
+                    ("h0", None),
+                    ("h1", Some("h0")),
+                    ("h2", Some("h1")),
+                    ("h3", Some("h2")),
+                ]),
+            ),
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let policy = Policy::default();
+        for (name, d) in shapes {
+            let base = Simulator::star(4, Flavor::Mariadb);
+            base.write(host_address(0), 10).unwrap();
+            base.tick();
+            let sim = Arc::new(base);
+            let plan =
+                crate::plan::plan(d, &observe(&sim, d), &policy, PlanOptions::default()).unwrap();
+            assert!(plan.steps.len() > 3, "{name}: {plan:#?}");
+            for fail in 1..=plan.steps.len() {
+                let sim = Arc::new(Simulator::star(4, Flavor::Mariadb));
+                sim.write(host_address(0), 10).unwrap();
+                sim.tick();
+                let exec = Arc::new(Failing {
+                    sim: sim.clone(),
+                    fail,
+                });
+                let limits = Limits {
+                    expect_timeout: Duration::from_millis(200),
+                };
+                let stop = AtomicBool::new(false);
+                let report = rt.block_on(run(exec, &cluster(d), &plan, limits, &stop, &mut Quiet));
+                let what = format!("{name}, step {fail} failing");
+                assert!(!report.succeeded(), "{what}");
+                assert!(
+                    matches!(report.results[fail - 1], StepResult::Failed(_)),
+                    "{what}: {:?}",
+                    report.results
+                );
+                assert!(
+                    report.results[fail..]
+                        .iter()
+                        .all(|r| *r == StepResult::NotRun),
+                    "{what}: nothing after the failure ran"
+                );
+                assert!(writable(&sim).len() <= 1, "{what}: {:?}", writable(&sim));
+                let fenced_at = plan
+                    .steps
+                    .iter()
+                    .position(|s| matches!(s.action, Action::Fence { kill_writers: true }));
+                let reset_at = plan
+                    .steps
+                    .iter()
+                    .position(|s| matches!(s.action, Action::ResetReplication));
+                if let (Some(f), Some(r)) = (fenced_at, reset_at)
+                    && fail - 1 > f
+                    && fail - 1 <= r
+                {
+                    assert_eq!(
+                        writable(&sim),
+                        vec![host_address(0)],
+                        "{what}: rolled back, the old primary takes writes again"
+                    );
+                }
+                // Planning again from wherever it stopped converges.
+                for _ in 0..3 {
+                    let again =
+                        crate::plan::plan(d, &observe(&sim, d), &policy, PlanOptions::default())
+                            .unwrap_or_else(|e| panic!("{what}: {e}\n{:#?}", observe(&sim, d)));
+                    if again.steps.is_empty() {
+                        break;
+                    }
+                    execute(&sim, &again);
+                }
+                let last = crate::plan::plan(d, &observe(&sim, d), &policy, PlanOptions::default())
+                    .unwrap();
+                assert!(
+                    last.steps.is_empty() && last.blocked.is_empty(),
+                    "{what}: converged: {last:#?}"
+                );
+            }
+        }
+    }
 }

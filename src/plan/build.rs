@@ -248,7 +248,7 @@ impl Builder<'_> {
         let mut switchover: Option<(usize, bool)> = None;
         if po != pd {
             let pd_replicates = self.m.source(pd).is_some();
-            if pd_replicates {
+            if pd_replicates || self.interrupted_switchover(po, pd) {
                 switchover = Some((pd, false));
             } else if self.options.allow_switch_back && self.m.live(pd).is_some() {
                 switchover = Some((pd, true));
@@ -379,32 +379,37 @@ impl Builder<'_> {
                 "switchover: stop writes on {oid}: read_only takes effect at once and an open transaction fails at COMMIT (error 1290); sessions that could still write (READ_ONLY ADMIN holders) are killed, rolling back what they had open"
             ),
         );
-        self.emit(
-            Phase::Switchover,
-            c,
-            Action::WaitForGtid {
-                until: oid.clone(),
-                until_address: self.m.nodes[old].address.clone(),
-                timeout_secs: self.policy.failover.promote.wait_relay_log.as_secs().max(1),
-            },
-            format!(
-                "{cid} must have executed every transaction {oid} wrote before it takes writes"
-            ),
-        );
-        self.emit(
-            Phase::Switchover,
-            c,
-            Action::StopReplication,
-            format!("{cid} stops replicating from the fenced {oid}"),
-        );
-        // Forget the old source now, so that the old primary replicating from the
-        // candidate never meets a candidate configured to replicate from it.
-        self.emit(
-            Phase::Switchover,
-            c,
-            Action::ResetReplication,
-            format!("{cid} forgets {oid} as its source (it stays read_only)"),
-        );
+        // Resuming a switchover that stopped after the candidate was reset: it already has
+        // everything the fenced old primary has, and no source to stop or forget.
+        let resuming = self.m.link(c).is_none() && !switch_back;
+        if !resuming {
+            self.emit(
+                Phase::Switchover,
+                c,
+                Action::WaitForGtid {
+                    until: oid.clone(),
+                    until_address: self.m.nodes[old].address.clone(),
+                    timeout_secs: self.policy.failover.promote.wait_relay_log.as_secs().max(1),
+                },
+                format!(
+                    "{cid} must have executed every transaction {oid} wrote before it takes writes"
+                ),
+            );
+            self.emit(
+                Phase::Switchover,
+                c,
+                Action::StopReplication,
+                format!("{cid} stops replicating from the fenced {oid}"),
+            );
+            // Forget the old source now, so that the old primary replicating from the
+            // candidate never meets a candidate configured to replicate from it.
+            self.emit(
+                Phase::Switchover,
+                c,
+                Action::ResetReplication,
+                format!("{cid} forgets {oid} as its source (it stays read_only)"),
+            );
+        }
         // The old primary's replicas that belong under the new one move now; if the old
         // primary cannot pass on what it replicates, all of them do.
         let old_serves = self
@@ -469,6 +474,16 @@ impl Builder<'_> {
             ),
         );
         true
+    }
+
+    /// A switchover apply left half done: the file's primary `pd` was reset (no source,
+    /// read_only) after catching up with the fenced live primary `po`, and nothing is
+    /// writable. Finishing it is safe: `pd` has everything `po` has.
+    fn interrupted_switchover(&self, po: usize, pd: usize) -> bool {
+        let (Some(lo), Some(ld)) = (self.m.live(po), self.m.live(pd)) else {
+            return false;
+        };
+        lo.read_only && ld.read_only && ld.link.is_none() && self.m.contains(pd, po)
     }
 
     /// Replicas the file keeps under `old` that would stop getting transactions once `old`

@@ -21,7 +21,7 @@ mod build;
 pub mod model;
 pub mod proof;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use serde::{Deserialize, Serialize};
 

@@ -211,10 +211,28 @@ impl Model {
             .copied()
             .filter(|&r| !model.replicas[r].is_empty())
             .collect();
+        // Several serving roots, none writable, the file's among them and ahead of all the
+        // others: a switchover stopped half-way (both fenced, some replicas already moved):
+        // the file's is the primary, and finishing the switchover loses nothing.
+        let interrupted = |p: usize| {
+            serving.contains(&p)
+                && roots.iter().all(|&r| {
+                    model.live(r).is_some_and(|l| l.read_only)
+                        && (r == p
+                            || model.live(r).is_some_and(|l| l.as_observed)
+                                && model
+                                    .live(p)
+                                    .zip(model.live(r))
+                                    .is_some_and(|(lp, lr)| match (&lp.position, &lr.position) {
+                                        (Some(a), Some(b)) => a.contains(b).unwrap_or(false),
+                                        _ => false,
+                                    }))
+                })
+        };
         model.primary = match (roots.as_slice(), serving.as_slice()) {
             ([only], _) | (_, [only]) => Some(*only),
             (_, []) => preferred.filter(|p| roots.contains(p)),
-            _ => None,
+            _ => preferred.filter(|&p| interrupted(p)),
         };
         if let Some(p) = model.primary {
             model.mark_errant(p);
@@ -294,8 +312,21 @@ impl Model {
         // Everything `u` has came through its ancestors: what is known of one of them
         // holds for `u`.
         let mut a = u;
+        let u_errant = self.live(u).is_none_or(|l| l.errant);
         for _ in 0..=self.nodes.len() {
             if a == x || self.known.get(&a).is_some_and(|k| k.contains(&x)) {
+                return true;
+            }
+            // An ancestor whose position no longer moves (fenced, not replicating) and that
+            // `x` already contains bounds what `u` can ever have (unless `u` has errant
+            // transactions of its own).
+            if a != u
+                && !u_errant
+                && let (Some(la), Some(lx)) = (self.live(a), self.live(x))
+                && la.as_observed
+                && let (Some(pa), Some(px)) = (&la.position, &lx.position)
+                && px.contains(pa).unwrap_or(false)
+            {
                 return true;
             }
             match self.source(a) {
