@@ -2,7 +2,8 @@
 # Figures that need real servers (criterion covers the pure ones: `cargo bench`):
 # sandbox start time for 3 and 5 instances, `orch status` wall time on a healthy 5-node
 # sandbox and with one frozen server, peak memory of `orch status`, and `orch plan` wall
-# time on the 5-node sandbox (a switchover plan: observe, plan, prove, render).
+# time on the 5-node sandbox (a switchover plan: observe, plan, prove, render), and a
+# switchover applied back and forth (wall time and write-block window).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -38,3 +39,27 @@ for rt in 3s 1s; do
   echo "status, one frozen server, --read-timeout $rt: $(ms "$s" "$e") ms"
 done
 "$O" sandbox thaw "$DIR/sb" 3 >/dev/null
+# Switchover apply, back and forth on the 5-node sandbox: wall time of `orch apply`, and the
+# write-block window as the history records it (the fence step's start to the promote
+# step's end: from then on the new primary takes writes). Median of 10.
+python3 - "$O" "$DIR" <<'PY'
+import json, statistics, subprocess, sys, time
+o, d = sys.argv[1], sys.argv[2]
+files = [f"{d}/sb/switchover.yaml", f"{d}/sb/topology.yaml"]
+walls, blocks = [], []
+for i in range(10):
+    f = files[i % 2]
+    s = time.monotonic()
+    out = subprocess.run([o, "apply", f, "--auto-approve", "--state", f"{d}/state", "--format", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    walls.append((time.monotonic() - s) * 1000)
+    run = json.loads(out.strip().splitlines()[-1])["run"]
+    detail = json.loads(subprocess.run([o, "history", str(run), "--state", f"{d}/state", "--format", "json"],
+                                       capture_output=True, text=True, check=True).stdout)["run"]
+    steps = detail["steps"]
+    fence = next(x for x in steps if x["action"] == "fence")
+    promote = next(x for x in steps if x["action"] == "promote")
+    blocks.append(promote["ended_at"] - fence["started_at"])
+print(f"apply switchover, 5-node sandbox: wall {statistics.median(walls):.0f} ms, "
+      f"write block (fence to promoted) {statistics.median(blocks):.0f} ms (medians of 10)")
+PY

@@ -8,19 +8,8 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::plan::{plan_json, steps, write_topology};
+use crate::plan::{plan_json, shape, steps, write_topology};
 use crate::sandbox::{Sandbox, eventually, first, orch};
-
-/// Who each server replicates from, and read_only.
-fn shape(sb: &Sandbox, n: usize) -> Vec<(String, String)> {
-    (1..=n)
-        .map(|i| {
-            let rows = sb.root(i, "SHOW SLAVE STATUS");
-            let ro = sb.root(i, "SELECT @@read_only AS ro");
-            (first(&rows, "Master_Host"), first(&ro, "ro"))
-        })
-        .collect()
-}
 
 fn state_dir(sb: &Sandbox) -> String {
     sb.dir.join("state").to_str().unwrap().to_string()
@@ -118,15 +107,7 @@ fn switchover_under_write_load() {
     ] {
         sb.root(1, sql);
     }
-    let address = sb.address(1);
-    let (ip, port) = address.split_once(':').unwrap();
-    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ip.to_string())
-        .tcp_port(port.parse().unwrap())
-        .prefer_socket(false)
-        .user(Some("app"))
-        .pass(Some("app-password"))
-        .into();
+    let opts = sb.tcp_opts(1, "app", "app-password");
     let done = Arc::new(AtomicBool::new(false));
     let writer = {
         let done = done.clone();

@@ -50,7 +50,7 @@ pub(crate) fn steps(plan: &serde_json::Value) -> Vec<String> {
 }
 
 /// Who each server replicates from, and read_only, as the servers say.
-fn shape(sb: &Sandbox, n: usize) -> Vec<(String, String)> {
+pub(crate) fn shape(sb: &Sandbox, n: usize) -> Vec<(String, String)> {
     (1..=n)
         .map(|i| {
             let rows = sb.root(i, "SHOW SLAVE STATUS");

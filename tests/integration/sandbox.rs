@@ -164,6 +164,20 @@ impl Sandbox {
         self.state().instances[index - 1].pid.unwrap()
     }
 
+    /// Connection options for `user` over TCP to instance `index`, as an application
+    /// connects (not through the socket, so the account's host part is `127.%`).
+    pub(crate) fn tcp_opts(&self, index: usize, user: &str, password: &str) -> mysql_async::Opts {
+        let address = self.address(index);
+        let (ip, port) = address.split_once(':').unwrap();
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(ip.to_string())
+            .tcp_port(port.parse().unwrap())
+            .prefer_socket(false)
+            .user(Some(user))
+            .pass(Some(password))
+            .into()
+    }
+
     pub(crate) fn root(&self, index: usize, sql: &str) -> Vec<mysql_async::Row> {
         query(root_opts(&self.socket(index)), sql)
             .unwrap_or_else(|e| panic!("node{index}: {sql}: {e}"))

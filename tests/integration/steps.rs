@@ -46,18 +46,7 @@ fn fence_stops_role_and_event_writers() {
     ] {
         sb.root(1, sql);
     }
-    let (ip, port) = {
-        let a = sb.address(1);
-        let (ip, port) = a.split_once(':').unwrap();
-        (ip.to_string(), port.parse::<u16>().unwrap())
-    };
-    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ip)
-        .tcp_port(port)
-        .prefer_socket(false)
-        .user(Some("u"))
-        .pass(Some("u-password"))
-        .into();
+    let opts = sb.tcp_opts(1, "u", "u-password");
     let rt = crate::sandbox::runtime();
     let mut writer = rt.block_on(mysql_async::Conn::new(opts)).unwrap();
     // The role's privilege is real: u writes despite read_only.
