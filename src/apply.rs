@@ -126,7 +126,7 @@ async fn run_step<E: Executor>(
     step: &Step,
     limits: Limits,
 ) -> Result<StepOutcome, String> {
-    let states = observe(exec, cluster).await;
+    let states = observe(exec, cluster, step, &step.requires).await;
     check(cluster, &states, step, &step.requires)
         .map_err(|why| format!("not run: a precondition does not hold: {why}"))?;
     let outcome = exec
@@ -135,7 +135,7 @@ async fn run_step<E: Executor>(
         .map_err(|e: StepError| e.to_string())?;
     let deadline = Instant::now() + limits.expect_timeout;
     loop {
-        let states = observe(exec, cluster).await;
+        let states = observe(exec, cluster, step, &step.expects).await;
         match check(cluster, &states, step, &step.expects) {
             Ok(()) => return Ok(outcome),
             Err(why) if Instant::now() >= deadline => {
@@ -146,8 +146,20 @@ async fn run_step<E: Executor>(
     }
 }
 
-async fn observe<E: Executor>(exec: &Arc<E>, cluster: &Cluster) -> Vec<ServerState> {
-    let addresses: Vec<Address> = cluster.servers.iter().map(|(_, a)| a.clone()).collect();
+/// A fresh observation of what `conditions` need: the step's server, and every server
+/// when one must be the only writable one. Each observation is a few milliseconds per
+/// server, and the switchover's write-block window is made of them.
+async fn observe<E: Executor>(
+    exec: &Arc<E>,
+    cluster: &Cluster,
+    step: &Step,
+    conditions: &[Condition],
+) -> Vec<ServerState> {
+    let addresses: Vec<Address> = if conditions.contains(&Condition::NoOtherWritable) {
+        cluster.servers.iter().map(|(_, a)| a.clone()).collect()
+    } else {
+        vec![step.address.clone()]
+    };
     observe_all(exec.clone(), &addresses, 32).await
 }
 
