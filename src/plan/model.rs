@@ -416,11 +416,33 @@ impl Model {
             && !purged.is_empty()
             && !pos.contains(purged).unwrap_or(false)
         {
+            let at = if pos.is_empty() {
+                "has no GTID position yet".to_string()
+            } else {
+                format!("is at {pos}")
+            };
+            // The primary may still have what the new source purged: catching up from it
+            // first (staying where it is until its position passes the purge) avoids a
+            // re-seed.
+            let primary_has_it = self
+                .primary
+                .filter(|&p| p != s)
+                .and_then(|p| self.live(p))
+                .and_then(|lp| lp.purged.as_ref())
+                .is_some_and(|pp| pos.contains(pp).unwrap_or(false));
+            let advice = if primary_has_it {
+                format!(
+                    "let {} catch up where it is (the primary still has those binary logs), then plan again; re-seed it only if that is not possible",
+                    rn.id
+                )
+            } else {
+                format!("re-seed {} from a backup", rn.id)
+            };
             return Err((
                 C::PurgedGtids,
                 format!(
-                    "{} has purged binary logs {} still needs ({} purged up to {purged}, {} is at {pos}): re-seed {} from a backup",
-                    sn.id, rn.id, sn.id, rn.id, rn.id
+                    "{} has purged binary logs {} still needs ({} purged up to {purged}; {} {at}): {advice}",
+                    sn.id, rn.id, sn.id, rn.id
                 ),
             ));
         }

@@ -528,6 +528,19 @@ fn source_checks_block_a_move() {
             codes(&p).contains(&(*code, "h2".to_string())),
             "{name}: {p:#?}"
         );
+        if *code == BlockCode::PurgedGtids {
+            // The primary still has what h1 purged: no re-seed needed, and no "is at )".
+            let why = &p
+                .blocked
+                .iter()
+                .find(|b| b.host == "h2")
+                .expect("blocked")
+                .reason;
+            assert!(
+                why.contains("catch up") && !why.contains("is at )"),
+                "{why}"
+            );
+        }
         assert!(
             p.steps.iter().all(|s| s.host != "h2"),
             "{name}: {:?}",
