@@ -25,6 +25,10 @@ struct Builder<'a> {
     lost: Vec<Lost>,
     /// Hosts the plan does not touch (unreachable, blocked, a former primary left alone).
     exempt: HashSet<usize>,
+    /// Servers sharing their identity (server_id, or server_uuid) with another: a source
+    /// refuses a replica with its own server_id (error 4052), and GTIDs of one cannot be
+    /// told from the other's. No change involves them.
+    duplicates: Vec<Option<String>>,
     /// The desired source of each declared host (model index), after substitutions.
     target: Vec<Option<usize>>,
     /// A step the model refused while planning: a planner bug, reported as a failed proof.
@@ -50,6 +54,7 @@ pub fn build(
         warnings: Vec::new(),
         lost: Vec::new(),
         exempt: HashSet::new(),
+        duplicates: duplicate_identities(observed),
         bug: None,
     };
     b.run();
@@ -476,6 +481,11 @@ impl Builder<'_> {
         true
     }
 
+    /// Why server `x` may not take part in any change, when it shares its identity.
+    fn duplicate(&self, x: usize) -> Option<String> {
+        self.duplicates.get(x).cloned().flatten()
+    }
+
     /// A switchover apply left half done: the file's primary `pd` was reset (no source,
     /// read_only) after catching up with the fenced live primary `po`, and nothing is
     /// writable. Finishing it is safe: `pd` has everything `po` has.
@@ -523,6 +533,11 @@ impl Builder<'_> {
         switch_back: bool,
     ) -> Option<(BlockCode, String)> {
         let cid = self.id(c);
+        for x in [c, old] {
+            if let Some(why) = self.duplicate(x) {
+                return Some((BlockCode::DuplicateIdentity, why));
+            }
+        }
         let live = self.m.live(c)?;
         let observed_delay = live.link.as_ref().map_or(0, |l| l.delay);
         let declared_delay = self.desired.hosts.get(c).map_or(0, |h| h.delay_secs);
@@ -676,7 +691,14 @@ impl Builder<'_> {
             match &l.state {
                 LinkState::Running => {}
                 LinkState::Stopped => {
-                    if let Err((code, why)) = self.m.can_serve(t, i) {
+                    if let Some(why) = self.duplicate(i).or_else(|| self.duplicate(t)) {
+                        self.block(
+                            BlockCode::DuplicateIdentity,
+                            i,
+                            format!("start replication from {tid}"),
+                            why,
+                        );
+                    } else if let Err((code, why)) = self.m.can_serve(t, i) {
                         self.block(code, i, format!("start replication from {tid}"), why);
                     } else {
                         self.emit(
@@ -734,6 +756,11 @@ impl Builder<'_> {
     /// Why replica `i` cannot be put under `t` now, if it cannot.
     fn move_problem(&self, i: usize, t: usize, phase: Phase) -> Option<(BlockCode, String)> {
         let (id, tid) = (self.id(i), self.id(t));
+        for x in [i, t] {
+            if let Some(why) = self.duplicate(x) {
+                return Some((BlockCode::DuplicateIdentity, why));
+            }
+        }
         let li = self.m.live(i)?;
         let Some(lt) = self.m.live(t) else {
             return Some((
@@ -981,4 +1008,42 @@ fn position_choice(flavor: Flavor, own_writes: bool) -> GtidPosition {
         (Flavor::Mariadb, true) => GtidPosition::CurrentPos,
         (Flavor::Mariadb, false) => GtidPosition::SlavePos,
     }
+}
+
+/// For each observed server (desired hosts, then undeclared), why it shares its identity
+/// with another, if it does: the same `server_id`, or the same `server_uuid` (MySQL).
+fn duplicate_identities(observed: &Observed) -> Vec<Option<String>> {
+    use std::collections::HashMap;
+    let servers: Vec<_> = observed.hosts.iter().chain(&observed.undeclared).collect();
+    let mut by_id: HashMap<u32, Vec<usize>> = HashMap::new();
+    let mut by_uuid: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, s) in servers.iter().enumerate() {
+        if let Some(inf) = s.info() {
+            by_id.entry(inf.server_id).or_default().push(i);
+            if let Some(u) = inf.server_uuid.as_deref() {
+                by_uuid.entry(u).or_default().push(i);
+            }
+        }
+    }
+    let mut out: Vec<Option<String>> = vec![None; servers.len()];
+    let groups = by_id
+        .iter()
+        .map(|(id, v)| (format!("server_id {id}"), v))
+        .chain(by_uuid.iter().map(|(u, v)| (format!("server_uuid {u}"), v)));
+    for (what, members) in groups {
+        if members.len() < 2 {
+            continue;
+        }
+        let addresses: Vec<String> = members
+            .iter()
+            .map(|&m| servers[m].address.to_string())
+            .collect();
+        for &m in members {
+            out[m] = Some(format!(
+                "{} report the same {what}: a source refuses a replica with its own server_id (error 4052) and their GTIDs cannot be told apart; give each server its own identity, then plan again",
+                addresses.join(" and ")
+            ));
+        }
+    }
+    out
 }

@@ -189,6 +189,7 @@ block_codes! {
     CandidateNotReplicating = "candidate-not-replicating", "the switchover candidate is not replicating from the cluster";
     FailoverDrift = "failover-drift", "the file names a former primary; switching back needs --allow-switch-back";
     SourceBlocked = "source-blocked", "the new source itself could not be put in place";
+    DuplicateIdentity = "duplicate-identity", "two servers report the same server_id (or server_uuid): no change involves either";
     LostReplica = "lost-replica", "the change would leave a replica without a source that passes on transactions (--allow-lost-replicas accepts it)";
     Delayed = "delayed", "a delayed replica is never a switchover candidate, nor the source of a replica that is not declared delayed";
 }

@@ -423,6 +423,31 @@ fn switchover_stranding_a_replica_needs_allow_lost_replicas() {
     assert_eq!(p.lost[0].host, "h2");
 }
 
+/// Two servers with one server_id: no change involves either (the source would refuse the
+/// replica with 4052 and the plans would alternate forever).
+#[test]
+fn duplicate_identity_blocks_every_change_involving_it() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    let id1 = sim.server(host_address(1)).expect("h1").server_id;
+    sim.update(host_address(2), |x| x.server_id = id1);
+    let chain = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h1"))]);
+    let p = plan_of(&sim, &chain, PlanOptions::default());
+    assert_eq!(
+        codes(&p),
+        [(BlockCode::DuplicateIdentity, "h2".to_string())],
+        "{p:#?}"
+    );
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+    let switchover = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
+    let p = plan_of(&sim, &switchover, PlanOptions::default());
+    assert_eq!(
+        codes(&p).first(),
+        Some(&(BlockCode::DuplicateIdentity, "h1".to_string())),
+        "{p:#?}"
+    );
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+}
+
 /// A replica is never moved under a delayed one unless it is declared delayed too; a
 /// plan of only blocked changes exits 3 with --detailed-exitcode.
 #[test]

@@ -148,3 +148,19 @@ fn a_delayed_replica_is_never_a_candidate() {
     assert_eq!(read_only(&sb, 1), "0", "nothing changed");
     sb.down();
 }
+
+/// Two servers with one server_id: status reports it and plan refuses any change involving
+/// them (the source would refuse the replica with 4052 and leave it Connecting).
+#[test]
+fn a_duplicate_server_id_blocks_the_move() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let id2 = first(&sb.root(2, "SELECT @@server_id AS i"), "i");
+    sb.root(3, &format!("SET GLOBAL server_id = {id2}"));
+    let file = write_topology(&sb, "chain.yaml", &[None, Some(1), Some(2)]);
+    let (code, plan) = plan_json(&file, &[]);
+    assert_eq!(code, 3, "{plan}");
+    assert_eq!(plan["blocked"][0]["code"], "duplicate-identity", "{plan}");
+    assert_eq!(plan["blocked"][0]["host"], "node3");
+    assert!(steps(&plan).is_empty(), "{plan}");
+    sb.down();
+}
