@@ -49,6 +49,21 @@ pub struct Address {
 }
 
 impl Address {
+    /// The server this address reaches, for telling duplicates apart: host names in lower
+    /// case, IP addresses in canonical form, and IPv4-mapped IPv6 (`[::ffff:10.0.0.5]`) as
+    /// the IPv4 address it is. Two addresses with one key are one server.
+    pub fn key(&self) -> (String, u16) {
+        let host = match self.host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => v6.to_string(),
+            },
+            Ok(ip) => ip.to_string(),
+            Err(_) => self.host.to_ascii_lowercase(),
+        };
+        (host, self.port)
+    }
+
     /// Parses `host:port`; the error says what is wrong in words a person can act on.
     pub fn parse(text: &str) -> Result<Address, String> {
         let text = text.trim();

@@ -124,7 +124,7 @@ pub fn cluster(t: &Topology, policy: Option<&Policy>) -> Vec<Diagnostic> {
     let mut seen: HashMap<_, &str> = HashMap::new();
     for host in &t.hosts {
         if let Some(address) = &host.address {
-            if let Some(first) = seen.get(&address.value) {
+            if let Some(first) = seen.get(&address.value.key()) {
                 out.push(
                     at(
                         Code::DuplicateAddress,
@@ -135,7 +135,7 @@ pub fn cluster(t: &Topology, policy: Option<&Policy>) -> Vec<Diagnostic> {
                     .hint("each host is one server; fix the address or remove the duplicate host"),
                 );
             } else {
-                seen.insert(address.value.clone(), &host.id);
+                seen.insert(address.value.key(), &host.id);
             }
         }
     }
@@ -245,7 +245,7 @@ fn check_candidates(
 pub fn across_files(topologies: &[&Topology]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut clusters: HashMap<&str, &Topology> = HashMap::new();
-    let mut addresses: HashMap<&crate::topology::Address, (&Topology, &str)> = HashMap::new();
+    let mut addresses: HashMap<(String, u16), (&Topology, &str)> = HashMap::new();
     for t in topologies {
         if !t.cluster.is_empty() {
             match clusters.get(t.cluster.as_str()) {
@@ -270,7 +270,7 @@ pub fn across_files(topologies: &[&Topology]) -> Vec<Diagnostic> {
         }
         for h in &t.hosts {
             let Some(a) = &h.address else { continue };
-            match addresses.get(&a.value) {
+            match addresses.get(&a.value.key()) {
                 Some((first, id)) if first.file != t.file => out.push(
                     Diagnostic::new(
                         Code::DuplicateAddress,
@@ -287,7 +287,7 @@ pub fn across_files(topologies: &[&Topology]) -> Vec<Diagnostic> {
                     .hint("a server belongs to one cluster"),
                 ),
                 _ => {
-                    addresses.insert(&a.value, (t, &h.id));
+                    addresses.insert(a.value.key(), (t, &h.id));
                 }
             }
         }

@@ -76,6 +76,11 @@ fn semantic_rules_table() {
             "  a: { address: \"a:1\" }\n  b: { address: \"A:1\", source: a }\n",
             &["5:17 E305 hosts.b.address", "4:3 W405 a"],
         ),
+        // Duplicate address: one IPv4 server spelled as IPv4-mapped IPv6.
+        (
+            "  a: { address: \"127.0.0.5:3306\" }\n  b: { address: \"[::ffff:127.0.0.5]:3306\", source: a }\n",
+            &["5:17 E305 hosts.b.address", "4:3 W405 a"],
+        ),
         // Nobody promotable.
         (
             "  a: { address: \"a:1\" }\n  b: { address: \"b:1\", source: a, promotion: must_not }\n",
