@@ -200,10 +200,20 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                 );
             }
         } else if let Some(inf) = info[p] {
-            if inf.read_only {
+            // The live primary: the one server without a source that others replicate
+            // from; the file's when that is not one server (a failover may have moved it).
+            let serving: Vec<usize> = (0..ids.len())
+                .filter(|&i| info[i].is_some_and(|x| x.replication.is_none()))
+                .filter(|&i| (0..ids.len()).any(|j| source_of(j) == Some(i)))
+                .collect();
+            let live = match serving.as_slice() {
+                [only] => *only,
+                _ => p,
+            };
+            if info[live].is_some_and(|x| x.read_only) {
                 push(
                     ProblemCode::ReadOnlyPrimary,
-                    ids[p],
+                    ids[live],
                     "the primary is read_only: writes fail".into(),
                 );
             }
@@ -538,6 +548,22 @@ mod tests {
                 "read-only primary",
                 |s| s.set_read_only(host_address(0), true),
                 &[(ReadOnlyPrimary, "h0")],
+            ),
+            (
+                "after a failover the live primary, not the file's, is read-only",
+                |s| {
+                    s.stop_replication(host_address(1));
+                    s.reset_replication(host_address(1));
+                    s.stop_replication(host_address(2));
+                    s.change_source(host_address(2), host_address(1));
+                    s.start_replication(host_address(2));
+                    s.set_read_only(host_address(0), true);
+                },
+                &[
+                    (ReadOnlyPrimary, "h1"),
+                    (NotReplicating, "h1"),
+                    (WrongSource, "h2"),
+                ],
             ),
             (
                 "lagging replica",
