@@ -141,7 +141,7 @@ async fn run_step<E: Executor>(
             Err(why) if Instant::now() >= deadline => {
                 return Err(format!("ran, but after {:?} {why}", limits.expect_timeout));
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
 }

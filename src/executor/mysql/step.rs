@@ -207,7 +207,7 @@ impl Op {
             } => match flavor {
                 Flavor::Mariadb => vec![
                     format!("-- on {until}: SELECT @@gtid_binlog_pos, @@gtid_slave_pos  -> <position> (per domain the later)"),
-                    format!("-- every 10ms for at most {timeout_secs}s until its own position contains <position>: SELECT @@gtid_binlog_pos, @@gtid_slave_pos"),
+                    format!("-- every 5ms for at most {timeout_secs}s until its own position contains <position>: SELECT @@gtid_binlog_pos, @@gtid_slave_pos"),
                     format!("-- on {until} again: the position must not have moved (the fence held)"),
                 ],
                 Flavor::Mysql => vec![
@@ -400,7 +400,7 @@ impl MysqlExecutor {
                                 "{host} reached {now} but not {until}'s {target} within {timeout_secs}s"
                             )));
                         }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                     },
                     Flavor::Mysql => {
                         let sql = format!(
