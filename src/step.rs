@@ -126,7 +126,7 @@ impl Action {
                 format!("change source to {source} (GTID {pos}{delay})")
             }
             Action::StartReplication => "start replication".into(),
-            Action::Promote => "promote: reset replication, read_only=OFF".into(),
+            Action::Promote => "promote: read_only=OFF".into(),
             Action::ResetReplication => "reset replication (forget its source)".into(),
         }
     }

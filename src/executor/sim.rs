@@ -1505,12 +1505,11 @@ impl Simulator {
                 });
             }
             Action::Promote => {
-                if !stopped {
+                if server.replication.is_some() {
                     return Err(StepError::Precondition(format!(
-                        "{address}: replication must be stopped to promote"
+                        "{address}: its replication must be reset before it is promoted"
                     )));
                 }
-                self.reset_replication(address);
                 self.set_read_only(address, false);
             }
             Action::ResetReplication => {

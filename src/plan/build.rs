@@ -143,8 +143,8 @@ fn conditions(m: &Model, i: usize, action: &Action) -> (Vec<Condition>, Vec<Cond
             vec![C::ReplicatingFrom { source: source() }],
         ),
         Action::Promote => (
-            vec![C::Reachable, C::ReplicationStopped, C::NoOtherWritable],
-            vec![C::NotReplica, C::ReadOnly { on: false }],
+            vec![C::Reachable, C::NotReplica, C::NoOtherWritable],
+            vec![C::ReadOnly { on: false }],
         ),
         Action::ResetReplication => (
             vec![C::Reachable, C::ReplicationStopped],

@@ -487,11 +487,8 @@ impl Model {
             }
             Action::Unfence | Action::Promote => {
                 let link = self.link(i).map(|l| l.state.clone());
-                if matches!(action, Action::Promote) {
-                    if link == Some(LinkState::Running) {
-                        return Err(format!("{id} must stop replicating before it is promoted"));
-                    }
-                    self.set_link(i, None);
+                if matches!(action, Action::Promote) && link.is_some() {
+                    return Err(format!("{id} must forget its source before it is promoted"));
                 } else if link.is_some() {
                     return Err(format!(
                         "{id} is a replica: only the primary is made writable"

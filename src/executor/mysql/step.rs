@@ -179,11 +179,7 @@ pub fn script(flavor: Flavor, step: &Step, replication_user: &str, d: Detection)
                 ))]
             }
         }
-        Action::Promote => {
-            let mut v = vec![sql(reset)];
-            v.extend(read_only(false));
-            v
-        }
+        Action::Promote => read_only(false),
         Action::ResetReplication => vec![sql(reset)],
     }
 }
@@ -525,7 +521,7 @@ mod tests {
             (
                 Flavor::Mariadb,
                 Action::Promote,
-                &["RESET SLAVE ALL", "SET GLOBAL read_only = OFF"],
+                &["SET GLOBAL read_only = OFF"],
             ),
             (
                 Flavor::Mysql,
