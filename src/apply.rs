@@ -155,11 +155,19 @@ async fn observe<E: Executor>(
     step: &Step,
     conditions: &[Condition],
 ) -> Vec<ServerState> {
-    let addresses: Vec<Address> = if conditions.contains(&Condition::NoOtherWritable) {
+    let mut addresses: Vec<Address> = if conditions.contains(&Condition::NoOtherWritable) {
         cluster.servers.iter().map(|(_, a)| a.clone()).collect()
     } else {
         vec![step.address.clone()]
     };
+    for c in conditions {
+        if let Some(host) = c.other_host()
+            && let Some(a) = cluster.address(host)
+            && !addresses.contains(a)
+        {
+            addresses.push(a.clone());
+        }
+    }
     observe_all(exec.clone(), &addresses, 32).await
 }
 
@@ -175,6 +183,12 @@ fn check(
         .iter()
         .find(|s| s.address == step.address)
         .ok_or_else(|| format!("{host} was not observed"))?;
+    let other = |name: &str| {
+        cluster
+            .address(name)
+            .and_then(|a| states.iter().find(|s| &s.address == a))
+            .and_then(|s| s.info())
+    };
     let is = |source: &str, r: &crate::observe::Replication| {
         cluster
             .address(source)
@@ -196,12 +210,47 @@ fn check(
                 r.is_some_and(|r| is(source, r) && r.io == IoState::Running && r.sql_running)
             }
             Condition::NotReplica => r.is_none(),
-            // The wait step itself proves it (and fails when it cannot).
-            Condition::Contains { .. } => true,
+            Condition::Contains { host: them } => {
+                let theirs = other(them).and_then(|i| i.gtid.executed());
+                match (info.gtid.executed(), theirs) {
+                    (Some(mine), Some(theirs)) if mine.contains(&theirs).unwrap_or(false) => true,
+                    (Some(mine), Some(theirs)) => {
+                        return Err(format!(
+                            "{host} (at {mine}) lacks transactions {them} executed (at {theirs}): nothing more is changed; find where they came from before any server takes writes"
+                        ));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "cannot compare the GTIDs {host} and {them} executed (unreachable or unreadable)"
+                        ));
+                    }
+                }
+            }
             Condition::NoOtherWritable => states
                 .iter()
                 .filter(|s| s.address != step.address)
                 .all(|s| s.info().is_none_or(|i| i.read_only)),
+            Condition::LagAtMost {
+                host: them,
+                seconds,
+            } => {
+                let lag = other(them)
+                    .and_then(|i| i.replication.as_ref())
+                    .and_then(|r| r.seconds_behind);
+                match lag {
+                    Some(l) if l <= *seconds => true,
+                    Some(l) => {
+                        return Err(format!(
+                            "{them} is {l}s behind (policy max_lag {seconds}s): nothing was fenced; let it catch up and apply again"
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "{them}'s lag is unknown (not replicating, or unreachable): nothing was fenced"
+                        ));
+                    }
+                }
+            }
         };
         if !ok {
             return Err(format!("{host}: {}", describe(c)));
@@ -224,6 +273,7 @@ fn describe(c: &Condition) -> String {
         Condition::NotReplica => "still has a source configured".into(),
         Condition::Contains { host } => format!("lacks transactions of {host}"),
         Condition::NoOtherWritable => "another server of the cluster is writable".into(),
+        Condition::LagAtMost { host, seconds } => format!("{host} lags more than {seconds}s"),
     }
 }
 
@@ -321,6 +371,75 @@ mod tests {
             self.sim.tick();
             r
         }
+    }
+
+    /// The simulator, with a writer that survived the fence: it commits on the old primary
+    /// (h0) right after step `at` ran.
+    struct Sneaky {
+        sim: Arc<Simulator>,
+        at: usize,
+    }
+
+    impl Executor for Sneaky {
+        async fn observe(&self, address: &Address) -> ServerState {
+            self.sim.observe(address).await
+        }
+        async fn execute(&self, step: &Step) -> Result<StepOutcome, StepError> {
+            let r = self.sim.execute(step).await;
+            if step.number == self.at {
+                self.sim.write(host_address(0), 1).unwrap();
+            }
+            self.sim.tick();
+            r
+        }
+    }
+
+    /// A write that lands on the fenced old primary after everything else moved (a session
+    /// that could still write, reconnected): the promote step refuses, nothing is writable,
+    /// and the error names the old primary.
+    #[test]
+    fn a_write_on_the_fenced_primary_stops_the_switchover_before_the_promotion() {
+        let d = desired(&[("h0", Some("h1")), ("h1", None), ("h2", Some("h1"))]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+        sim.write(host_address(0), 10).unwrap();
+        sim.tick();
+        let plan = crate::plan::plan(
+            &d,
+            &observe(&sim, &d),
+            &Policy::default(),
+            PlanOptions::default(),
+        )
+        .unwrap();
+        let promote = plan
+            .steps
+            .iter()
+            .position(|s| matches!(s.action, Action::Promote))
+            .expect("a promote step");
+        // Right before the promotion: the old primary already replicates from the
+        // candidate (a write before that breaks its replication, a failure too).
+        let at = plan.steps[promote - 1].number;
+        let exec = Arc::new(Sneaky {
+            sim: sim.clone(),
+            at,
+        });
+        let stop = AtomicBool::new(false);
+        let report = rt.block_on(run(
+            exec,
+            &cluster(&d),
+            &plan,
+            Limits::default(),
+            &stop,
+            &mut Quiet,
+        ));
+        let StepResult::Failed(why) = &report.results[promote] else {
+            panic!("the promotion must fail: {:?}", report.results);
+        };
+        assert!(why.contains("lacks transactions h0 executed"), "{why}");
+        assert!(writable(&sim).is_empty(), "{:?}", writable(&sim));
     }
 
     struct Quiet;

@@ -1132,6 +1132,25 @@ impl MariadbGtidPos {
         MariadbGtidPos { gtids }
     }
 
+    /// What a MariaDB server has executed: per domain, the later of what it binlogged
+    /// (`gtid_binlog_pos`: its own writes, and what it replicated with log_slave_updates)
+    /// and what it replicated (`gtid_slave_pos`). `gtid_current_pos` is not it: a former
+    /// primary repointed with `current_pos` holds its own writes only in its binlog.
+    pub fn executed(binlog_pos: &str, slave_pos: &str) -> Result<MariadbGtidPos, String> {
+        let mut pos: MariadbGtidPos = binlog_pos
+            .parse()
+            .map_err(|e| format!("gtid_binlog_pos {binlog_pos:?}: {e}"))?;
+        let slave: MariadbGtidPos = slave_pos
+            .parse()
+            .map_err(|e| format!("gtid_slave_pos {slave_pos:?}: {e}"))?;
+        for g in slave.iter() {
+            if pos.get(g.domain_id).is_none_or(|b| b.seq_no < g.seq_no) {
+                pos.insert(*g);
+            }
+        }
+        Ok(pos)
+    }
+
     /// Estimated number of transactions `self` has beyond `other`: the sum over domains of
     /// the `seq_no` difference where `self` is ahead (a domain `other` lacks counts from 0;
     /// an equal `seq_no` from another server counts 1). An estimate: seq_no gaps (a manual

@@ -157,6 +157,22 @@ pub enum Condition {
     },
     /// No other server of the cluster is writable.
     NoOtherWritable,
+    /// `host` replicates with a known lag of at most `seconds` (a switchover's candidate,
+    /// checked right before the old primary is fenced).
+    LagAtMost {
+        host: String,
+        seconds: u64,
+    },
+}
+
+impl Condition {
+    /// The other server a condition is about, which must be observed with the step's.
+    pub fn other_host(&self) -> Option<&str> {
+        match self {
+            Condition::Contains { host } | Condition::LagAtMost { host, .. } => Some(host),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

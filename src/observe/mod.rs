@@ -138,6 +138,21 @@ impl Gtids {
         }
     }
 
+    /// What the server has executed (MariaDB: per domain the later of `gtid_binlog_pos`
+    /// and `gtid_slave_pos`; MySQL: `gtid_executed`); None when the text does not parse.
+    pub fn executed(&self) -> Option<GtidSet> {
+        match self {
+            Gtids::Mariadb {
+                binlog_pos,
+                slave_pos,
+                ..
+            } => crate::gtid::MariadbGtidPos::executed(binlog_pos, slave_pos)
+                .ok()
+                .map(GtidSet::Mariadb),
+            Gtids::Mysql { executed, .. } => GtidSet::parse(Flavor::Mysql, executed).ok(),
+        }
+    }
+
     /// The transactions the server can no longer send a replica from its binary logs
     /// (MariaDB: the state at the start of its oldest binlog; MySQL: `gtid_purged`); None
     /// when the text does not parse.

@@ -384,6 +384,16 @@ impl Builder<'_> {
                 "switchover: stop writes on {oid}: read_only takes effect at once and an open transaction fails at COMMIT (error 1290); sessions that could still write (READ_ONLY ADMIN holders) are killed, rolling back what they had open"
             ),
         );
+        // Lag is not part of the plan's fingerprint: the candidate's is checked again right
+        // before the fence, so a candidate that fell behind since planning is not waited
+        // for with writes blocked.
+        if !switch_back && self.m.link(c).is_some() {
+            let fence = self.steps.last_mut().expect("just emitted");
+            fence.requires.push(Condition::LagAtMost {
+                host: cid.clone(),
+                seconds: self.policy.failover.promote.max_lag.as_secs(),
+            });
+        }
         // Resuming a switchover that stopped after the candidate was reset: it already has
         // everything the fenced old primary has, and no source to stop or forget.
         let resuming = self.m.link(c).is_none() && !switch_back;
@@ -478,6 +488,12 @@ impl Builder<'_> {
                 "{cid} is the new primary; it is made writable last, when nothing else can write"
             ),
         );
+        // The fence must have held until now: nothing the candidate lacks appeared on the
+        // old primary (a session or event that could still write), or nothing is promoted.
+        let promote = self.steps.last_mut().expect("just emitted");
+        promote
+            .requires
+            .push(Condition::Contains { host: oid.clone() });
         true
     }
 

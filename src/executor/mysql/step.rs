@@ -244,23 +244,6 @@ fn failed(host: &str, statement: &str, e: mysql_async::Error) -> StepError {
     }
 }
 
-/// The executed position of a MariaDB server: per domain, the later of what it binlogged
-/// and what it replicated.
-fn mariadb_executed(binlog_pos: &str, slave_pos: &str) -> Result<MariadbGtidPos, String> {
-    let mut pos: MariadbGtidPos = binlog_pos
-        .parse()
-        .map_err(|e| format!("gtid_binlog_pos {binlog_pos:?}: {e}"))?;
-    let slave: MariadbGtidPos = slave_pos
-        .parse()
-        .map_err(|e| format!("gtid_slave_pos {slave_pos:?}: {e}"))?;
-    for g in slave.iter() {
-        if pos.get(g.domain_id).is_none_or(|b| b.seq_no < g.seq_no) {
-            pos.insert(*g);
-        }
-    }
-    Ok(pos)
-}
-
 impl MysqlExecutor {
     /// Runs `step`'s script over one connection to its server.
     pub(super) async fn run_step(&self, step: &Step) -> Result<StepOutcome, StepError> {
@@ -447,7 +430,7 @@ impl MysqlExecutor {
                     .bounded(host, sql, conn.query_first(sql))
                     .await?
                     .unwrap_or_default();
-                mariadb_executed(&b, &s)
+                MariadbGtidPos::executed(&b, &s)
                     .map(GtidSet::Mariadb)
                     .map_err(unreadable)
             }
@@ -599,11 +582,11 @@ mod tests {
         ];
         for (binlog, slave, want) in cases {
             assert_eq!(
-                mariadb_executed(binlog, slave).unwrap().to_string(),
+                MariadbGtidPos::executed(binlog, slave).unwrap().to_string(),
                 want,
                 "{binlog} / {slave}"
             );
         }
-        assert!(mariadb_executed("0-1-x", "").is_err());
+        assert!(MariadbGtidPos::executed("0-1-x", "").is_err());
     }
 }
