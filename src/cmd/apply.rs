@@ -43,21 +43,20 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot read {}", args.target.display()))?;
     let saved: Option<Plan> = serde_json::from_str::<Plan>(&text).ok();
     let mut out = std::io::stdout().lock();
-    let (planned, plan) = match saved {
+    let plan = match saved {
         Some(saved) => {
-            let planned = fresh_for_saved(&args, &saved)?;
-            (planned, saved)
+            unchanged_files(&args, &saved)?;
+            saved
         }
         None => {
-            let planned = super::plan::make(&args.target, None, args.options, args.observe)?;
-            let plan = planned.plan.clone();
+            let plan = super::plan::make(&args.target, None, args.options, args.observe)?.plan;
             if args.format == Format::Human {
                 render::plan(&plan, Format::Human, None, &mut out)?;
             }
             if !plan.steps.is_empty() && !args.auto_approve {
                 approve(&mut out)?;
             }
-            (planned, plan)
+            plan
         }
     };
     if plan.steps.is_empty() && !plan.blocked.is_empty() {
@@ -83,6 +82,9 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     let store = Store::open(&dir)?;
     let who = Who::current();
     let lock = store.lock(&plan.cluster, &who, LOCK_TTL)?;
+    // Between the plan and the lock, another apply (or a failover) may have changed the
+    // cluster: the steps run only against the world they were planned for.
+    let planned = current(&args, &plan)?;
     let run = store.begin_run(NewRun {
         kind: RunKind::Apply,
         cluster: plan.cluster.clone(),
@@ -126,7 +128,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     };
     let sql = super::plan::step_sql_for(&planned);
     let stop = Arc::new(AtomicBool::new(false));
+    let bar = (args.format == Format::Human && std::io::stderr().is_terminal())
+        .then(|| progress_bar(plan.steps.len()));
     let mut progress = Recorder {
+        bar: bar.clone(),
         store: &store,
         run,
         lock: &lock,
@@ -139,20 +144,37 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     let report = rt.block_on(async {
         let watcher = {
             let stop = stop.clone();
+            let bar = bar.clone();
             tokio::spawn(async move {
                 use tokio::signal::unix::{SignalKind, signal};
                 let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+                // The handlers stay installed: a second signal cannot kill orch in the
+                // middle of a step (a fenced primary with nothing promoted).
+                loop {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                    let again = stop.swap(true, Ordering::SeqCst);
+                    say(
+                        bar.as_ref(),
+                        if again {
+                            "already stopping: the current step finishes first, a step is never left half done"
+                        } else {
+                            "stopping after the current step (signal received)"
+                        },
+                    );
                 }
-                stop.store(true, Ordering::SeqCst);
             })
         };
         let report = apply::run(exec, &cluster, &plan, limits, &stop, &mut progress).await;
         watcher.abort();
         report
     });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     for (step, result) in plan.steps.iter().zip(&report.results) {
         if *result == StepResult::NotRun {
             store.record_step_not_run(run, record(step, &sql))?;
@@ -234,15 +256,14 @@ fn approve(out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A saved plan is applied only to the world it was made from: same files, same observed
-/// shape. Returns the fresh observation (and the files) the steps will run against.
-fn fresh_for_saved(args: &ApplyArgs, saved: &Plan) -> anyhow::Result<super::plan::Planned> {
-    let Some(topology) = saved.files.first() else {
+/// A saved plan is applied only with the files it was made from.
+fn unchanged_files(args: &ApplyArgs, saved: &Plan) -> anyhow::Result<()> {
+    if saved.files.is_empty() {
         bail!(
             "{} names no topology file; save plans with orch plan FILE -o PLAN",
             args.target.display()
         );
-    };
+    }
     for f in &saved.files {
         let bytes = std::fs::read(&f.path)
             .with_context(|| format!("stale plan: cannot read {}", f.path))?;
@@ -253,9 +274,20 @@ fn fresh_for_saved(args: &ApplyArgs, saved: &Plan) -> anyhow::Result<super::plan
             );
         }
     }
-    let fresh = super::plan::make(Path::new(&topology.path), None, args.options, args.observe)?;
-    if fresh.plan.fingerprint != saved.fingerprint {
-        let changes = what_changed(&saved.before, &fresh.plan.before);
+    Ok(())
+}
+
+/// A plan runs only in the world it was made from: a fresh observation must have the
+/// plan's fingerprint (the observed shape). Returns that observation (and the files) the
+/// steps will run against.
+fn current(args: &ApplyArgs, plan: &Plan) -> anyhow::Result<super::plan::Planned> {
+    let topology = plan
+        .files
+        .first()
+        .map_or(args.target.as_path(), |f| Path::new(&f.path));
+    let fresh = super::plan::make(topology, None, args.options, args.observe)?;
+    if fresh.plan.fingerprint != plan.fingerprint {
+        let changes = what_changed(&plan.before, &fresh.plan.before);
         bail!(
             "stale plan: the live topology changed since the plan was made ({}); plan again (nothing was changed)",
             if changes.is_empty() {
@@ -318,8 +350,29 @@ fn action_name(step: &Step) -> String {
         .unwrap_or_default()
 }
 
+/// On a terminal: step n/N, host, action, elapsed; finished steps stay printed above it.
+fn progress_bar(total: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} step {pos}/{len} [{elapsed}] {msg}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+/// A line for people: above the progress display when there is one, else on stderr.
+fn say(bar: Option<&indicatif::ProgressBar>, line: &str) {
+    match bar {
+        Some(bar) => bar.println(line),
+        None => eprintln!("{line}"),
+    }
+}
+
 /// Records each step in the state store, keeps the lock alive, prints progress.
 struct Recorder<'a> {
+    /// The progress display, on a terminal.
+    bar: Option<indicatif::ProgressBar>,
     store: &'a Store,
     run: RunId,
     lock: &'a state::ClusterLock,
@@ -335,6 +388,10 @@ impl Progress for Recorder<'_> {
         let _ = self
             .store
             .record_step_started(self.run, record(step, self.sql));
+        if let Some(bar) = &self.bar {
+            bar.set_position(step.number as u64);
+            bar.set_message(format!("{}: {}", step.host, step.action.describe()));
+        }
         if self.format == Format::Json {
             println!(
                 "{}",
@@ -350,30 +407,34 @@ impl Progress for Recorder<'_> {
             StepResult::NotRun => (state::StepResult::NotRun, None),
         };
         if let Err(e) = self.lock.heartbeat() {
-            eprintln!("stopping after this step: {e}");
+            say(self.bar.as_ref(), &format!("stopping after this step: {e}"));
             self.stop.store(true, Ordering::SeqCst);
         }
         let number = u32::try_from(step.number).unwrap_or(u32::MAX);
         let _ = self.store.record_step_finished(self.run, number, r, error);
         let ms = elapsed.as_millis();
         match self.format {
-            Format::Human => match result {
-                StepResult::Done(_) => eprintln!(
-                    "step {}/{} {}: {} ... done ({ms} ms)",
+            Format::Human => {
+                let head = format!(
+                    "step {}/{} {}: {}",
                     step.number,
                     self.total,
                     step.host,
                     step.action.describe()
-                ),
-                StepResult::Failed(e) => eprintln!(
-                    "step {}/{} {}: {} ... FAILED ({ms} ms): {e}",
-                    step.number,
-                    self.total,
-                    step.host,
-                    step.action.describe()
-                ),
-                StepResult::NotRun => {}
-            },
+                );
+                match result {
+                    StepResult::Done(_) => {
+                        say(self.bar.as_ref(), &format!("{head} ... done ({ms} ms)"));
+                    }
+                    StepResult::Failed(e) => {
+                        say(
+                            self.bar.as_ref(),
+                            &format!("{head} ... FAILED ({ms} ms): {e}"),
+                        );
+                    }
+                    StepResult::NotRun => {}
+                }
+            }
             Format::Json => println!(
                 "{}",
                 serde_json::json!({"event": if error.is_some() {"step_failed"} else {"step_finished"}, "number": step.number, "host": step.host, "ms": ms, "error": error})
@@ -382,6 +443,6 @@ impl Progress for Recorder<'_> {
     }
 
     fn note(&mut self, message: &str) {
-        eprintln!("{message}");
+        say(self.bar.as_ref(), message);
     }
 }
