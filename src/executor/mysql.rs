@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -55,6 +56,9 @@ pub struct MysqlExecutor {
     replication: Option<(String, Secret)>,
     /// `MASTER_CONNECT_RETRY` and `MASTER_HEARTBEAT_PERIOD` for every source change.
     detection: Detection,
+    /// With [`MysqlExecutor::keeping_connections`]: one connection per server kept between
+    /// uses.
+    kept: Option<Arc<Mutex<HashMap<Address, Conn>>>>,
 }
 
 impl MysqlExecutor {
@@ -66,6 +70,69 @@ impl MysqlExecutor {
             tls: None,
             replication: None,
             detection: Detection::default(),
+            kept: None,
+        }
+    }
+
+    /// Keeps one connection per server between uses, for a run of steps: their
+    /// observations and statements come one at a time per server, and a fresh TCP and
+    /// MySQL handshake each time is most of a step's time (and of a switchover's
+    /// write-block window). Call [`MysqlExecutor::close`] at the end.
+    pub fn keeping_connections(mut self) -> Self {
+        self.kept = Some(Arc::default());
+        self
+    }
+
+    /// A connection to `address`: the kept one when it still answers a ping, else a new
+    /// one. The caller gives it back with [`MysqlExecutor::give_back`] only after a use
+    /// that succeeded (a failed or timed-out use leaves a connection in an unknown state).
+    async fn checkout(&self, address: &Address) -> Result<Conn, (Unreachable, String)> {
+        let kept = self
+            .kept
+            .as_ref()
+            .and_then(|k| k.lock().expect("not poisoned").remove(address));
+        if let Some(mut conn) = kept
+            && let Ok(Ok(())) = timeout(self.options.read_timeout, conn.ping()).await
+        {
+            return Ok(conn);
+        }
+        self.connect(address).await
+    }
+
+    /// Keeps `conn` for the next use of `address`, or closes it when nothing is kept.
+    async fn give_back(&self, address: &Address, conn: Conn) {
+        let spare = match &self.kept {
+            Some(k) => {
+                let mut kept = k.lock().expect("not poisoned");
+                match kept.entry(address.clone()) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(conn);
+                        None
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => Some(conn),
+                }
+            }
+            None => Some(conn),
+        };
+        if let Some(conn) = spare {
+            let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
+        }
+    }
+
+    /// Closes the kept connections (a connection merely dropped counts as aborted on the
+    /// server, and logs a warning there).
+    pub async fn close(&self) {
+        let conns: Vec<Conn> = match &self.kept {
+            Some(k) => k
+                .lock()
+                .expect("not poisoned")
+                .drain()
+                .map(|(_, c)| c)
+                .collect(),
+            None => Vec::new(),
+        };
+        for conn in conns {
+            let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
         }
     }
 
@@ -324,7 +391,7 @@ impl Executor for MysqlExecutor {
             address: address.clone(),
             reach: Reach::Unreachable { cause, detail },
         };
-        let mut conn = match self.connect(address).await {
+        let mut conn = match self.checkout(address).await {
             Ok(conn) => conn,
             Err(e) => return unreachable(e),
         };
@@ -336,10 +403,13 @@ impl Executor for MysqlExecutor {
                 format!("no answer within {:?}", self.options.read_timeout),
             )),
             Ok(Err(e)) => unreachable(classify_error(&e)),
-            Ok(Ok(info)) => ServerState {
-                address: address.clone(),
-                reach: Reach::Reachable(Box::new(info)),
-            },
+            Ok(Ok(info)) => {
+                self.give_back(address, conn).await;
+                return ServerState {
+                    address: address.clone(),
+                    reach: Reach::Reachable(Box::new(info)),
+                };
+            }
         };
         let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
         state

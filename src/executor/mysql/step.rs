@@ -204,12 +204,12 @@ impl Op {
                 Flavor::Mariadb => vec![
                     format!("-- on {until}: SELECT @@gtid_binlog_pos, @@gtid_slave_pos  -> <position> (per domain the later)"),
                     format!("-- every 5ms for at most {timeout_secs}s until its own position contains <position>: SELECT @@gtid_binlog_pos, @@gtid_slave_pos"),
-                    format!("-- on {until} again: the position must not have moved (the fence held)"),
+                    format!("-- on {until} again: the position must not have moved (it is stopped or fenced: nothing may write there)"),
                 ],
                 Flavor::Mysql => vec![
                     format!("-- on {until}: SELECT @@gtid_executed  -> <gtid set>"),
                     format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('<gtid set>', {timeout_secs})"),
-                    format!("-- on {until} again: gtid_executed must not have moved (the fence held)"),
+                    format!("-- on {until} again: gtid_executed must not have moved (it is stopped or fenced: nothing may write there)"),
                 ],
             },
         }
@@ -259,12 +259,12 @@ impl MysqlExecutor {
             outcome.statements.extend(op.render(flavor));
             self.run_op(host, flavor, &mut conn, &op).await?;
         }
-        let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
+        self.give_back(&step.address, conn).await;
         Ok(outcome)
     }
 
     async fn step_conn(&self, host: &str, address: &Address) -> Result<Conn, StepError> {
-        self.connect(address)
+        self.checkout(address)
             .await
             .map_err(|(_, detail)| StepError::Unreachable {
                 host: host.to_string(),
@@ -401,7 +401,7 @@ impl MysqlExecutor {
                     }
                 }
                 let after = self.executed(until, flavor, &mut other).await?;
-                let _ = timeout(Duration::from_millis(200), other.disconnect()).await;
+                self.give_back(until_address, other).await;
                 if after != target {
                     return Err(StepError::FenceBreached {
                         host: until.clone(),
