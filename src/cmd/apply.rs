@@ -100,11 +100,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         fingerprint: Some(plan.fingerprint.clone()),
     })?;
 
-    let exec = Arc::new(MysqlExecutor::for_changes(
-        &planned.topology,
-        &planned.policy,
-        args.observe,
-    )?);
+    let exec = Arc::new(
+        MysqlExecutor::for_changes(&planned.topology, &planned.policy, args.observe)?
+            .keeping_connections(),
+    );
     let cluster = Cluster {
         servers: crate::plan::names(&planned.desired, &planned.observed)
             .into_iter()
@@ -168,8 +167,9 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
                 }
             })
         };
-        let report = apply::run(exec, &cluster, &plan, limits, &stop, &mut progress).await;
+        let report = apply::run(exec.clone(), &cluster, &plan, limits, &stop, &mut progress).await;
         watcher.abort();
+        exec.close().await;
         report
     });
     if let Some(bar) = &bar {

@@ -376,6 +376,29 @@ impl Builder<'_> {
                 format!("{cid} replicates from {oid} until the switchover"),
             );
         }
+        let first = self.steps.len();
+        // The old primary's other replicas move under the candidate while writes still
+        // flow (the candidate passes them on: it has log_slave_updates), so the fence
+        // does not wait for them. Those on the candidate's own path move after it is
+        // promoted.
+        let mut on_path = Vec::new();
+        let mut x = c;
+        while let Some(s) = self.m.source(x) {
+            if s == old {
+                on_path.push(x);
+                break;
+            }
+            x = s;
+        }
+        on_path.retain(|&r| r != c);
+        let off_path: Vec<usize> = self
+            .m
+            .replicas_of(old)
+            .iter()
+            .copied()
+            .filter(|&r| r != c && !on_path.contains(&r))
+            .collect();
+        self.move_siblings(old, c, &off_path);
         self.emit(
             Phase::Switchover,
             old,
@@ -384,15 +407,20 @@ impl Builder<'_> {
                 "switchover: stop writes on {oid}: read_only takes effect at once and an open transaction fails at COMMIT (error 1290); sessions that could still write (READ_ONLY ADMIN holders) are killed, rolling back what they had open"
             ),
         );
-        // Lag is not part of the plan's fingerprint: the candidate's is checked again right
-        // before the fence, so a candidate that fell behind since planning is not waited
-        // for with writes blocked.
+        // Lag is not part of the plan's fingerprint: the candidate's is checked again when
+        // the switchover starts and right before the fence, so a candidate that fell
+        // behind since planning is neither waited for nor waited for with writes blocked.
         if !switch_back && self.m.link(c).is_some() {
-            let fence = self.steps.last_mut().expect("just emitted");
-            fence.requires.push(Condition::LagAtMost {
+            let lag = Condition::LagAtMost {
                 host: cid.clone(),
                 seconds: self.policy.failover.promote.max_lag.as_secs(),
-            });
+            };
+            let fence = self.steps.len() - 1;
+            for n in [first, fence] {
+                if !self.steps[n].requires.contains(&lag) {
+                    self.steps[n].requires.push(lag.clone());
+                }
+            }
         }
         // Resuming a switchover that stopped after the candidate was reset: it already has
         // everything the fenced old primary has, and no source to stop or forget.
@@ -425,43 +453,24 @@ impl Builder<'_> {
                 format!("{cid} forgets {oid} as its source (it stays read_only)"),
             );
         }
-        // The old primary's replicas that belong under the new one move now; if the old
-        // primary cannot pass on what it replicates, all of them do.
-        let old_serves = self
-            .m
-            .live(old)
-            .is_some_and(|l| l.log_bin && l.log_replica_updates);
-        let siblings: Vec<usize> = self
-            .m
-            .replicas_of(old)
-            .iter()
-            .copied()
-            .filter(|&r| r != c)
-            .collect();
-        for r in siblings {
-            if self.exempt.contains(&r) || self.m.live(r).is_none() {
-                continue;
-            }
-            let t = self.target.get(r).copied().flatten();
-            if t == Some(c) || (!old_serves && t != Some(old)) {
-                self.move_replica(
-                    Phase::Switchover,
-                    r,
-                    c,
-                    0,
-                    format!("{} follows the new primary {cid}", self.id(r)),
-                );
-            } else if !old_serves {
-                let why = format!(
-                    "stays under {oid}, which as a replica without log_slave_updates will not pass on new transactions"
-                );
-                self.lost.push(Lost {
-                    host: self.id(r).to_string(),
-                    reason: why,
-                });
-                self.m.lost.insert(r);
-            }
-        }
+        self.emit(
+            Phase::Switchover,
+            c,
+            Action::Promote,
+            format!(
+                "{cid} is the new primary; it is made writable last, when nothing else can write"
+            ),
+        );
+        // The fence must have held until now: nothing the candidate lacks appeared on the
+        // old primary (a session or event that could still write), or nothing is promoted.
+        let promote = self.steps.last_mut().expect("just emitted");
+        promote
+            .requires
+            .push(Condition::Contains { host: oid.clone() });
+        // Replicas on the candidate's path could only move once it stopped replicating
+        // through them; the old primary follows the new one last: both are read_only
+        // and take no writes, so none of this is inside the write-block window.
+        self.move_siblings(old, c, &on_path);
         self.emit(
             Phase::Switchover,
             old,
@@ -480,21 +489,47 @@ impl Builder<'_> {
             Action::StartReplication,
             format!("{oid} replicates from {cid}"),
         );
-        self.emit(
-            Phase::Switchover,
-            c,
-            Action::Promote,
-            format!(
-                "{cid} is the new primary; it is made writable last, when nothing else can write"
-            ),
-        );
-        // The fence must have held until now: nothing the candidate lacks appeared on the
-        // old primary (a session or event that could still write), or nothing is promoted.
-        let promote = self.steps.last_mut().expect("just emitted");
-        promote
-            .requires
-            .push(Condition::Contains { host: oid.clone() });
         true
+    }
+
+    /// During a switchover from `old` to `c`: each of `siblings` (replicas of `old`) that
+    /// belongs under `c` moves there; if `old` cannot pass on what it replicates (no binlog
+    /// or no log_slave_updates), every one not kept under it does, and those kept are lost.
+    fn move_siblings(&mut self, old: usize, c: usize, siblings: &[usize]) {
+        let old_serves = self
+            .m
+            .live(old)
+            .is_some_and(|l| l.log_bin && l.log_replica_updates);
+        let (cid, oid) = (self.id(c).to_string(), self.id(old).to_string());
+        for &r in siblings {
+            if self.exempt.contains(&r) || self.m.live(r).is_none() {
+                continue;
+            }
+            let t = self.target.get(r).copied().flatten();
+            if t == Some(c) || (!old_serves && t != Some(old)) {
+                if let Some((code, reason)) = self.move_problem(r, c, Phase::Switchover) {
+                    let change = format!("move from {oid} to {cid}");
+                    self.block(code, r, change, reason);
+                    continue;
+                }
+                self.move_replica(
+                    Phase::Switchover,
+                    r,
+                    c,
+                    0,
+                    format!("{} follows the new primary {cid}", self.id(r)),
+                );
+            } else if !old_serves {
+                let why = format!(
+                    "stays under {oid}, which as a replica without log_slave_updates will not pass on new transactions"
+                );
+                self.lost.push(Lost {
+                    host: self.id(r).to_string(),
+                    reason: why,
+                });
+                self.m.lost.insert(r);
+            }
+        }
     }
 
     /// Why server `x` may not take part in any change, when it shares its identity.

@@ -214,23 +214,36 @@ impl Model {
         // Several serving roots, none writable, the file's among them and ahead of all the
         // others: a switchover stopped half-way (both fenced, some replicas already moved):
         // the file's is the primary, and finishing the switchover loses nothing.
-        let interrupted = |p: usize| {
-            serving.contains(&p)
-                && roots.iter().all(|&r| {
-                    model.live(r).is_some_and(|l| l.read_only)
-                        && (r == p
-                            || model.live(r).is_some_and(|l| l.as_observed)
-                                && model
-                                    .live(p)
-                                    .zip(model.live(r))
-                                    .is_some_and(|(lp, lr)| match (&lp.position, &lr.position) {
-                                        (Some(a), Some(b)) => a.contains(b).unwrap_or(false),
-                                        _ => false,
-                                    }))
+        let has_all_of = |p: usize, r: usize| {
+            model.live(r).is_some_and(|l| l.as_observed)
+                && model.live(p).zip(model.live(r)).is_some_and(|(lp, lr)| {
+                    match (&lp.position, &lr.position) {
+                        (Some(a), Some(b)) => a.contains(b).unwrap_or(false),
+                        _ => false,
+                    }
                 })
         };
+        let read_only = |r: usize| model.live(r).is_some_and(|l| l.read_only);
+        let interrupted = |p: usize| {
+            serving.contains(&p)
+                && roots
+                    .iter()
+                    .all(|&r| read_only(r) && (r == p || has_all_of(p, r)))
+        };
+        // The file's primary is the only writable root and has everything the other
+        // (read_only) roots have: a switchover stopped after the promotion, before the old
+        // primary was repointed. It is the primary; repointing the rest loses nothing.
+        let promoted = |p: usize| {
+            roots.contains(&p)
+                && !read_only(p)
+                && roots
+                    .iter()
+                    .all(|&r| r == p || (read_only(r) && has_all_of(p, r)))
+        };
         model.primary = match (roots.as_slice(), serving.as_slice()) {
-            ([only], _) | (_, [only]) => Some(*only),
+            ([only], _) => Some(*only),
+            _ if preferred.is_some_and(promoted) => preferred,
+            (_, [only]) => Some(*only),
             (_, []) => preferred.filter(|p| roots.contains(p)),
             _ => preferred.filter(|&p| interrupted(p)),
         };

@@ -254,17 +254,20 @@ fn deep_move_below_a_descendants_sibling() {
 }
 
 /// h0 → {h1, h2} becomes h1 → {h0, h2}.
+/// The siblings move under the candidate while writes still flow; the write-block window
+/// is only fence .. promote; the old primary follows last.
 const SWITCHOVER: &[&str] = &[
+    "h2 stop",
+    "h1 wait:h2",
+    "h2 source:h1",
+    "h2 start",
     "h0 fence",
     "h1 wait:h0",
     "h1 stop",
     "h1 reset",
-    "h2 stop",
-    "h2 source:h1",
-    "h2 start",
+    "h1 promote",
     "h0 source:h1",
     "h0 start",
-    "h1 promote",
 ];
 
 #[test]
@@ -286,7 +289,7 @@ fn switchover_fences_waits_repoints_and_promotes_last() {
         })
     ));
     assert!(matches!(
-        p.steps[0].action,
+        p.steps[4].action,
         Action::Fence { kill_writers: true }
     ));
     // The new primary takes writes; they reach everyone.
@@ -692,16 +695,17 @@ fn switch_back_when_allowed() {
         &[
             "h0 source:h1",
             "h0 start",
+            "h2 stop",
+            "h0 wait:h2",
+            "h2 source:h0",
+            "h2 start",
             "h1 fence",
             "h0 wait:h1",
             "h0 stop",
             "h0 reset",
-            "h2 stop",
-            "h2 source:h0",
-            "h2 start",
+            "h0 promote",
             "h1 source:h0",
             "h1 start",
-            "h0 promote",
         ],
     );
 }

@@ -149,19 +149,20 @@ fn switchover_on_real_servers() {
     assert_eq!(
         steps(&plan),
         [
+            "node3 stop_replication",
+            "node2 wait_for_gtid",
+            "node3 change_source",
+            "node3 start_replication",
             "node1 fence",
             "node2 wait_for_gtid",
             "node2 stop_replication",
             "node2 reset_replication",
-            "node3 stop_replication",
-            "node3 change_source",
-            "node3 start_replication",
+            "node2 promote",
             "node1 change_source",
             "node1 start_replication",
-            "node2 promote",
         ]
     );
-    assert_eq!(plan["steps"][7]["gtid_position"], "current_pos");
+    assert_eq!(plan["steps"][9]["gtid_position"], "current_pos");
     assert_eq!(shape(&sb, 3), before, "plan changed nothing");
 
     // A session of a READ_ONLY ADMIN holder stays open on node1: the fence kills it.

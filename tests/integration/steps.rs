@@ -57,7 +57,7 @@ fn fence_stops_role_and_event_writers() {
 
     let file = write_topology(&sb, "switchover.yaml", &[Some(2), None, Some(2)]);
     let (_, plan) = plan_json(&file, &[]);
-    assert_eq!(steps(&plan)[0], "node1 fence", "{plan}");
+    assert!(steps(&plan).contains(&"node1 fence".to_string()), "{plan}");
     run_steps(&file, &plan);
 
     let refused = rt.block_on(writer.query_drop("INSERT INTO app.t (v) VALUES (2)"));
