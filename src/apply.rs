@@ -301,6 +301,14 @@ async fn roll_back<E: Executor>(
         )
     });
     let old = &done[fence];
+    if let Some(promoted) = after.iter().find(|s| matches!(s.action, Action::Promote)) {
+        let msg = format!(
+            "the switchover failed after {} was promoted: it takes writes; {} stays fenced; plan again to finish (orch plan/apply repoints the rest)",
+            promoted.host, old.host
+        );
+        progress.note(&msg);
+        return vec![msg];
+    }
     if !safe {
         let msg = format!(
             "the switchover failed after the candidate was reset or servers were repointed: {} stays fenced; fix the cause and plan again (orch will not guess which server should take writes)",
