@@ -36,6 +36,9 @@ pub fn validate_report(
             (e, _) => format!("{e} error{}", plural(e)),
         };
         let mut what = Vec::new();
+        if f.kind == crate::spec::FileKind::Policy {
+            what.push("policy file".to_string());
+        }
         if let Some(c) = &f.cluster {
             what.push(format!("cluster {c}"));
         }
