@@ -36,7 +36,10 @@ complete -c orch -n "__fish_orch_needs_command" -f -a "sandbox" -d 'Local throw-
 complete -c orch -n "__fish_orch_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c orch -n "__fish_orch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand validate" -l format -r -f -a "human\t'Text for people'
-json\t'One JSON document on stdout, with a documented, stable schema'"
+json\t'One JSON document on stdout, with a documented, stable schema'
+github\t'GitHub Actions workflow commands: each problem annotated on its line in the pull request'
+sarif\t'A SARIF 2.1.0 log, for code scanning'
+gitlab\t'A GitLab Code Quality report: each problem shown in the merge request'"
 complete -c orch -n "__fish_orch_using_subcommand validate" -l strict -d 'Treat warnings as errors'
 complete -c orch -n "__fish_orch_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand validate" -s V -l version -d 'Print version'
@@ -56,7 +59,8 @@ complete -c orch -n "__fish_orch_using_subcommand status" -s V -l version -d 'Pr
 complete -c orch -n "__fish_orch_using_subcommand plan" -l observed -d 'Plan offline from `orch status --format json` output instead of connecting' -r -F
 complete -c orch -n "__fish_orch_using_subcommand plan" -s o -l out -d 'Save the plan (JSON, with its fingerprint and the hashes of its files) for `orch apply`' -r -F
 complete -c orch -n "__fish_orch_using_subcommand plan" -l format -r -f -a "human\t'Text for people'
-json\t'One JSON document on stdout, with a documented, stable schema'"
+json\t'One JSON document on stdout, with a documented, stable schema'
+markdown\t'A Markdown document, for a pull request comment'"
 complete -c orch -n "__fish_orch_using_subcommand plan" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand plan" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand plan" -l concurrency -d 'Servers observed at once' -r

@@ -8,6 +8,7 @@ mod completions;
 mod golden;
 mod history;
 mod plan;
+mod review;
 mod sandbox;
 mod status;
 mod steps;

@@ -270,3 +270,30 @@ fn a_policy_file_given_directly_is_checked_once() {
     assert_eq!(code, 1);
     assert!(err.contains("is a policy file, not a topology"), "{err}");
 }
+
+#[test]
+fn readme_table_of_codes_is_the_catalogue() {
+    use orch::spec::diag::Code;
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let rows: Vec<(String, String, String)> = readme
+        .lines()
+        .filter(|l| l.starts_with("| E") || l.starts_with("| W"))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            match cells[..] {
+                [code, rule, what] if code.len() == 4 => {
+                    Some((code.into(), rule.into(), what.into()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = Code::ALL
+        .iter()
+        .map(|c| (c.code().into(), c.rule().into(), c.what().into()))
+        .collect();
+    assert_eq!(
+        rows, want,
+        "README's table of codes and spec::diag's catalogue"
+    );
+}
