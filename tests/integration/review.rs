@@ -1,6 +1,8 @@
 //! Topology files in code review: the CI formats of `validate` and `plan` (their golden
 //! outputs are in `golden.rs`), each format refused where it does not belong, the
 //! pre-commit hook run for real, and the example pipelines under `examples/ci/`.
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::common::{orch, repo, run};
 
@@ -206,4 +208,247 @@ fn a_markdown_plan_is_saved_as_json() {
     let plan: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     assert_eq!(plan["schema"], 1);
+}
+
+/// `pre-commit` from PyPI in a virtualenv under Cargo's temporary directory (made once, then
+/// reused), or None where it cannot be installed (no python3, no network), or when
+/// `ORCH_TEST_NO_PRE_COMMIT` is set (to exercise the fallback).
+fn pre_commit() -> Option<PathBuf> {
+    if std::env::var_os("ORCH_TEST_NO_PRE_COMMIT").is_some() {
+        return None;
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pre-commit-venv");
+    let bin = venv.join("bin/pre-commit");
+    let works = |bin: &Path| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works(&bin) {
+        return Some(bin);
+    }
+    let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
+    let installed = ok(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        && ok(Command::new("timeout")
+            .arg("300")
+            .arg(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .arg("pre-commit>=4.4"));
+    (installed && works(&bin)).then_some(bin)
+}
+
+/// git isolated from the machine's configuration (a global `core.hooksPath` would stop
+/// `pre-commit install`), with an author, and orch first on PATH as the hook expects.
+fn git_env<'c>(c: &'c mut Command, home: &Path) -> &'c mut Command {
+    let orch_dir = Path::new(env!("CARGO_BIN_EXE_orch")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        orch_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    c.env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "orch test")
+        .env("GIT_AUTHOR_EMAIL", "orch@example.com")
+        .env("GIT_COMMITTER_NAME", "orch test")
+        .env("GIT_COMMITTER_EMAIL", "orch@example.com")
+        .env("PRE_COMMIT_HOME", home.join("pre-commit-home"))
+        .env("PATH", path)
+}
+
+/// Runs a command in `dir`; returns (success, stdout and stderr).
+fn sh(dir: &Path, home: &Path, program: &Path, args: &[&str]) -> (bool, String) {
+    let out = git_env(Command::new(program).args(args).current_dir(dir), home)
+        .output()
+        .unwrap_or_else(|e| panic!("{} {args:?}: {e}", program.display()));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn git(dir: &Path, home: &Path, args: &[&str]) -> String {
+    let (ok, out) = sh(dir, home, Path::new("git"), args);
+    assert!(ok, "git {args:?}: {out}");
+    out
+}
+
+/// One attempt at a commit with this message: (the hook passed, what it printed).
+type Attempt = dyn Fn(&str) -> (bool, String);
+
+/// `.pre-commit-hooks.yaml`: the `orch-validate` hook runs `orch validate` on the topology
+/// and policy files a commit changes, and only on them. Run for real with pre-commit when it
+/// can be installed; otherwise its entry is run the way pre-commit runs it (the entry, then
+/// the staged files its `files` pattern matches, in one run: `require_serial`).
+#[test]
+fn the_pre_commit_hook_validates_the_files_a_commit_changes() {
+    let manifest: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo().join(".pre-commit-hooks.yaml")).unwrap(),
+    )
+    .unwrap();
+    let hooks = manifest.as_sequence().expect("a list of hooks");
+    let hook = hooks
+        .iter()
+        .find(|h| h["id"].as_str() == Some("orch-validate"))
+        .expect("the orch-validate hook");
+    let entry = hook["entry"].as_str().unwrap();
+    let pattern = hook["files"].as_str().unwrap();
+    assert_eq!(entry, "orch validate");
+    assert_eq!(hook["require_serial"].as_bool(), Some(true));
+    assert_eq!(hook["pass_filenames"].as_bool(), None, "files are passed");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let work = home.join("repo");
+    for dir in ["topologies", "clusters/eu", "policies", ".github/workflows"] {
+        std::fs::create_dir_all(work.join(dir)).unwrap();
+    }
+    let write = |path: &str, text: &str| std::fs::write(work.join(path), text).unwrap();
+    let shop = std::fs::read_to_string(repo().join("examples/simple.yaml")).unwrap();
+    write("topologies/shop.yaml", &shop);
+    write(
+        "clusters/eu/billing.yaml",
+        "cluster: billing\ncredentials: { user: orch, password: \"${PW}\" }\npolicy: ../../policies/quick.yaml\nhosts:\n  b1: { address: \"10.9.0.1:3306\", dc: x }\n  b2: { address: \"10.9.0.2:3306\", dc: x, source: b1 }\n",
+    );
+    write(
+        "policies/quick.yaml",
+        "failover:\n  detect: { poll_interval: 1s, grace: 5s }\n",
+    );
+    // YAML that is not orch's: never given to orch validate.
+    write(".github/workflows/ci.yml", "name: ci\non: push\njobs: {}\n");
+    write("notes.yaml", "anything: at all\n");
+    git(&work, home, &["init", "-q"]);
+
+    let attempt: Box<Attempt> = match pre_commit() {
+        Some(bin) => {
+            let hooks_repo = home.join("hooks");
+            std::fs::create_dir_all(&hooks_repo).unwrap();
+            std::fs::copy(
+                repo().join(".pre-commit-hooks.yaml"),
+                hooks_repo.join(".pre-commit-hooks.yaml"),
+            )
+            .unwrap();
+            git(&hooks_repo, home, &["init", "-q"]);
+            git(&hooks_repo, home, &["add", "-A"]);
+            git(&hooks_repo, home, &["commit", "-qm", "hooks"]);
+            let rev = git(&hooks_repo, home, &["rev-parse", "HEAD"]);
+            write(
+                ".pre-commit-config.yaml",
+                &format!(
+                    "repos:\n  - repo: {}\n    rev: {}\n    hooks:\n      - id: orch-validate\n",
+                    hooks_repo.display(),
+                    rev.trim()
+                ),
+            );
+            let (ok, out) = sh(&work, home, &bin, &["install"]);
+            assert!(ok, "{out}");
+            let work = work.clone();
+            let home = home.to_path_buf();
+            Box::new(move |message: &str| {
+                git(&work, &home, &["add", "-A"]);
+                // Verbose: the hook's output even when it passes.
+                let (passed, out) = sh(&work, &home, &bin, &["run", "--verbose"]);
+                assert!(out.contains("orch validate"), "{out}");
+                // And the same verdict through git's own hook.
+                let (committed, commit_out) =
+                    sh(&work, &home, Path::new("git"), &["commit", "-qm", message]);
+                assert_eq!(passed, committed, "{out}\n{commit_out}");
+                (passed, out)
+            })
+        }
+        None => {
+            eprintln!("pre-commit cannot be installed here: running its entry as pre-commit would");
+            let work = work.clone();
+            let home = home.to_path_buf();
+            let pattern = pattern.to_string();
+            let entry: Vec<String> = entry.split_whitespace().map(String::from).collect();
+            Box::new(move |message: &str| {
+                git(&work, &home, &["add", "-A"]);
+                let staged = git(&work, &home, &["diff", "--cached", "--name-only"]);
+                // grep -E reads this pattern as pre-commit's Python `re.search` does.
+                let mut grep = Command::new("grep")
+                    .args(["-E", "--", &pattern])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write;
+                grep.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(staged.as_bytes())
+                    .unwrap();
+                let matched = String::from_utf8(grep.wait_with_output().unwrap().stdout).unwrap();
+                let files: Vec<&str> = matched.lines().collect();
+                if files.is_empty() {
+                    git(&work, &home, &["commit", "-qm", message]);
+                    return (true, String::new());
+                }
+                let mut args: Vec<&str> = entry[1..].iter().map(String::as_str).collect();
+                args.extend(&files);
+                let (passed, out) = sh(&work, &home, Path::new(&entry[0]), &args);
+                if passed {
+                    git(&work, &home, &["commit", "-qm", message]);
+                }
+                (passed, out)
+            })
+        }
+    };
+
+    // Everything clean: the three orch files, and only they, are checked together.
+    let (passed, out) = attempt("clusters");
+    assert!(passed, "{out}");
+    assert!(
+        out.contains("3 files checked: 0 errors, 0 warnings"),
+        "{out}"
+    );
+    assert!(
+        out.contains("policies/quick.yaml: ok (policy file)")
+            && out.contains("clusters/eu/billing.yaml: ok")
+            && !out.contains("ci.yml")
+            && !out.contains("notes.yaml"),
+        "{out}"
+    );
+
+    // A broken topology: the commit is refused, naming the line.
+    write(
+        "topologies/shop.yaml",
+        &shop.replace("source: db1 }", "source: db9 }"),
+    );
+    let (passed, out) = attempt("broken source");
+    assert!(!passed, "{out}");
+    assert!(
+        out.contains("topologies/shop.yaml:11:55: error[E303 unknown-source]")
+            && out.contains("1 file checked: 2 errors"),
+        "{out}"
+    );
+    write("topologies/shop.yaml", &shop);
+
+    // A broken policy, changed alone: checked as a policy.
+    write(
+        "policies/quick.yaml",
+        "failover:\n  detect: { poll_interval: 1s, grace: 5 }\n",
+    );
+    let (passed, out) = attempt("broken policy");
+    assert!(!passed, "{out}");
+    assert!(
+        out.contains("policies/quick.yaml:2:39: error[E206 bad-duration]"),
+        "{out}"
+    );
+
+    // A change to no orch file does not run orch at all.
+    write(
+        "policies/quick.yaml",
+        "failover:\n  detect: { poll_interval: 1s, grace: 5s }\n",
+    );
+    write("notes.yaml", "anything: else\n");
+    let (passed, out) = attempt("notes");
+    assert!(passed, "{out}");
+    assert!(!out.contains("E206"), "{out}");
+    let log = git(&work, home, &["log", "--format=%s"]);
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        ["notes", "clusters"],
+        "{log}"
+    );
 }
