@@ -452,3 +452,196 @@ fn the_pre_commit_hook_validates_the_files_a_commit_changes() {
         "{log}"
     );
 }
+
+/// Shell words of one command line, quotes removed, up to a redirection or an operator.
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quote, mut in_word) = (Vec::new(), String::new(), None, false);
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    let end = words
+        .iter()
+        .position(|w| matches!(w.as_str(), ">" | ">>" | "|" | "||" | "&&" | ";" | "2>"))
+        .unwrap_or(words.len());
+    words.truncate(end);
+    words
+}
+
+/// The shell scripts of a pipeline: GitHub's `steps[].run`, GitLab's `before_script` and
+/// `script`.
+fn scripts(doc: &serde_norway::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(map) = doc.as_mapping() else {
+        return out;
+    };
+    for (key, value) in map {
+        match (key.as_str(), value) {
+            (Some("run"), serde_norway::Value::String(s)) => out.push(s.clone()),
+            (Some("script" | "before_script"), serde_norway::Value::Sequence(lines)) => out.push(
+                lines
+                    .iter()
+                    .map(|l| l.as_str().expect("script lines are strings"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            (_, serde_norway::Value::Mapping(_)) => out.extend(scripts(value)),
+            (_, serde_norway::Value::Sequence(items)) => out.extend(items.iter().flat_map(scripts)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `examples/ci/`: both pipelines are valid YAML, their scripts are valid shell, and every
+/// `orch` command in them is one orch accepts; between them they validate with annotations,
+/// plan offline as Markdown, and take the snapshots the plans use.
+#[test]
+fn the_example_pipelines_are_valid_and_run_orch_as_documented() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "github-actions.yml",
+            &[
+                "orch validate --format github",
+                "orch validate --format sarif",
+                "--format markdown",
+                "orch status",
+            ],
+        ),
+        (
+            "gitlab-ci.yml",
+            &[
+                "orch validate --format gitlab",
+                "--format markdown",
+                "orch status",
+            ],
+        ),
+    ];
+    for (file, wanted) in cases {
+        let path = repo().join("examples/ci").join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: serde_norway::Value = serde_norway::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
+        let scripts = scripts(&doc);
+        assert!(scripts.len() >= 4, "{file}: {scripts:?}");
+        let mut commands = Vec::new();
+        for script in &scripts {
+            // GitHub replaces ${{ ... }} before the shell sees the script.
+            let mut shell = script.clone();
+            while let Some(start) = shell.find("${{") {
+                let end = shell[start..].find("}}").unwrap() + start + 2;
+                shell.replace_range(start..end, "X");
+            }
+            let out = Command::new("bash")
+                .args(["-n", "-c", &shell])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{file}: not valid shell:\n{script}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for line in script.lines().map(str::trim) {
+                if !line.starts_with("orch ") {
+                    continue;
+                }
+                let words = shell_words(line);
+                if let Err(e) = <orch::cli::Cli as clap::Parser>::try_parse_from(&words) {
+                    panic!("{file}: `{line}` is not an orch command line: {e}");
+                }
+                commands.push(line.to_string());
+            }
+        }
+        for want in *wanted {
+            assert!(
+                commands.iter().any(|c| c.contains(want)),
+                "{file} runs no `{want}`: {commands:?}"
+            );
+        }
+        // The offline plan reads the snapshots the scheduled job writes.
+        assert!(
+            commands
+                .iter()
+                .any(|c| c.starts_with("orch plan") && c.contains("--observed")),
+            "{file}: {commands:?}"
+        );
+    }
+
+    // The shape each CI system needs.
+    let gh: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo().join("examples/ci/github-actions.yml")).unwrap(),
+    )
+    .unwrap();
+    assert!(gh["on"]["pull_request"].is_mapping() && gh["on"]["schedule"].is_sequence());
+    assert_eq!(gh["jobs"]["plan"]["needs"].as_str(), Some("validate"));
+    assert_eq!(
+        gh["jobs"]["plan"]["permissions"]["pull-requests"].as_str(),
+        Some("write")
+    );
+    let gl: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo().join("examples/ci/gitlab-ci.yml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        gl["orch-validate"]["artifacts"]["reports"]["codequality"].as_str(),
+        Some("gl-code-quality-report.json")
+    );
+    let stages: Vec<&str> = gl["stages"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for job in ["orch-validate", "orch-plan", "orch-snapshot"] {
+        assert!(
+            stages.contains(&gl[job]["stage"].as_str().unwrap()),
+            "{job}"
+        );
+    }
+}
+
+#[test]
+fn shell_words_table() {
+    let cases: &[(&str, &[&str])] = &[
+        ("orch validate a.yaml", &["orch", "validate", "a.yaml"]),
+        (
+            "orch plan \"$f\" --observed \"snapshots/$name.json\" --format markdown >> plan.md",
+            &[
+                "orch",
+                "plan",
+                "$f",
+                "--observed",
+                "snapshots/$name.json",
+                "--format",
+                "markdown",
+            ],
+        ),
+        (
+            "orch status 'a b' || [ $? -eq 2 ]",
+            &["orch", "status", "a b"],
+        ),
+        ("orch x \"\"", &["orch", "x", ""]),
+    ];
+    for (line, want) in cases {
+        assert_eq!(shell_words(line), *want, "{line}");
+    }
+}
