@@ -26,7 +26,7 @@ end
 
 complete -c orch -n "__fish_orch_needs_command" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_needs_command" -s V -l version -d 'Print version'
-complete -c orch -n "__fish_orch_needs_command" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
+complete -c orch -n "__fish_orch_needs_command" -f -a "validate" -d 'Check topology files (and the policies they name) and policy files for CI; talks to no server. `--format github|sarif|gitlab` puts each problem on its line in code review'
 complete -c orch -n "__fish_orch_needs_command" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
 complete -c orch -n "__fish_orch_needs_command" -f -a "plan" -d 'Compare the file with the live servers and print the safe, ordered steps that would make them match, why each is needed, and what is blocked. Changes nothing'
 complete -c orch -n "__fish_orch_needs_command" -f -a "apply" -d 'Run a plan on the live servers: each step re-checked against a fresh observation, the cluster locked, every step recorded (`orch history`)'
@@ -150,7 +150,7 @@ complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subco
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) and policy files for CI; talks to no server. `--format github|sarif|gitlab` puts each problem on its line in code review'
 complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
 complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "plan" -d 'Compare the file with the live servers and print the safe, ordered steps that would make them match, why each is needed, and what is blocked. Changes nothing'
 complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "apply" -d 'Run a plan on the live servers: each step re-checked against a fresh observation, the cluster locked, every step recorded (`orch history`)'

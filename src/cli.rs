@@ -80,11 +80,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
-    /// Check topology files (and the policies they name) for CI; talks to no server.
+    /// Check topology files (and the policies they name) and policy files for CI; talks to
+    /// no server. `--format github|sarif|gitlab` puts each problem on its line in code review.
     ///
-    /// Exit status: 0 clean (warnings allowed), 1 errors, or warnings with --strict.
+    /// Exit status: 0 clean (warnings allowed), 1 errors, 2 warnings with --strict; the same
+    /// in every format.
     Validate {
-        /// Topology files; each declares one cluster.
+        /// Topology files (each declares one cluster) and policy files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Treat warnings as errors.
@@ -121,6 +123,9 @@ pub enum CliCommand {
     },
     /// Compare the file with the live servers and print the safe, ordered steps that
     /// would make them match, why each is needed, and what is blocked. Changes nothing.
+    ///
+    /// With --observed it plans offline, from a snapshot; --format markdown writes the plan
+    /// as a pull request comment.
     ///
     /// Exit status: 0 success, 1 error; with --detailed-exitcode, 0 no changes, 2 changes,
     /// 3 only blocked changes (nothing can run, but the file and the servers differ).

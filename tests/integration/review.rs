@@ -645,3 +645,34 @@ fn shell_words_table() {
         assert_eq!(shell_words(line), *want, "{line}");
     }
 }
+
+/// The README's pre-commit configuration is valid YAML and names a hook the repository has.
+#[test]
+fn readme_pre_commit_configuration_names_the_hook() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .filter(|b| b.starts_with("repos:"))
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "one pre-commit configuration in the README"
+    );
+    let config: serde_norway::Value = serde_norway::from_str(blocks[0]).unwrap();
+    let manifest: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo().join(".pre-commit-hooks.yaml")).unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<&str> = manifest
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    for hook in config["repos"][0]["hooks"].as_sequence().unwrap() {
+        assert!(ids.contains(&hook["id"].as_str().unwrap()), "{hook:?}");
+    }
+}
