@@ -186,4 +186,65 @@ mod tests {
         );
         assert_eq!(code("db|1"), "`db\\|1`");
     }
+
+    #[test]
+    fn blocked_lost_and_warnings_are_listed() {
+        use crate::plan::{BlockCode, Blocked, Lost, Placement, Warning};
+        let placement = |host: &str, source: Option<&str>| Placement {
+            host: host.into(),
+            role: if source.is_none() {
+                "primary"
+            } else {
+                "replica"
+            }
+            .into(),
+            source: source.map(String::from),
+            replication: if source.is_none() { "none" } else { "running" }.into(),
+            read_only: Some(source.is_some()),
+            reachable: true,
+        };
+        let before = vec![placement("a", None), placement("b", Some("a"))];
+        let plan = Plan {
+            schema: 1,
+            cluster: "shop".into(),
+            fingerprint: "sha256:0123456789abcdef".into(),
+            files: Vec::new(),
+            steps: Vec::new(),
+            blocked: vec![Blocked {
+                code: BlockCode::LostReplica,
+                host: "b".into(),
+                change: "move from a to c".into(),
+                reason: "c passes nothing on | see <docs>".into(),
+            }],
+            lost: vec![Lost {
+                host: "d".into(),
+                reason: "its source a has log_slave_updates off".into(),
+            }],
+            warnings: vec![Warning {
+                code: "failover-drift".into(),
+                host: "a".into(),
+                message: "a *was* the primary".into(),
+            }],
+            after: before.clone(),
+            before,
+        };
+        let mut out = Vec::new();
+        super::plan(&plan, None, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let want = [
+            "<!-- orch plan: cluster shop -->",
+            "### orch plan: cluster `shop`",
+            "**0 steps on 0 hosts, 1 blocked, 1 lost, 1 warning** (no steps: every change the file asks for is blocked)",
+            "Observed `sha256:0123456789ab`.",
+            "Topology (unchanged):",
+            "```\na primary rw\n└─ b ro\n```",
+            "| `lost-replica` | `b` | move from a to c | c passes nothing on \\| see \\<docs\\> |",
+            "**Lost replicas**\n\n- `d`: its source a has log\\_slave\\_updates off",
+            "| `failover-drift` | `a` | a \\*was\\* the primary |",
+        ];
+        for w in want {
+            assert!(text.contains(w), "want {w:?} in:\n{text}");
+        }
+        assert!(!text.contains("| # |"), "no steps, no steps table:\n{text}");
+    }
 }
