@@ -580,7 +580,7 @@ _orch() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "human json markdown" -- "${cur}"))
                     return 0
                     ;;
                 --connect-timeout)
@@ -950,7 +950,7 @@ _orch() {
             fi
             case "${prev}" in
                 --format)
-                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "human json github sarif gitlab" -- "${cur}"))
                     return 0
                     ;;
                 *)

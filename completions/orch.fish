@@ -26,7 +26,7 @@ end
 
 complete -c orch -n "__fish_orch_needs_command" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_needs_command" -s V -l version -d 'Print version'
-complete -c orch -n "__fish_orch_needs_command" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
+complete -c orch -n "__fish_orch_needs_command" -f -a "validate" -d 'Check topology files (and the policies they name) and policy files for CI; talks to no server. `--format github|sarif|gitlab` puts each problem on its line in code review'
 complete -c orch -n "__fish_orch_needs_command" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
 complete -c orch -n "__fish_orch_needs_command" -f -a "plan" -d 'Compare the file with the live servers and print the safe, ordered steps that would make them match, why each is needed, and what is blocked. Changes nothing'
 complete -c orch -n "__fish_orch_needs_command" -f -a "apply" -d 'Run a plan on the live servers: each step re-checked against a fresh observation, the cluster locked, every step recorded (`orch history`)'
@@ -36,7 +36,10 @@ complete -c orch -n "__fish_orch_needs_command" -f -a "sandbox" -d 'Local throw-
 complete -c orch -n "__fish_orch_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c orch -n "__fish_orch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand validate" -l format -r -f -a "human\t'Text for people'
-json\t'One JSON document on stdout, with a documented, stable schema'"
+json\t'One JSON document on stdout, with a documented, stable schema'
+github\t'GitHub Actions workflow commands: each problem annotated on its line in the pull request'
+sarif\t'A SARIF 2.1.0 log, for code scanning'
+gitlab\t'A GitLab Code Quality report: each problem shown in the merge request'"
 complete -c orch -n "__fish_orch_using_subcommand validate" -l strict -d 'Treat warnings as errors'
 complete -c orch -n "__fish_orch_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand validate" -s V -l version -d 'Print version'
@@ -56,7 +59,8 @@ complete -c orch -n "__fish_orch_using_subcommand status" -s V -l version -d 'Pr
 complete -c orch -n "__fish_orch_using_subcommand plan" -l observed -d 'Plan offline from `orch status --format json` output instead of connecting' -r -F
 complete -c orch -n "__fish_orch_using_subcommand plan" -s o -l out -d 'Save the plan (JSON, with its fingerprint and the hashes of its files) for `orch apply`' -r -F
 complete -c orch -n "__fish_orch_using_subcommand plan" -l format -r -f -a "human\t'Text for people'
-json\t'One JSON document on stdout, with a documented, stable schema'"
+json\t'One JSON document on stdout, with a documented, stable schema'
+markdown\t'A Markdown document, for a pull request comment'"
 complete -c orch -n "__fish_orch_using_subcommand plan" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand plan" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand plan" -l concurrency -d 'Servers observed at once' -r
@@ -146,7 +150,7 @@ complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subco
 complete -c orch -n "__fish_orch_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) for CI; talks to no server'
+complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "validate" -d 'Check topology files (and the policies they name) and policy files for CI; talks to no server. `--format github|sarif|gitlab` puts each problem on its line in code review'
 complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "status" -d 'Observe every server of a topology: a tree (or table) with role, source, threads, lag, GTID position, read_only, and the problems found'
 complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "plan" -d 'Compare the file with the live servers and print the safe, ordered steps that would make them match, why each is needed, and what is blocked. Changes nothing'
 complete -c orch -n "__fish_orch_using_subcommand help; and not __fish_seen_subcommand_from validate status plan apply discover history sandbox completions help" -f -a "apply" -d 'Run a plan on the live servers: each step re-checked against a fresh observation, the cluster locked, every step recorded (`orch history`)'

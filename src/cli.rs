@@ -11,10 +11,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use crate::render::Format;
 pub use crate::sandbox::Shape;
 
-/// `--format`: the values are the enum's, spelled in lowercase.
+/// `--format`: the values are the enum's, spelled in lowercase. Each command accepts (and
+/// lists in `--help` and completions) only its own formats: see [`formats`].
 impl ValueEnum for Format {
     fn value_variants<'a>() -> &'a [Self] {
-        &[Format::Human, Format::Json]
+        &[
+            Format::Human,
+            Format::Json,
+            Format::Github,
+            Format::Sarif,
+            Format::Gitlab,
+            Format::Markdown,
+        ]
     }
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         use clap::builder::PossibleValue as V;
@@ -23,8 +31,26 @@ impl ValueEnum for Format {
             Format::Json => {
                 V::new("json").help("One JSON document on stdout, with a documented, stable schema")
             }
+            Format::Github => V::new("github").help(
+                "GitHub Actions workflow commands: each problem annotated on its line in the pull request",
+            ),
+            Format::Sarif => V::new("sarif").help("A SARIF 2.1.0 log, for code scanning"),
+            Format::Gitlab => V::new("gitlab")
+                .help("A GitLab Code Quality report: each problem shown in the merge request"),
+            Format::Markdown => {
+                V::new("markdown").help("A Markdown document, for a pull request comment")
+            }
         })
     }
+}
+
+/// The `--format` parser of a command: only `allowed` parse, and only they are listed in
+/// `--help` and completions, so `orch status --format markdown` is clap's usual "invalid
+/// value" error naming the formats `status` has.
+fn formats(allowed: &'static [Format]) -> impl clap::builder::TypedValueParser<Value = Format> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(allowed.iter().filter_map(Format::to_possible_value))
+        .map(|name| Format::from_str(&name, false).expect("a possible value names a format"))
 }
 
 /// `--shape` of a sandbox.
@@ -54,17 +80,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
-    /// Check topology files (and the policies they name) for CI; talks to no server.
+    /// Check topology files (and the policies they name) and policy files for CI; talks to
+    /// no server. `--format github|sarif|gitlab` puts each problem on its line in code review.
     ///
-    /// Exit status: 0 clean (warnings allowed), 1 errors, or warnings with --strict.
+    /// Exit status: 0 clean (warnings allowed), 1 errors, 2 warnings with --strict; the same
+    /// in every format.
     Validate {
-        /// Topology files; each declares one cluster.
+        /// Topology files (each declares one cluster) and policy files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Treat warnings as errors.
         #[arg(long)]
         strict: bool,
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(long, value_parser = formats(Format::VALIDATE), default_value = "human")]
         format: Format,
     },
     /// Observe every server of a topology: a tree (or table) with role, source, threads,
@@ -88,13 +116,16 @@ pub enum CliCommand {
         /// Show a table instead of a tree.
         #[arg(long)]
         table: bool,
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(long, value_parser = formats(Format::COMMON), default_value = "human")]
         format: Format,
         #[command(flatten)]
         timeouts: Timeouts,
     },
     /// Compare the file with the live servers and print the safe, ordered steps that
     /// would make them match, why each is needed, and what is blocked. Changes nothing.
+    ///
+    /// With --observed it plans offline, from a snapshot; --format markdown writes the plan
+    /// as a pull request comment.
     ///
     /// Exit status: 0 success, 1 error; with --detailed-exitcode, 0 no changes, 2 changes,
     /// 3 only blocked changes (nothing can run, but the file and the servers differ).
@@ -127,7 +158,7 @@ pub enum CliCommand {
         /// transactions (otherwise such a change is blocked: lost-replica).
         #[arg(long)]
         allow_lost_replicas: bool,
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(long, value_parser = formats(Format::PLAN), default_value = "human")]
         format: Format,
         #[command(flatten)]
         timeouts: Timeouts,
@@ -154,7 +185,7 @@ pub enum CliCommand {
         /// As for `orch plan`.
         #[arg(long)]
         allow_lost_replicas: bool,
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(long, value_parser = formats(Format::COMMON), default_value = "human")]
         format: Format,
         /// orch's state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else
         /// ~/.local/state/orch].
@@ -211,7 +242,7 @@ pub struct HistoryCli {
     #[arg(long, value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_parser = formats(Format::COMMON), default_value = "human")]
     pub format: Format,
     /// orch's state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else
     /// ~/.local/state/orch].
@@ -307,7 +338,7 @@ pub enum SandboxCommand {
     /// Show each instance: address, pid, state and role.
     Status {
         dir: PathBuf,
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(long, value_parser = formats(Format::COMMON), default_value = "human")]
         format: Format,
     },
     /// SIGKILL instance I (a crash).

@@ -1,6 +1,7 @@
 //! The `orch` binary: parse arguments, run, map the outcome to an exit code.
 //!
-//! Exit codes (PRODUCT.md): 0 success / nothing to do, 1 error, 2 changes or problems found.
+//! Exit codes (PRODUCT.md): 0 success / nothing to do, 1 error (a usage error too), 2 changes
+//! or problems found.
 //! A closed stdout (`orch validate ... | head`) is not an error.
 
 use std::process::ExitCode;
@@ -8,7 +9,16 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = orch::cli::Cli::parse();
+    let cli = match orch::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap exits 2 on a usage error, but orch's 2 means "changes or problems
+            // found": a CI gate must never read a mistyped flag as that. Bad input is 1;
+            // `--help` and `--version` are 0.
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 1 } else { 0 });
+        }
+    };
     match orch::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

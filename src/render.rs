@@ -1,13 +1,20 @@
 //! Human and JSON views of orch's result values. Both views are built from the same value;
-//! the JSON field names are a stable interface (documented in the README).
+//! the JSON field names are a stable interface (documented in the README). The views for
+//! code review are built from the same values too: `ci` (validate's report as GitHub
+//! annotations, SARIF and GitLab Code Quality) and `markdown` (a plan as a PR comment).
 //!
 //! Takes values and a writer, gives text. No other I/O.
 
+pub mod ci;
+pub mod markdown;
+
 use std::io::Write;
+use std::path::Path;
 
 use crate::validate::Report;
 
-/// How a command prints its result.
+/// How a command prints its result. Every command that prints one has `human` and `json`;
+/// the formats for code review belong to one command each (the CLI offers them there only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
     /// Text for people.
@@ -15,20 +22,58 @@ pub enum Format {
     Human,
     /// One JSON document on stdout, with a documented, stable schema.
     Json,
+    /// `validate`: GitHub Actions workflow commands, one per diagnostic ([`ci`]).
+    Github,
+    /// `validate`: a SARIF 2.1.0 log, for code scanning ([`ci`]).
+    Sarif,
+    /// `validate`: a GitLab Code Quality report ([`ci`]).
+    Gitlab,
+    /// `plan`: a Markdown document for a pull request comment ([`markdown`]).
+    Markdown,
 }
 
+impl Format {
+    /// The formats of every command that prints a result.
+    pub const COMMON: &'static [Format] = &[Format::Human, Format::Json];
+    /// `orch validate`.
+    pub const VALIDATE: &'static [Format] = &[
+        Format::Human,
+        Format::Json,
+        Format::Github,
+        Format::Sarif,
+        Format::Gitlab,
+    ];
+    /// `orch plan`.
+    pub const PLAN: &'static [Format] = &[Format::Human, Format::Json, Format::Markdown];
+}
+
+/// `orch validate`'s report. `base` is the directory paths are shown relative to in the
+/// formats for code review (the checkout's root, in CI).
 pub fn validate_report(
     report: &Report,
     format: Format,
+    base: &Path,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    if format == Format::Json {
-        serde_json::to_writer_pretty(&mut *out, report)?;
-        return writeln!(out);
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, report)?;
+            writeln!(out)
+        }
+        Format::Github => ci::github(report, base, out),
+        Format::Sarif => ci::sarif(report, base, out),
+        Format::Gitlab => ci::gitlab(report, base, out),
+        Format::Human | Format::Markdown => {
+            for d in &report.diagnostics {
+                writeln!(out, "{d}")?;
+            }
+            validate_summary(report, out)
+        }
     }
-    for d in &report.diagnostics {
-        writeln!(out, "{d}")?;
-    }
+}
+
+/// One line per file (its verdict and what it declares), then the totals.
+fn validate_summary(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     for f in &report.files {
         let verdict = match (f.errors, f.warnings) {
             (0, 0) => "ok".to_string(),
@@ -36,6 +81,9 @@ pub fn validate_report(
             (e, _) => format!("{e} error{}", plural(e)),
         };
         let mut what = Vec::new();
+        if f.kind == crate::spec::FileKind::Policy {
+            what.push("policy file".to_string());
+        }
         if let Some(c) = &f.cluster {
             what.push(format!("cluster {c}"));
         }
@@ -244,9 +292,13 @@ pub fn plan(
     sql: Option<&StepSql<'_>>,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    if format == Format::Json {
-        serde_json::to_writer_pretty(&mut *out, plan)?;
-        return writeln!(out);
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, plan)?;
+            return writeln!(out);
+        }
+        Format::Markdown => return markdown::plan(plan, sql, out),
+        _ => {}
     }
     writeln!(
         out,
@@ -293,30 +345,16 @@ pub fn plan(
             }
         }
     }
-    let (before, before_keys) = placement_tree(&plan.before);
-    let (after, after_keys) = placement_tree(&plan.after);
-    if before_keys == after_keys {
-        writeln!(out, "topology:")?;
-        for line in &before {
-            writeln!(out, "  {line}")?;
+    match topology_diff(plan) {
+        TopologyView::Same(lines) => {
+            writeln!(out, "topology:")?;
+            for line in &lines {
+                writeln!(out, "  {line}")?;
+            }
         }
-    } else {
-        // Lines are compared with their parent, so a server that moves shows as moved
-        // even where its line reads the same under the new source.
-        writeln!(out, "topology (- before, + after):")?;
-        let ops =
-            similar::capture_diff_slices(similar::Algorithm::Myers, &before_keys, &after_keys);
-        for op in ops {
-            for (tag, old, new) in op
-                .iter_changes(&before_keys, &after_keys)
-                .map(|c| (c.tag(), c.old_index(), c.new_index()))
-            {
-                let (sign, line) = match (tag, old, new) {
-                    (similar::ChangeTag::Delete, Some(o), _) => ("-", &before[o]),
-                    (similar::ChangeTag::Insert, _, Some(n)) => ("+", &after[n]),
-                    (_, Some(o), _) => (" ", &before[o]),
-                    _ => continue,
-                };
+        TopologyView::Diff(lines) => {
+            writeln!(out, "topology (- before, + after):")?;
+            for (sign, line) in &lines {
                 writeln!(out, "{sign} {line}")?;
             }
         }
@@ -346,11 +384,15 @@ pub fn plan(
             writeln!(out, "  {:<20} {}: {}", w.code, w.host, w.message)?;
         }
     }
+    writeln!(out, "plan: {}", plan_summary(plan))
+}
+
+/// `10 steps on 3 hosts, 0 blocked, 0 lost, 0 warnings`.
+fn plan_summary(plan: &crate::plan::Plan) -> String {
     let hosts: std::collections::BTreeSet<&str> =
         plan.steps.iter().map(|s| s.host.as_str()).collect();
-    writeln!(
-        out,
-        "plan: {} step{} on {} host{}, {} blocked, {} lost, {} warning{}",
+    format!(
+        "{} step{} on {} host{}, {} blocked, {} lost, {} warning{}",
         plan.steps.len(),
         plural(plan.steps.len()),
         hosts.len(),
@@ -360,6 +402,40 @@ pub fn plan(
         plan.warnings.len(),
         plural(plan.warnings.len()),
     )
+}
+
+/// The topology a plan starts from and the one it leaves, as tree lines.
+enum TopologyView {
+    /// Nothing moves: the topology as it is.
+    Same(Vec<String>),
+    /// `-` before only, `+` after only, ` ` both.
+    Diff(Vec<(char, String)>),
+}
+
+fn topology_diff(plan: &crate::plan::Plan) -> TopologyView {
+    let (before, before_keys) = placement_tree(&plan.before);
+    let (after, after_keys) = placement_tree(&plan.after);
+    if before_keys == after_keys {
+        return TopologyView::Same(before);
+    }
+    // Lines are compared with their parent, so a server that moves shows as moved even
+    // where its line reads the same under the new source.
+    let mut lines = Vec::new();
+    let ops = similar::capture_diff_slices(similar::Algorithm::Myers, &before_keys, &after_keys);
+    for op in ops {
+        for (tag, old, new) in op
+            .iter_changes(&before_keys, &after_keys)
+            .map(|c| (c.tag(), c.old_index(), c.new_index()))
+        {
+            lines.push(match (tag, old, new) {
+                (similar::ChangeTag::Delete, Some(o), _) => ('-', before[o].clone()),
+                (similar::ChangeTag::Insert, _, Some(n)) => ('+', after[n].clone()),
+                (_, Some(o), _) => (' ', before[o].clone()),
+                _ => continue,
+            });
+        }
+    }
+    TopologyView::Diff(lines)
 }
 
 fn short_fingerprint(f: &str) -> &str {

@@ -1,5 +1,5 @@
-//! `orch validate FILE...`: load every topology file (and the policies they name), check
-//! each cluster and the rules across files, and report.
+//! `orch validate FILE...`: load every topology file (and the policies they name) and every
+//! policy file given directly, check each cluster and the rules across files, and report.
 //!
 //! Takes paths, gives a [`Report`] (rendered by `render`). Reads files; talks to no server
 //! and resolves no secret, so it runs in CI without credentials.
@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::spec::diag::{Diagnostic, Severity};
-use crate::spec::{self, check};
+use crate::spec::{self, FileKind, check};
 
 /// What one validated file declares (for the summary line and JSON).
 #[derive(Debug, Serialize)]
 pub struct FileSummary {
     pub file: PathBuf,
+    pub kind: FileKind,
     pub cluster: Option<String>,
     pub hosts: usize,
     pub primary: Option<String>,
@@ -51,6 +52,7 @@ pub fn run(files: &[PathBuf]) -> Report {
     for (_, l) in &loaded {
         diagnostics.extend(l.diagnostics.iter().cloned());
     }
+    same_file_same_name(files, &mut diagnostics);
     let topologies: Vec<_> = loaded
         .iter()
         .filter_map(|(_, l)| l.topology.as_ref())
@@ -81,6 +83,7 @@ pub fn run(files: &[PathBuf]) -> Report {
             let t = l.topology.as_ref();
             FileSummary {
                 file: path.to_path_buf(),
+                kind: l.kind,
                 cluster: t.map(|t| t.cluster.clone()).filter(|c| !c.is_empty()),
                 hosts: t.map_or(0, |t| t.hosts.len()),
                 primary: t.and_then(|t| {
@@ -102,6 +105,27 @@ pub fn run(files: &[PathBuf]) -> Report {
         errors,
         warnings: diagnostics.len() - errors,
         diagnostics,
+    }
+}
+
+/// A policy file given directly and also named by a topology (`examples/../policies/x.yaml`)
+/// is one file: its diagnostics take the name it was given on the command line, so they are
+/// reported once and counted against it.
+fn same_file_same_name(files: &[PathBuf], diagnostics: &mut [Diagnostic]) {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let given: Vec<(PathBuf, &PathBuf)> = files
+        .iter()
+        .filter_map(|f| Some((canonical(f)?, f)))
+        .collect();
+    for d in diagnostics {
+        if files.contains(&d.file) {
+            continue;
+        }
+        if let Some(c) = canonical(&d.file)
+            && let Some((_, f)) = given.iter().find(|(g, _)| *g == c)
+        {
+            d.file = f.to_path_buf();
+        }
     }
 }
 

@@ -211,16 +211,16 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     lock.release()?;
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Human => writeln!(
-            out,
-            "apply {}: {summary} (orch history {})",
-            outcome_name(outcome),
-            run.0
-        )?,
         Format::Json => writeln!(
             out,
             "{}",
             serde_json::json!({"event": "finished", "run": run.0, "outcome": outcome_name(outcome), "summary": summary, "error": error})
+        )?,
+        _ => writeln!(
+            out,
+            "apply {}: {summary} (orch history {})",
+            outcome_name(outcome),
+            run.0
         )?,
     }
     Ok(if report.succeeded() { 0 } else { 1 })
@@ -414,7 +414,11 @@ impl Progress for Recorder<'_> {
         let _ = self.store.record_step_finished(self.run, number, r, error);
         let ms = elapsed.as_millis();
         match self.format {
-            Format::Human => {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"event": if error.is_some() {"step_failed"} else {"step_finished"}, "number": step.number, "host": step.host, "ms": ms, "error": error})
+            ),
+            _ => {
                 let head = format!(
                     "step {}/{} {}: {}",
                     step.number,
@@ -435,10 +439,6 @@ impl Progress for Recorder<'_> {
                     StepResult::NotRun => {}
                 }
             }
-            Format::Json => println!(
-                "{}",
-                serde_json::json!({"event": if error.is_some() {"step_failed"} else {"step_finished"}, "number": step.number, "host": step.host, "ms": ms, "error": error})
-            ),
         }
     }
 

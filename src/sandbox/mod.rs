@@ -679,7 +679,7 @@ pub fn status(dir: &Path, format: Format) -> Result<u8> {
     };
     match format {
         Format::Json => out!("{}", serde_json::to_string_pretty(&view)?),
-        Format::Human => {
+        _ => {
             out!(
                 "Sandbox {} (cluster {}): {} {}, {} of {}",
                 view.dir,

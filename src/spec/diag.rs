@@ -19,7 +19,7 @@ pub enum Severity {
 }
 
 macro_rules! codes {
-    ($($variant:ident = $code:literal, $rule:literal, $severity:ident;)*) => {
+    ($($variant:ident = $code:literal, $rule:literal, $severity:ident, $what:literal, $help:literal;)*) => {
         /// Every diagnostic orch can report, with a stable code and rule name.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Code { $($variant,)* }
@@ -33,46 +33,116 @@ macro_rules! codes {
             pub fn severity(self) -> Severity {
                 match self { $(Code::$variant => Severity::$severity,)* }
             }
+            /// What the rule finds, in a few words (the README's table of codes).
+            pub fn what(self) -> &'static str { match self { $(Code::$variant => $what,)* } }
+            /// What to do about it in general (SARIF's rule help); each diagnostic's own
+            /// hint is more specific.
+            pub fn help(self) -> &'static str { match self { $(Code::$variant => $help,)* } }
         }
     };
 }
 
+// Variant = code, rule, severity,
+//     what it finds (the README's table of codes, kept identical by a test),
+//     what to do about it in general (SARIF's rule help);
 codes! {
     // Reading the file.
-    Io = "E100", "unreadable-file", Error;
-    TooLarge = "E101", "file-too-large", Error;
-    NotUtf8 = "E102", "not-utf8", Error;
-    YamlSyntax = "E103", "yaml-syntax", Error;
-    YamlLimit = "E104", "yaml-limit", Error;
-    NotAMapping = "E105", "not-a-mapping", Error;
-    MultipleDocuments = "E106", "multiple-documents", Error;
+    Io = "E100", "unreadable-file", Error,
+        "the file cannot be read",
+        "Check the path and the file's permissions; a directory is not a topology file.";
+    TooLarge = "E101", "file-too-large", Error,
+        "larger than 16 MiB (refused before reading)",
+        "A topology file declares one cluster: split very large inventories into one file per cluster.";
+    NotUtf8 = "E102", "not-utf8", Error,
+        "binary content",
+        "Topology and policy files are UTF-8 YAML text.";
+    YamlSyntax = "E103", "yaml-syntax", Error,
+        "the YAML does not parse",
+        "Fix the YAML syntax at the position shown: indentation with spaces, closed brackets and quotes.";
+    YamlLimit = "E104", "yaml-limit", Error,
+        "nested deeper than 64, or aliases expanding beyond 1,000,000 nodes",
+        "Write the values out instead of nesting or aliasing them this deeply.";
+    NotAMapping = "E105", "not-a-mapping", Error,
+        "empty file, a list, a scalar",
+        "A topology file is a mapping of cluster, credentials, policy and hosts (see examples/); a policy file one of failover and hooks.";
+    MultipleDocuments = "E106", "multiple-documents", Error,
+        "more than one `---` document",
+        "Put each cluster in a file of its own.";
     // Schema: keys, types, values.
-    UnknownKey = "E201", "unknown-key", Error;
-    DuplicateKey = "E202", "duplicate-key", Error;
-    MissingKey = "E203", "missing-key", Error;
-    WrongType = "E204", "wrong-type", Error;
-    BadAddress = "E205", "bad-address", Error;
-    BadDuration = "E206", "bad-duration", Error;
-    BadValue = "E207", "bad-value", Error;
-    BadSecret = "E208", "bad-secret", Error;
-    BadName = "E209", "bad-name", Error;
+    UnknownKey = "E201", "unknown-key", Error,
+        "a key orch does not know, at any depth (with a did-you-mean)",
+        "Fix the spelling (the message names the closest known key) or remove the key: a misspelt key must never silently do nothing.";
+    DuplicateKey = "E202", "duplicate-key", Error,
+        "a key given twice in one mapping",
+        "Remove one of the two: YAML tools disagree on which one wins.";
+    MissingKey = "E203", "missing-key", Error,
+        "a required key is absent",
+        "Add the key the message names.";
+    WrongType = "E204", "wrong-type", Error,
+        "e.g. a list where a string belongs, `yes` for a boolean",
+        "Write the value as the type the key takes; booleans are true or false, unquoted.";
+    BadAddress = "E205", "bad-address", Error,
+        "not `host:port` with a port 1–65535",
+        "Write host:port with an explicit port, e.g. 10.0.0.1:3306 or db1.example.com:3306; IPv6 as [addr]:port.";
+    BadDuration = "E206", "bad-duration", Error,
+        "not a duration with a unit",
+        "Give a number with a unit: 500ms, 10s, 5m, 1h, 2d, or sums like 1m30s.";
+    BadValue = "E207", "bad-value", Error,
+        "not one of the allowed values (enums, webhook URLs)",
+        "Use one of the values the message lists.";
+    BadSecret = "E208", "bad-secret", Error,
+        "malformed `${…}`, or both `password` and `password_file`",
+        "Reference a secret as ${NAME} ($$ is a literal $), and give either the value or the file, not both.";
+    BadName = "E209", "bad-name", Error,
+        "cluster name or host id with other characters",
+        "Use letters, digits, '.', '_' and '-', at most 64 characters.";
     // Semantics of one cluster.
-    NoPrimary = "E301", "no-primary", Error;
-    MultiplePrimaries = "E302", "multiple-primaries", Error;
-    UnknownSource = "E303", "unknown-source", Error;
-    ReplicationCycle = "E304", "replication-cycle", Error;
-    DuplicateAddress = "E305", "duplicate-address", Error;
-    PolicyUnresolved = "E306", "policy-unresolved", Error;
-    NoPromotableCandidate = "E307", "no-promotable-candidate", Error;
-    UnknownPlaceholder = "E308", "unknown-placeholder", Error;
-    DuplicateCluster = "E309", "duplicate-cluster", Error;
+    NoPrimary = "E301", "no-primary", Error,
+        "no host without a source (or no host at all)",
+        "Declare the primary (a host without `source`) and its replicas.";
+    MultiplePrimaries = "E302", "multiple-primaries", Error,
+        "more than one host without a source",
+        "Give every host but the primary a `source:`, or move the other cluster to a file of its own.";
+    UnknownSource = "E303", "unknown-source", Error,
+        "`source` names no declared host",
+        "Name a host declared under `hosts`, or declare the missing one.";
+    ReplicationCycle = "E304", "replication-cycle", Error,
+        "sources that never lead to the primary",
+        "A replica's sources must lead to the primary: change one `source:` to break the cycle.";
+    DuplicateAddress = "E305", "duplicate-address", Error,
+        "two hosts (in any of the files) with one address",
+        "Each host is one server in one cluster: fix the address or remove the duplicate host.";
+    PolicyUnresolved = "E306", "policy-unresolved", Error,
+        "no such built-in policy or policy file",
+        "Name a built-in policy (safe, manual, fast) or a policy file; a relative path is relative to the topology file.";
+    NoPromotableCandidate = "E307", "no-promotable-candidate", Error,
+        "every replica is `must_not` or delayed",
+        "Mark at least one replica without `delay` as `promotion: prefer` or `neutral`.";
+    UnknownPlaceholder = "E308", "unknown-placeholder", Error,
+        "a hook uses an unknown `{placeholder}`",
+        "Use the documented placeholders ({cluster}, {event}, {failed}, {successor}, ...); write {{ and }} for literal braces.";
+    DuplicateCluster = "E309", "duplicate-cluster", Error,
+        "two files declare the same cluster",
+        "Cluster names are unique: rename one of them.";
     // Warnings: legal, but probably not what was meant.
-    CrossDcUnmeetable = "W401", "cross-dc-unmeetable", Warning;
-    LiteralSecret = "W402", "literal-secret", Warning;
-    DelayedCandidate = "W403", "delayed-candidate", Warning;
-    GraceBelowPoll = "W404", "grace-below-poll-interval", Warning;
-    MissingDc = "W405", "missing-dc", Warning;
-    NoReplicas = "W406", "no-replicas", Warning;
+    CrossDcUnmeetable = "W401", "cross-dc-unmeetable", Warning,
+        "`cross_dc: deny` but no promotable replica in the primary's dc",
+        "Make a replica in the primary's dc promotable, or use a policy with `cross_dc: allow`.";
+    LiteralSecret = "W402", "literal-secret", Warning,
+        "a password written in the file",
+        "Reference the password as ${NAME} or through password_file, so it stays out of version control.";
+    DelayedCandidate = "W403", "delayed-candidate", Warning,
+        "a delayed replica that may be promoted",
+        "Add `promotion: must_not` to delayed replicas.";
+    GraceBelowPoll = "W404", "grace-below-poll-interval", Warning,
+        "one failed probe would confirm a failure",
+        "Make `failover.detect.grace` at least two poll intervals.";
+    MissingDc = "W405", "missing-dc", Warning,
+        "`cross_dc: deny` with hosts whose dc is unknown",
+        "Give every host a `dc:` so orch can tell where it lives.";
+    NoReplicas = "W406", "no-replicas", Warning,
+        "a primary alone cannot fail over",
+        "Declare at least one replica with `source:`.";
 }
 
 impl fmt::Display for Code {

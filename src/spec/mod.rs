@@ -130,10 +130,22 @@ impl Topology {
     }
 }
 
-/// A topology file with its policy, and everything wrong with either.
+/// What a file given to `orch validate` declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    /// One cluster: `cluster`, `credentials`, `policy`, `hosts`.
+    Topology,
+    /// A failover policy (`failover`, `hooks`), as a topology's `policy:` names it.
+    Policy,
+}
+
+/// A topology file with its policy (or a policy file alone), and everything wrong with
+/// either.
 #[derive(Debug)]
 pub struct Loaded {
-    /// None when the file could not be read as a topology at all.
+    pub kind: FileKind,
+    /// None when the file could not be read as a topology at all, and for a policy file.
     pub topology: Option<Topology>,
     pub policy: Option<Policy>,
     pub diagnostics: Vec<Diagnostic>,
@@ -146,9 +158,11 @@ impl Loaded {
 }
 
 /// Reads a topology file and the policy it names, and checks both (schema and semantics of
-/// the cluster). Never panics and never reads more than [`MAX_FILE_BYTES`] of a file.
+/// the cluster); a policy file (see [`is_policy_document`]) is checked as a policy alone.
+/// Never panics and never reads more than [`MAX_FILE_BYTES`] of a file.
 pub fn load(path: &Path) -> Loaded {
     let mut loaded = Loaded {
+        kind: FileKind::Topology,
         topology: None,
         policy: None,
         diagnostics: Vec::new(),
@@ -160,6 +174,13 @@ pub fn load(path: &Path) -> Loaded {
             return loaded;
         }
     };
+    if is_policy_document(&root) {
+        let mut dec = Decoder::new(path);
+        loaded.kind = FileKind::Policy;
+        loaded.policy = Some(policy::decode(&mut dec, &root));
+        loaded.diagnostics = dec.diags;
+        return loaded;
+    }
     let (topology, mut diags) = parse_topology(path, &root);
     loaded.diagnostics.append(&mut diags);
     let Some(topology) = topology else {
@@ -175,10 +196,27 @@ pub fn load(path: &Path) -> Loaded {
     loaded
 }
 
+/// A policy file, not a topology: a mapping with `failover` or `hooks` and none of a
+/// topology's keys. Anything else is read as a topology, so a broken topology file still
+/// gets the topology's diagnostics (missing `cluster`, unknown keys).
+pub fn is_policy_document(root: &Node) -> bool {
+    let yaml::Kind::Map(entries) = &root.kind else {
+        return false;
+    };
+    let keys = || entries.iter().filter_map(|(k, _)| k.scalar());
+    keys().any(|k| policy::TOP_KEYS.contains(&k)) && !keys().any(|k| TOP_KEYS.contains(&k))
+}
+
 /// Loads a topology for a command that will act on it: any error is fatal and all of
 /// them are listed in the error message.
 pub fn load_valid(path: &Path) -> anyhow::Result<(Topology, Policy)> {
     let loaded = load(path);
+    if loaded.kind == FileKind::Policy {
+        anyhow::bail!(
+            "{} is a policy file, not a topology: give the topology file that names it in `policy:`",
+            path.display()
+        );
+    }
     if loaded.has_errors() {
         let list: Vec<String> = loaded
             .diagnostics

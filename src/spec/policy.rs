@@ -151,10 +151,13 @@ const HOOK_KEYS: &[&str] = &[
     "timeout",
 ];
 
+/// The keys of a policy document.
+pub const TOP_KEYS: &[&str] = &["failover", "hooks"];
+
 /// Reads a policy document; absent keys keep the `safe` defaults.
 pub fn decode(dec: &mut Decoder, root: &Node) -> Policy {
     let mut policy = Policy::default();
-    let Some(top) = dec.map(root, "", Some(&["failover", "hooks"])) else {
+    let Some(top) = dec.map(root, "", Some(TOP_KEYS)) else {
         return policy;
     };
     if let Some(node) = top.get("failover") {

@@ -230,3 +230,50 @@ fn hostile_documents_are_refused_cleanly() {
     let loaded = load(dir.path());
     assert_eq!(loaded.diagnostics[0].code, Code::Io);
 }
+
+#[test]
+fn a_policy_document_is_told_from_a_topology() {
+    let cases = [
+        ("failover: { automatic: false }\n", true),
+        ("hooks: { on_detect: [\"true\"] }\n", true),
+        ("failover: {}\nhooks: {}\nfailovr: 1\n", true),
+        // A topology's key makes it a topology, so its own diagnostics are reported.
+        ("cluster: c\nfailover: { automatic: false }\n", false),
+        ("hosts: {}\nhooks: {}\n", false),
+        ("clustr: c\n", false),
+        ("- failover\n", false),
+        ("failover\n", false),
+    ];
+    for (text, want) in cases {
+        let root = yaml::load(text).unwrap();
+        assert_eq!(is_policy_document(&root), want, "{text}");
+    }
+}
+
+#[test]
+fn a_policy_file_loads_as_a_policy_with_its_own_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        "failover:\n  detect: { poll_interval: 5s, grace: 1s }\n  anti_flap: 10\n",
+    )
+    .unwrap();
+    let loaded = load(&path);
+    assert_eq!(loaded.kind, FileKind::Policy);
+    assert!(loaded.topology.is_none() && loaded.policy.is_some());
+    let codes: Vec<(u32, Code)> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, d.code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![(2, Code::GraceBelowPoll), (3, Code::BadDuration)],
+        "{:?}",
+        loaded.diagnostics
+    );
+    assert!(loaded.diagnostics.iter().all(|d| d.file == path));
+    let err = load_valid(&path).unwrap_err().to_string();
+    assert!(err.contains("is a policy file, not a topology"), "{err}");
+}

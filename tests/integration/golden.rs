@@ -1,24 +1,48 @@
 //! Golden plans: `orch plan topology.yaml --observed observed.json` for every fixture under
-//! `tests/golden/plan/`, compared with the committed `plan.txt` (human) and `plan.json`.
-//! The inputs are made from simulator scenarios in `src/plan/tests.rs`; `ORCH_BLESS=1
-//! cargo test golden` rewrites inputs and outputs alike.
+//! `tests/golden/plan/`, compared with the committed `plan.txt` (human), `plan.json` and
+//! `plan.md` (Markdown). The inputs are made from simulator scenarios in
+//! `src/plan/tests.rs`; `ORCH_BLESS=1 cargo test golden` rewrites inputs and outputs alike.
+//!
+//! Golden reports: `orch validate ARGS` in every case under `tests/golden/validate/` (its
+//! `args` file lists the files), in every format `validate` has.
+
+use std::path::{Path, PathBuf};
 
 use crate::common::{orch, repo};
 
-#[test]
-fn golden_plans() {
-    let root = repo().join("tests/golden/plan");
-    let bless = std::env::var_os("ORCH_BLESS").is_some();
+/// The fixture directories under `tests/golden/KIND`, sorted.
+fn cases(kind: &str) -> Vec<PathBuf> {
+    let root = repo().join("tests/golden").join(kind);
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 8, "fixtures under {}", root.display());
+    dirs
+}
+
+/// Compares `text` with the golden file (or rewrites it under `ORCH_BLESS`); a difference
+/// is added to `stale`.
+fn check_golden(path: &Path, text: &str, stale: &mut Vec<String>) {
+    if std::env::var_os("ORCH_BLESS").is_some() {
+        std::fs::write(path, text).unwrap();
+    } else if std::fs::read_to_string(path).unwrap_or_default() != text {
+        stale.push(format!("{}:\n{text}", path.display()));
+    }
+}
+
+#[test]
+fn golden_plans() {
+    let dirs = cases("plan");
+    assert!(dirs.len() >= 8, "fixtures under tests/golden/plan");
     let mut stale = Vec::new();
     for dir in dirs {
-        for (file, format) in [("plan.txt", "human"), ("plan.json", "json")] {
+        for (file, format) in [
+            ("plan.txt", "human"),
+            ("plan.json", "json"),
+            ("plan.md", "markdown"),
+        ] {
             let out = orch()
                 .current_dir(&dir)
                 .args([
@@ -39,17 +63,69 @@ fn golden_plans() {
                 dir.display(),
                 String::from_utf8_lossy(&out.stderr)
             );
-            let path = dir.join(file);
-            if bless {
-                std::fs::write(&path, &text).unwrap();
-            } else if std::fs::read_to_string(&path).unwrap_or_default() != text {
-                stale.push(format!("{}:\n{text}", path.display()));
-            }
+            check_golden(&dir.join(file), &text, &mut stale);
         }
     }
     assert!(
         stale.is_empty(),
         "plans differ from the golden files (ORCH_BLESS=1 cargo test golden to accept):\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn golden_validate_reports() {
+    let dirs = cases("validate");
+    assert!(dirs.len() >= 2, "fixtures under tests/golden/validate");
+    let mut stale = Vec::new();
+    for dir in dirs {
+        let args = std::fs::read_to_string(dir.join("args")).unwrap();
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let mut exit_codes = Vec::new();
+        for (file, format) in [
+            ("validate.txt", "human"),
+            ("validate.json", "json"),
+            ("validate.github.txt", "github"),
+            ("validate.sarif.json", "sarif"),
+            ("validate.gitlab.json", "gitlab"),
+        ] {
+            let out = orch()
+                .current_dir(&dir)
+                .args(["validate", "--format", format])
+                .args(&args)
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert!(
+                out.stderr.is_empty(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            exit_codes.push(out.status.code());
+            // The version is orch's own; the golden file should not change with it.
+            let text = text.replace(
+                &format!("\"version\": \"{}\"", env!("CARGO_PKG_VERSION")),
+                "\"version\": \"<orch version>\"",
+            );
+            check_golden(&dir.join(file), &text, &mut stale);
+        }
+        // Same exit status whatever the format: 1 with errors, else 0.
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("validate.json")).unwrap()).unwrap();
+        let want = if report["errors"].as_u64() > Some(0) {
+            1
+        } else {
+            0
+        };
+        assert!(
+            exit_codes.iter().all(|c| *c == Some(want)),
+            "{}: {exit_codes:?}",
+            dir.display()
+        );
+    }
+    assert!(
+        stale.is_empty(),
+        "reports differ from the golden files (ORCH_BLESS=1 cargo test golden to accept):\n{}",
         stale.join("\n")
     );
 }

@@ -9,6 +9,7 @@ mod completions;
 mod golden;
 mod history;
 mod plan;
+mod review;
 mod sandbox;
 mod status;
 mod steps;

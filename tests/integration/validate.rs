@@ -210,10 +210,12 @@ fn readme_starts_with_the_two_commands_and_its_yaml_validates() {
     );
 
     let dir = tempfile::tempdir().unwrap();
+    // A pre-commit configuration (`repos:`) is checked against the hooks file in review.rs.
     let blocks: Vec<&str> = readme
         .split("```yaml\n")
         .skip(1)
         .map(|b| b.split("```").next().unwrap())
+        .filter(|b| !b.starts_with("repos:"))
         .collect();
     assert!(!blocks.is_empty());
     for (i, block) in blocks.iter().enumerate() {
@@ -222,4 +224,78 @@ fn readme_starts_with_the_two_commands_and_its_yaml_validates() {
         let (code, out, err) = run(&["validate", "--strict", file.to_str().unwrap()]);
         assert_eq!(code, 0, "README yaml block {i}:\n{block}\n{out}{err}");
     }
+}
+
+#[test]
+fn a_policy_file_given_directly_is_checked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("topologies")).unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/quick.yaml"),
+        "failover:\n  detect: { poll_interval: 5s, grace: 1s }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("topologies/t.yaml"),
+        "cluster: t\ncredentials: { user: orch, password: \"${PW}\" }\npolicy: ../policies/quick.yaml\nhosts:\n  a: { address: \"a:1\", dc: x }\n  b: { address: \"b:1\", dc: x, source: a }\n",
+    )
+    .unwrap();
+    let out = crate::common::orch()
+        .current_dir(dir.path())
+        .args(["validate", "topologies/t.yaml", "policies/quick.yaml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // Reached through the topology and given directly: one file, one warning, its name as given.
+    assert_eq!(text.matches("W404").count(), 1, "{text}");
+    assert!(
+        text.contains("policies/quick.yaml:2:11: warning[W404")
+            && text.contains("policies/quick.yaml: ok with 1 warning (policy file)")
+            && text.contains("2 files checked: 0 errors, 1 warning"),
+        "{text}"
+    );
+    // Every shipped policy validates on its own.
+    for policy in yaml_files(&repo().join("policies")) {
+        let (code, out, err) = run(&["validate", "--strict", policy.to_str().unwrap()]);
+        assert_eq!(code, 0, "{}:\n{out}{err}", policy.display());
+        assert!(out.contains(": ok (policy file)"), "{out}");
+    }
+    // A command that acts on a cluster refuses a policy file plainly.
+    let (code, _, err) = run(&[
+        "plan",
+        dir.path().join("policies/quick.yaml").to_str().unwrap(),
+        "--observed",
+        "/nonexistent.json",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is a policy file, not a topology"), "{err}");
+}
+
+#[test]
+fn readme_table_of_codes_is_the_catalogue() {
+    use orch::spec::diag::Code;
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let rows: Vec<(String, String, String)> = readme
+        .lines()
+        .filter(|l| l.starts_with("| E") || l.starts_with("| W"))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            match cells[..] {
+                [code, rule, what] if code.len() == 4 => {
+                    Some((code.into(), rule.into(), what.into()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = Code::ALL
+        .iter()
+        .map(|c| (c.code().into(), c.rule().into(), c.what().into()))
+        .collect();
+    assert_eq!(
+        rows, want,
+        "README's table of codes and spec::diag's catalogue"
+    );
 }
