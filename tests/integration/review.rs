@@ -198,8 +198,8 @@ fn a_markdown_plan_is_saved_as_json() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.starts_with("<!-- orch plan: cluster sim -->\n### orch plan: cluster `sim`\n")
-            && text.contains("**10 steps on 3 hosts, 0 blocked, 0 lost, 0 warnings**")
-            && text.contains("| 10 | switchover | `h1` | promote")
+            && text.contains("**11 steps on 3 hosts, 0 blocked, 0 lost, 0 warnings**")
+            && text.contains("| 9 | switchover | `h1` | promote")
             && text.contains("```diff\n- h0 primary rw\n")
             && !text.contains("<details>")
             && !text.contains("saved to"),
