@@ -9,40 +9,11 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use orch::executor::observe_all;
 use orch::executor::sim::{Simulator, host_address};
 use orch::gtid::Flavor;
-use orch::plan::{Desired, DesiredHost, Observed, PlanOptions, plan};
-use orch::spec::{Policy, Promotion};
+use orch::plan::{Observed, PlanOptions, plan};
+use orch::spec::Policy;
 
-/// A desired tree: host i under (i - 1) / fanout; `primary` swaps places with host 0.
-fn desired(n: usize, fanout: usize, primary: usize) -> Desired {
-    let name = |i: usize| {
-        let i = if i == primary {
-            0
-        } else if i == 0 {
-            primary
-        } else {
-            i
-        };
-        format!("h{i}")
-    };
-    Desired {
-        cluster: "bench".into(),
-        hosts: (0..n)
-            .map(|i| DesiredHost {
-                id: name(i),
-                address: host_address(if i == primary {
-                    0
-                } else if i == 0 {
-                    primary
-                } else {
-                    i
-                }),
-                source: (i > 0).then(|| name((i - 1) / fanout)),
-                promotion: Promotion::Neutral,
-                delay_secs: 0,
-            })
-            .collect(),
-    }
-}
+mod common;
+use common::desired;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
