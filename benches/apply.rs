@@ -99,11 +99,7 @@ fn bench(c: &mut Criterion) {
             );
             eprintln!("apply {what} {n} hosts: {} steps", p.steps.len());
             group.bench_with_input(BenchmarkId::new(what, n), &n, |b, _| {
-                b.iter_batched(
-                    || Arc::new(cluster(n)),
-                    |sim| apply(sim),
-                    BatchSize::PerIteration,
-                )
+                b.iter_batched(|| Arc::new(cluster(n)), &apply, BatchSize::PerIteration)
             });
         }
     }

@@ -35,4 +35,3 @@ pub fn desired(n: usize, fanout: usize, primary: usize) -> Desired {
             .collect(),
     }
 }
-
