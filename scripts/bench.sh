@@ -3,7 +3,8 @@
 # sandbox start time for 3 and 5 instances, `orch status` wall time on a healthy 5-node
 # sandbox and with one frozen server, peak memory of `orch status`, and `orch plan` wall
 # time on the 5-node sandbox (a switchover plan: observe, plan, prove, render), and a
-# switchover applied back and forth (wall time and write-block window).
+# switchover applied back and forth (wall time and write-block window), and the window an
+# application writing through it sees on a 3-node sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -63,3 +64,9 @@ for i in range(10):
 print(f"apply switchover, 5-node sandbox: wall {statistics.median(walls):.0f} ms, "
       f"write block (fence to promoted) {statistics.median(blocks):.0f} ms (medians of 10)")
 PY
+# The same under a write load, as the application sees it, on a 3-node sandbox: the time from
+# the writer's last acknowledged insert on the old primary to its first on the new one.
+"$O" sandbox down "$DIR/sb" >/dev/null
+"$O" sandbox up "$DIR/sb" -n 3 >/dev/null
+cargo build --release --quiet --example switchover_load
+target/release/examples/switchover_load "$O" "$DIR/sb" 10
