@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{IoState, ServerInfo, ServerState, Unreachable};
+use super::{IoState, Replication, ServerInfo, ServerState, Unreachable};
 use crate::spec::Policy;
 use crate::spec::Topology;
 
@@ -76,7 +76,10 @@ pub const MAX_NET_TIMEOUT_SECS: u32 = 10;
 pub const MAX_CONNECT_RETRY_SECS: u32 = 10;
 
 /// For each observed server, the index of the observed server it replicates from, when
-/// that is one of them: by the address the replica names, else by the source's server_id.
+/// that is one of them: by the address the replica names, else by the source's server_id
+/// when the names may be two spellings of one server (same port, and not two different IP
+/// addresses: a host name and an IP). server_ids repeat across clusters (every primary
+/// built from one template is 1), so two different IPs are two servers.
 pub fn observed_sources(observed: &[ServerState]) -> Vec<Option<usize>> {
     let by_address: HashMap<String, usize> = observed
         .iter()
@@ -95,12 +98,34 @@ pub fn observed_sources(observed: &[ServerState]) -> Vec<Option<usize>> {
             let named = format!("{}:{}", r.source_host.to_ascii_lowercase(), r.source_port);
             by_address.get(&named).copied().or_else(|| {
                 match by_server_id.get(&r.source_server_id) {
-                    Some(v) if r.source_server_id != 0 && v.len() == 1 && v[0] != i => Some(v[0]),
+                    Some(v)
+                        if r.source_server_id != 0
+                            && v.len() == 1
+                            && v[0] != i
+                            && may_be_one_server(r, &observed[v[0]].address) =>
+                    {
+                        Some(v[0])
+                    }
                     _ => None,
                 }
             })
         })
         .collect()
+}
+
+/// Whether the source a replica names can be the server at `address` under another name.
+fn may_be_one_server(r: &Replication, address: &crate::topology::Address) -> bool {
+    let ip = |h: &str| {
+        h.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|a| a.to_canonical())
+    };
+    r.source_port == address.port
+        && match (ip(&r.source_host), ip(&address.host)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
 }
 
 pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<Problem> {

@@ -248,6 +248,16 @@ impl Builder<'_> {
             return;
         };
 
+        if let Some(reason) = self.foreign_source(po) {
+            self.block(
+                BlockCode::PrimaryMismatch,
+                pd,
+                "keep the primary".into(),
+                reason,
+            );
+            return;
+        }
+
         // Who will be the primary when the plan is done.
         let mut primary = po;
         let mut switchover: Option<(usize, bool)> = None;
@@ -314,6 +324,44 @@ impl Builder<'_> {
                 why,
             );
         }
+    }
+
+    /// Why the file may not describe the servers it names: more of its replicas replicate
+    /// (through their chains of sources) from one server the file does not name than from
+    /// the live primary `po`. Then the file's addresses may point into another cluster, and
+    /// any change (detaching that cluster's replicas, fencing its primary) could damage
+    /// it.
+    fn foreign_source(&self, po: usize) -> Option<String> {
+        let declared = self.desired.hosts.len();
+        let mut inside = 0;
+        let mut outside: Vec<(String, Vec<String>)> = Vec::new();
+        for i in (0..declared).filter(|&i| i != po && self.m.link(i).is_some()) {
+            let mut x = i;
+            for _ in 0..self.m.nodes.len() {
+                match self.m.source(x) {
+                    Some(s) => x = s,
+                    None => break,
+                }
+            }
+            if x == po {
+                inside += 1;
+            } else if let Some(link) = self.m.link(x).filter(|l| l.source.is_none()) {
+                match outside.iter_mut().find(|(a, _)| *a == link.source_name) {
+                    Some((_, who)) => who.push(self.id(i).to_string()),
+                    None => outside.push((link.source_name.clone(), vec![self.id(i).to_string()])),
+                }
+            }
+        }
+        let (address, who) = outside.into_iter().max_by_key(|(_, w)| w.len())?;
+        (who.len() > inside).then(|| {
+            format!(
+                "{} replicate from {address}, which the file does not name, and {} of the file's replicas from its live primary {} ({}): the file's addresses may point at another cluster, or the primary moved outside orch; nothing is planned: check the addresses, or declare {address}",
+                who.join(", "),
+                inside,
+                self.id(po),
+                self.m.nodes[po].address
+            )
+        })
     }
 
     /// The graceful switchover from `old` to `candidate`; false when blocked.

@@ -174,6 +174,7 @@ macro_rules! block_codes {
 block_codes! {
     Unreachable = "unreachable", "a server the change needs cannot be observed";
     PrimaryUnknown = "primary-unknown", "no single server can be told to be the live primary";
+    PrimaryMismatch = "primary-mismatch", "the file's servers mostly replicate from a server the file does not name: its addresses may point at another cluster; nothing is planned";
     PrimaryUnreachable = "primary-unreachable", "the primary cannot be observed: nothing is planned (a dead primary is a failover)";
     SourceWithoutBinlog = "source-without-binlog", "the new source has log_bin off";
     SourceWithoutLogReplicaUpdates = "source-without-log-replica-updates", "the new source is a replica without log_slave_updates";

@@ -91,8 +91,14 @@ pub fn prove(desired: &Desired, observed: &Observed, plan: &Plan) -> Result<(), 
             primary = po;
         }
     }
-    if initial_primary.is_none() {
-        // Nothing could be planned without a primary.
+    if initial_primary.is_none()
+        || plan
+            .blocked
+            .iter()
+            .any(|b| b.code == BlockCode::PrimaryMismatch)
+    {
+        // Nothing could be planned without a primary, or when the file's servers are not
+        // those of one cluster.
         return if plan.steps.is_empty() {
             Ok(())
         } else {

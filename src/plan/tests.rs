@@ -651,6 +651,38 @@ fn removed_host_is_reported_or_detached() {
     );
 }
 
+/// The file's primary address points at another cluster's primary (h5, with its replica
+/// h6), while the file's replicas h1 and h2 replicate from their real primary h0, which the
+/// file does not name: nothing is planned, not even with --detach-removed (h6 would be
+/// detached from its own cluster).
+#[test]
+fn a_primary_address_pointing_into_another_cluster_blocks_everything() {
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    sim.add_primary(host_address(5), Flavor::Mariadb);
+    sim.add_replica(host_address(6), host_address(5));
+    sim.write(host_address(0), 3).expect("write");
+    sim.write(host_address(5), 2).expect("write");
+    sim.tick();
+    let mut d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h0"))]);
+    d.hosts[0].address = host_address(5);
+    let detach = PlanOptions {
+        detach_removed: true,
+        ..PlanOptions::default()
+    };
+    let p = plan_of(&sim, &d, detach);
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+    assert_eq!(codes(&p), [(BlockCode::PrimaryMismatch, "h0".to_string())]);
+    let why = &p.blocked[0].reason;
+    assert!(
+        why.contains("h1, h2 replicate from") && why.contains(&host_address(0).to_string()),
+        "{why}"
+    );
+    // With the right address, nothing to do.
+    let d = desired(&[("h0", None), ("h1", Some("h0")), ("h2", Some("h0"))]);
+    let p = plan_of(&sim, &d, detach);
+    assert!(p.steps.is_empty() && p.blocked.is_empty(), "{p:#?}");
+}
+
 /// After a failover to h1 (h0 dead, then back read_only and standalone), the file still
 /// names h0: the plan warns and leaves the live primary alone.
 fn after_failover() -> Arc<Simulator> {

@@ -164,3 +164,55 @@ fn a_duplicate_server_id_blocks_the_move() {
     assert!(steps(&plan).is_empty(), "{plan}");
     sb.down();
 }
+
+/// The file's primary address points at another cluster's primary (issue 8, item 5): with
+/// `--detach-removed`, the plan once detached that cluster's replica. Now every change is
+/// blocked (`primary-mismatch`), apply refuses, and the other cluster is untouched.
+#[test]
+fn a_wrong_primary_address_never_touches_the_other_cluster() {
+    let a = Sandbox::up(&["-n", "3"]);
+    let b = Sandbox::up(&["-n", "2"]);
+    // One orch password for both clusters, as in many shops: B's servers answer A's file.
+    let password = std::fs::read_to_string(a.dir.join("secrets/orch.password")).unwrap();
+    b.root(
+        1,
+        &format!(
+            "ALTER USER orch@'127.%' IDENTIFIED BY '{}'",
+            password.trim()
+        ),
+    );
+    b.root(1, "CREATE DATABASE b");
+    eventually("node2 of B has the change", Duration::from_secs(10), || {
+        !b.root(2, "SHOW DATABASES LIKE 'b'").is_empty()
+    });
+    let file = write_topology(&a, "wrong.yaml", &[None, Some(1), Some(1)]);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(&a.address(1), &b.address(1));
+    std::fs::write(&file, text).unwrap();
+
+    let (code, plan) = plan_json(&file, &["--detach-removed"]);
+    assert_eq!(code, 3, "only blocked changes: {plan}");
+    assert!(steps(&plan).is_empty(), "{plan}");
+    assert_eq!(plan["blocked"][0]["code"], "primary-mismatch", "{plan}");
+    let (code, out, err) = crate::sandbox::orch(&[
+        "apply",
+        &file,
+        "--auto-approve",
+        "--detach-removed",
+        "--state",
+        a.dir.join("state").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("primary-mismatch"), "{err}");
+    let b2 = b.root(2, "SHOW SLAVE STATUS");
+    assert_eq!(
+        first(&b2, "Master_Host"),
+        b.address(1).split(':').next().unwrap(),
+        "B's replica still follows B's primary"
+    );
+    assert_eq!(first(&b2, "Slave_IO_Running"), "Yes");
+    assert_eq!(read_only(&b, 1), "0", "B's primary still takes writes");
+    a.down();
+    b.down();
+}
