@@ -17,6 +17,7 @@
 //! | `performance_schema.replication_connection_configuration` (MySQL) | heartbeat period | — | `SELECT` on `performance_schema` |
 //! | `SHOW SLAVE HOSTS` / `SHOW REPLICAS` | the replicas a server has | `REPLICATION MASTER ADMIN` | `REPLICATION SLAVE` |
 //! | `information_schema.PROCESSLIST` binlog dump threads | replicas without `report_host` | `PROCESS` | `PROCESS` |
+//! | `information_schema.SCHEMATA` (non-system names, at most 10) | a server without GTID history that holds data is not fresh | `SHOW DATABASES` | `SHOW DATABASES` |
 //! | `SHOW BINLOG EVENTS LIMIT 3` (MariaDB, when `log_bin`) | the oldest binlog's `Gtid_list`: what was purged (MySQL has `@@gtid_purged`) | `BINLOG MONITOR` | — |
 //!
 //! MariaDB: `SHOW SLAVE STATUS` keeps the `Slave_*`/`Master_*` column names in every
@@ -308,12 +309,18 @@ impl MysqlExecutor {
                 .unwrap_or(0.0),
         };
         let replicas = self.replicas(conn, flavor, &version.0).await?;
+        let user_schemas: Vec<String> = conn
+            .query(format!(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY SCHEMA_NAME LIMIT {}",
+                crate::observe::USER_SCHEMAS_SHOWN
+            ))
+            .await?;
         if flavor == Flavor::Mariadb && flag(&vars, "log_bin") {
             // MariaDB's stand-in for @@gtid_purged, read from the oldest binlog.
             let purged = mariadb_purged(conn).await?;
             vars.insert("gtid_purged".into(), Some(purged));
         }
-        Ok(build_info(
+        let mut info = build_info(
             flavor,
             version.0,
             &vars,
@@ -321,7 +328,9 @@ impl MysqlExecutor {
             status.as_ref(),
             heartbeat,
             replicas,
-        ))
+        );
+        info.user_schemas = Some(user_schemas);
+        Ok(info)
     }
 
     async fn replicas(
@@ -653,6 +662,7 @@ fn build_info(
         report_port: number(vars, "report_port").filter(|p| *p != 0),
         replication: status.map(|s| replication(flavor, s, heartbeat_period)),
         replicas,
+        user_schemas: None,
     }
 }
 

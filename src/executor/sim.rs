@@ -310,6 +310,8 @@ pub struct SimServer {
     pub report_port: Option<u16>,
     /// Whether replication threads stay stopped when the server (re)starts.
     pub skip_replica_start: bool,
+    /// Schemas other than the system ones (see [`Simulator::create_schema`]).
+    pub user_schemas: Vec<String>,
     pub semi_sync: Option<SemiSync>,
     pub health: Health,
     /// None: not configured as a replica.
@@ -361,6 +363,7 @@ impl SimServer {
             // `slave_net_timeout = 4` as in the sandboxes ("fast detection").
             replica_net_timeout: 4,
             skip_replica_start: false,
+            user_schemas: Vec::new(),
             semi_sync: None,
             health: Health::Up,
             replication: None,
@@ -565,6 +568,7 @@ impl SimServer {
             report_port: self.report_port,
             replication: self.replication_status(seconds_per_transaction),
             replicas,
+            user_schemas: Some(self.user_schemas.clone()),
         }
     }
 }
@@ -1384,6 +1388,15 @@ impl Simulator {
             rep.retrieved = retrieved;
             rep.source_server_id = 0;
             st.link(i);
+        });
+    }
+
+    /// `CREATE DATABASE` with `sql_log_bin=0`: data the server holds without GTID history
+    /// (loaded by hand, or kept through a `RESET MASTER`).
+    #[track_caller]
+    pub fn create_schema(&self, address: impl SimAddress, name: &str) {
+        self.with(address, |st, i| {
+            st.servers[i].user_schemas.push(name.to_string());
         });
     }
 

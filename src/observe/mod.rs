@@ -92,7 +92,16 @@ pub struct ServerInfo {
     /// Replicas connected to this server.
     #[serde(default)]
     pub replicas: Vec<ConnectedReplica>,
+    /// The schemas other than the system ones (`mysql`, `information_schema`,
+    /// `performance_schema`, `sys`), at most [`USER_SCHEMAS_SHOWN`]: a server without GTID
+    /// history that holds some is not fresh, and cannot join a cluster by replicating from
+    /// the beginning. None where not read (snapshots written before orch read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_schemas: Option<Vec<String>>,
 }
+
+/// How many user schema names an observation keeps.
+pub const USER_SCHEMAS_SHOWN: usize = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SemiSync {

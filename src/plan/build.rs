@@ -893,6 +893,28 @@ impl Builder<'_> {
                 ),
             ));
         }
+        if phase == Phase::Join && li.position.as_ref().is_none_or(|p| p.is_empty()) {
+            match &li.user_schemas {
+                Some(s) if s.is_empty() => {}
+                Some(s) => {
+                    return Some((
+                        BlockCode::NotSeeded,
+                        format!(
+                            "{id} has no GTID history but holds data (schemas {}): replicating from the beginning would create them again and stop (errors 1007, 1050, 1062); seed it from a backup of the cluster with its GTID position, or drop them if it is meant to be empty",
+                            s.join(", ")
+                        ),
+                    ));
+                }
+                None => {
+                    return Some((
+                        BlockCode::NotSeeded,
+                        format!(
+                            "{id} has no GTID history and whether it holds data is unknown (the observation has no schema list: orch needs SHOW DATABASES)"
+                        ),
+                    ));
+                }
+            }
+        }
         if li.errant {
             let code = if phase == Phase::Join {
                 BlockCode::NotSeeded

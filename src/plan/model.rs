@@ -72,6 +72,8 @@ pub struct Live {
     pub errant: bool,
     /// The position has not moved since it was observed (read_only, not replicating).
     pub as_observed: bool,
+    /// Schemas other than the system ones (None: not observed).
+    pub user_schemas: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -177,6 +179,7 @@ impl Model {
                         own_writes,
                         errant: false,
                         as_observed: inf.read_only && !running,
+                        user_schemas: inf.user_schemas.clone(),
                     }
                 }),
             })

@@ -617,6 +617,15 @@ fn added_host_joins_when_seeded_and_is_blocked_when_not() {
     sim.set_read_only(host_address(2), true);
     let p = plan_of(&sim, &d, PlanOptions::default());
     assert_eq!(codes(&p), [(BlockCode::NotSeeded, "h2".into())]);
+
+    // Data but no GTID history (loaded with sql_log_bin=0, or kept through RESET MASTER):
+    // replicating from the beginning would create the schema again and stop.
+    let sim = Arc::new(Simulator::star(2, Flavor::Mariadb));
+    sim.add_primary(host_address(2), Flavor::Mariadb);
+    sim.create_schema(host_address(2), "shop");
+    let p = plan_of(&sim, &d, PlanOptions::default());
+    assert_eq!(codes(&p), [(BlockCode::NotSeeded, "h2".into())]);
+    assert!(p.blocked[0].reason.contains("schemas shop"), "{p:#?}");
 }
 
 #[test]

@@ -76,6 +76,10 @@ pub const MARIADB_ORCH_PRIVILEGES: &[Privilege] = &[
         name: "CONNECTION ADMIN",
         why: "KILL other users' connections (fencing)",
     },
+    Privilege {
+        name: "SHOW DATABASES",
+        why: "every schema in information_schema.SCHEMATA (does a server without GTID history hold data?)",
+    },
 ];
 
 /// The global privileges of the `orch` user on MySQL 8.0.26+ (UNTESTED against a real
@@ -114,6 +118,10 @@ pub const MYSQL_ORCH_PRIVILEGES: &[Privilege] = &[
     Privilege {
         name: "PROCESS",
         why: "the process list with other users' threads",
+    },
+    Privilege {
+        name: "SHOW DATABASES",
+        why: "every schema in information_schema.SCHEMATA (does a server without GTID history hold data?)",
     },
 ];
 
@@ -665,7 +673,7 @@ mod tests {
         let maria = users_sql(Flavor::Mariadb, "a", "b").join("\n");
         assert!(maria.contains(
             "GRANT SLAVE MONITOR, BINLOG MONITOR, REPLICATION MASTER ADMIN, READ_ONLY ADMIN, \
-             REPLICATION SLAVE ADMIN, RELOAD, PROCESS, CONNECTION ADMIN ON *.* TO 'orch'@'127.%'"
+             REPLICATION SLAVE ADMIN, RELOAD, PROCESS, CONNECTION ADMIN, SHOW DATABASES ON *.* TO 'orch'@'127.%'"
         ));
         let mysql = users_sql(Flavor::Mysql, "a", "b").join("\n");
         assert!(mysql.contains("REPLICATION_SLAVE_ADMIN"));

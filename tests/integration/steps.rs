@@ -216,3 +216,65 @@ fn a_wrong_primary_address_never_touches_the_other_cluster() {
     a.down();
     b.down();
 }
+
+/// A server holding data but no GTID history (after RESET MASTER) is not fresh (issue 8,
+/// item 7): joining it would replay CREATE DATABASE and stop with 1007. Blocked
+/// (`not-seeded`), nothing changed; once its data is gone it joins and converges.
+#[test]
+fn data_without_gtid_history_is_not_seeded() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    for sql in [
+        "CREATE DATABASE app",
+        "CREATE TABLE app.t (id INT PRIMARY KEY)",
+        "INSERT INTO app.t VALUES (1), (2)",
+    ] {
+        sb.root(1, sql);
+    }
+    let rows_on_3 = || {
+        crate::sandbox::query(
+            crate::sandbox::root_opts(&sb.socket(3)),
+            "SELECT COUNT(*) AS c FROM app.t",
+        )
+        .map(|r| first(&r, "c"))
+        .unwrap_or_default()
+    };
+    eventually("node3 has the rows", Duration::from_secs(10), || {
+        rows_on_3() == "2"
+    });
+    for sql in [
+        "STOP SLAVE",
+        "RESET SLAVE ALL",
+        "RESET MASTER",
+        "SET GLOBAL gtid_slave_pos = ''",
+    ] {
+        sb.root(3, sql);
+    }
+    let file = write_topology(&sb, "star.yaml", &[None, Some(1), Some(1)]);
+    let (code, plan) = plan_json(&file, &[]);
+    assert_eq!(code, 3, "{plan}");
+    assert_eq!(plan["blocked"][0]["code"], "not-seeded", "{plan}");
+    assert_eq!(plan["blocked"][0]["host"], "node3", "{plan}");
+    assert!(
+        plan["blocked"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("schemas app"),
+        "{plan}"
+    );
+    assert!(
+        sb.root(3, "SHOW SLAVE STATUS").is_empty(),
+        "node3 still has no source"
+    );
+
+    // Emptied (what an operator does before re-seeding from the beginning): it joins.
+    sb.root(3, "SET sql_log_bin = 0; DROP DATABASE app");
+    let (code, plan) = plan_json(&file, &[]);
+    assert_eq!(code, 2, "{plan}");
+    run_steps(&file, &plan);
+    eventually("node3 caught up", Duration::from_secs(10), || {
+        rows_on_3() == "2"
+    });
+    let (code, again) = plan_json(&file, &[]);
+    assert_eq!((code, steps(&again)), (0, Vec::<String>::new()), "{again}");
+    sb.down();
+}
