@@ -132,13 +132,22 @@ pub fn status(
         serde_json::to_writer_pretty(&mut *out, snapshot)?;
         return writeln!(out);
     }
-    let states: Vec<_> = snapshot.hosts.iter().map(|h| h.state.clone()).collect();
+    // Undeclared servers too: an intermediate may serve only servers the file lacks.
+    let states: Vec<_> = snapshot
+        .hosts
+        .iter()
+        .map(|h| h.state.clone())
+        .chain(snapshot.undeclared.iter().cloned())
+        .collect();
     let sources = observed_sources(&states);
     let rows: Vec<[String; 8]> = snapshot
         .hosts
         .iter()
         .enumerate()
-        .map(|(i, h)| status_row(snapshot, i, h, sources[i]))
+        .map(|(i, h)| {
+            let serves = sources.contains(&Some(i));
+            status_row(snapshot, h, sources[i], serves)
+        })
         .collect();
     if table {
         let mut t = comfy_table::Table::new();
@@ -215,12 +224,13 @@ pub fn status(
     Ok(())
 }
 
-/// host, address, role, source, rw, replication, lag, gtid.
+/// host, address, role, source, rw, replication, lag, gtid. `serves`: another observed
+/// server replicates from this one.
 fn status_row(
     snapshot: &crate::observe::Snapshot,
-    i: usize,
     h: &crate::observe::ObservedHost,
     source: Option<usize>,
+    serves: bool,
 ) -> [String; 8] {
     use crate::observe::{IoState, Reach};
     let id = h.id.clone();
@@ -243,10 +253,14 @@ fn status_row(
             ]
         }
         Reach::Reachable(inf) => {
-            let role = match (&inf.replication, i) {
-                (None, _) => "primary",
-                (Some(_), _) if !inf.replicas.is_empty() => "intermediate",
-                _ => "replica",
+            // A server without a source is the primary when others replicate from it, or
+            // when the file names it the primary and it takes writes; otherwise it stands
+            // alone (detached, or a fenced former primary).
+            let role = match &inf.replication {
+                None if serves || (h.desired_source.is_none() && !inf.read_only) => "primary",
+                None => "standalone",
+                Some(_) if serves => "intermediate",
+                Some(_) => "replica",
             };
             let source_name = match (&inf.replication, source) {
                 (Some(_), Some(s)) => snapshot.hosts[s].id.clone(),

@@ -52,6 +52,9 @@ pub async fn observe_all<E: Executor>(
 
 /// Observes every declared server of `t` and the undeclared replicas they report, and
 /// classifies the result: one [`Snapshot`] of the cluster.
+/// How many servers outside the file one observation follows.
+pub const MAX_UNDECLARED: usize = 256;
+
 pub async fn observe_cluster<E: Executor>(
     exec: Arc<E>,
     t: &crate::spec::Topology,
@@ -69,7 +72,31 @@ pub async fn observe_cluster<E: Executor>(
         })
         .collect();
     let states = observe_all(exec.clone(), &addresses, concurrency).await;
-    let extra = crate::observe::undeclared_replicas(&addresses, &states);
-    let undeclared = observe_all(exec, &extra, concurrency).await;
+    let undeclared = observe_undeclared(exec, &addresses, &states, concurrency).await;
     Snapshot::new(t, policy, states, undeclared)
+}
+
+/// The servers the file does not name that replicate from the cluster, through any number
+/// of them (a removed intermediate keeps its own replicas), breadth first, at most
+/// [`MAX_UNDECLARED`].
+pub async fn observe_undeclared<E: Executor>(
+    exec: Arc<E>,
+    declared: &[Address],
+    states: &[ServerState],
+    concurrency: usize,
+) -> Vec<ServerState> {
+    let mut known: Vec<Address> = declared.to_vec();
+    let mut found: Vec<ServerState> = Vec::new();
+    let mut frontier: Vec<ServerState> = states.to_vec();
+    while found.len() < MAX_UNDECLARED {
+        let mut extra = crate::observe::undeclared_replicas(&known, &frontier);
+        extra.truncate(MAX_UNDECLARED - found.len());
+        if extra.is_empty() {
+            break;
+        }
+        known.extend(extra.iter().cloned());
+        frontier = observe_all(exec.clone(), &extra, concurrency).await;
+        found.extend(frontier.iter().cloned());
+    }
+    found
 }

@@ -53,6 +53,7 @@ problem_codes! {
     NotReplicating = "not-replicating", Error;
     WritableReplica = "writable-replica", Error;
     ErrantGtid = "errant-gtid", Error;
+    SourceNotLogging = "source-without-log-replica-updates", Error;
     Lagging = "lagging", Warning;
     WrongSource = "wrong-source", Warning;
     UnknownReplica = "unknown-replica", Warning;
@@ -158,6 +159,16 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
         ids.iter().position(|id| *id == s.value)
     };
     let primary = t.hosts.iter().position(|h| h.source.is_none());
+    // The live primary: the one reachable server without a source that others replicate
+    // from; the file's when that is not one server (a failover may have moved it).
+    let serving: Vec<usize> = (0..ids.len())
+        .filter(|&i| info[i].is_some_and(|x| x.replication.is_none()))
+        .filter(|&i| (0..ids.len()).any(|j| source_of(j) == Some(i)))
+        .collect();
+    let live_primary = match serving.as_slice() {
+        [only] => Some(*only),
+        _ => primary.filter(|&p| info[p].is_some()),
+    };
 
     // Duplicate server_ids: replication silently skips or loops on them.
     for (id, members) in &by_server_id {
@@ -225,16 +236,7 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                 );
             }
         } else if let Some(inf) = info[p] {
-            // The live primary: the one server without a source that others replicate
-            // from; the file's when that is not one server (a failover may have moved it).
-            let serving: Vec<usize> = (0..ids.len())
-                .filter(|&i| info[i].is_some_and(|x| x.replication.is_none()))
-                .filter(|&i| (0..ids.len()).any(|j| source_of(j) == Some(i)))
-                .collect();
-            let live = match serving.as_slice() {
-                [only] => *only,
-                _ => p,
-            };
+            let live = live_primary.unwrap_or(p);
             if info[live].is_some_and(|x| x.read_only) {
                 push(
                     ProblemCode::ReadOnlyPrimary,
@@ -320,6 +322,24 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                 format!("replicates from {}; the file says {}", ids[s], ids[want]),
             ),
             Some(s) => {
+                if let Some(src) = info[s]
+                    && src.replication.is_some()
+                    && !(src.log_bin && src.log_replica_updates)
+                {
+                    let off = if src.log_bin {
+                        "log_slave_updates=OFF"
+                    } else {
+                        "log_bin=OFF"
+                    };
+                    push(
+                        ProblemCode::SourceNotLogging,
+                        id,
+                        format!(
+                            "replicates from {}, a replica with {off}: it does not pass on what it replicates, so {id} gets none of the primary's transactions (its lag reads 0 while it falls behind)",
+                            ids[s]
+                        ),
+                    );
+                }
                 let named = format!("{}:{}", r.source_host.to_ascii_lowercase(), r.source_port);
                 if named != observed[s].address.to_string() {
                     push(
@@ -375,7 +395,11 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                     .into(),
             );
         }
-        if let Some(s) = actual
+        // Errant: transactions the primary never had. Compared with the live primary
+        // (a source that does not pass on what it replicates is no reference), else with
+        // the source.
+        let reference = live_primary.filter(|&p| p != i).or(actual);
+        if let Some(s) = reference
             && let (Some(mine), Some(src)) = (
                 inf.gtid.server_gtids(inf.server_id),
                 info[s].and_then(|x| x.gtid.server_gtids(x.server_id)),
@@ -383,10 +407,15 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
             && let Ok(errant) = mine.errant_relative_to(&src)
             && !errant.is_empty()
         {
+            let whose = if Some(s) == live_primary {
+                "the primary"
+            } else {
+                "its source"
+            };
             push(
                 ProblemCode::ErrantGtid,
                 id,
-                format!("has transactions its source {} never had: {errant}", ids[s]),
+                format!("has transactions {whose} {} never had: {errant}", ids[s]),
             );
         }
         let mut slow = Vec::new();
@@ -635,6 +664,36 @@ mod tests {
             sim.tick();
             assert_eq!(problems(&sim, &star_file(3)), want(expected), "{name}");
         }
+    }
+
+    /// h2 under h1, a replica without log_slave_updates: h2 gets nothing of the primary's
+    /// and its lag reads 0; an errant write on h2 is found against the primary (h1's
+    /// binlog, the old reference, lacks the primary's stream).
+    #[test]
+    fn a_source_without_log_slave_updates() {
+        let sim = Simulator::star(3, Flavor::Mariadb);
+        sim.update(host_address(1), |s| s.log_replica_updates = false);
+        sim.stop_replication(host_address(2));
+        sim.change_source(host_address(2), host_address(1));
+        sim.start_replication(host_address(2));
+        sim.write(host_address(0), 5).unwrap();
+        for _ in 0..3 {
+            sim.tick();
+        }
+        let chain = topology(&[None, Some(0), Some(1)]);
+        assert_eq!(
+            problems(&sim, &chain),
+            want(&[(ProblemCode::SourceNotLogging, "h2")])
+        );
+        sim.errant(host_address(2), 1);
+        sim.tick();
+        assert_eq!(
+            problems(&sim, &chain),
+            want(&[
+                (ProblemCode::SourceNotLogging, "h2"),
+                (ProblemCode::ErrantGtid, "h2")
+            ])
+        );
     }
 
     #[test]

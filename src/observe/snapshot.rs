@@ -48,7 +48,27 @@ impl Snapshot {
         states: Vec<ServerState>,
         undeclared: Vec<ServerState>,
     ) -> Snapshot {
-        let problems = classify(t, policy, &states);
+        let mut problems = classify(t, policy, &states);
+        // Replicas of servers the file does not name (a removed intermediate's own).
+        for u in &undeclared {
+            for r in u.info().map_or(&[][..], |i| &i.replicas[..]) {
+                let Some(port) = r.port else { continue };
+                let at = format!("{}:{port}", r.host);
+                if problems.iter().any(|p| p.host == at) {
+                    continue;
+                }
+                problems.push(super::classify::Problem {
+                    code: super::classify::ProblemCode::UnknownReplica,
+                    severity: super::classify::ProblemCode::UnknownReplica.severity(),
+                    host: at,
+                    message: format!(
+                        "replicates from {}, which is not in the file either",
+                        u.address
+                    ),
+                });
+            }
+        }
+        problems.sort_by(|a, b| (a.severity, &a.host, a.code).cmp(&(b.severity, &b.host, b.code)));
         let hosts = t
             .hosts
             .iter()

@@ -40,8 +40,12 @@ pub(crate) fn observe(sim: &Arc<Simulator>, d: &Desired) -> Observed {
     let addresses: Vec<_> = d.hosts.iter().map(|h| h.address.clone()).collect();
     let rt = runtime();
     let hosts = rt.block_on(observe_all(sim.clone(), &addresses, 64));
-    let extra = crate::observe::undeclared_replicas(&addresses, &hosts);
-    let undeclared = rt.block_on(observe_all(sim.clone(), &extra, 64));
+    let undeclared = rt.block_on(crate::executor::observe_undeclared(
+        sim.clone(),
+        &addresses,
+        &hosts,
+        64,
+    ));
     Observed { hosts, undeclared }
 }
 

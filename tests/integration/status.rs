@@ -430,3 +430,79 @@ fn purged_binlogs_show_in_status_and_refuse_a_replica_that_needs_them() {
     });
     sb.down();
 }
+
+/// Issue 8, item 8 on real servers: node3 under node2, a replica restarted with
+/// log_slave_updates=OFF, gets nothing of the primary's while its lag reads 0, and an
+/// errant write on it is found against the primary; a removed intermediate's own replica is
+/// reported and detached with it; a detached server shows as standalone, not primary.
+#[test]
+fn status_sees_a_source_that_passes_nothing_on_and_a_removed_subtree() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let cnf = sb.dir.join("node2/my.cnf");
+    let text = std::fs::read_to_string(&cnf).unwrap();
+    std::fs::write(
+        &cnf,
+        text.replace("log-slave-updates = ON", "log-slave-updates = OFF"),
+    )
+    .unwrap();
+    crate::sandbox::orch_ok(&["sandbox", "stop", sb.d(), "2"]);
+    crate::sandbox::orch_ok(&["sandbox", "start", sb.d(), "2"]);
+    let node2_ip = sb.address(2).split(':').next().unwrap().to_string();
+    sb.root(
+        3,
+        &format!("STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{node2_ip}'; START SLAVE"),
+    );
+    sb.root(1, "CREATE DATABASE x");
+    eventually("node2 has x", Duration::from_secs(10), || {
+        !sb.root(2, "SHOW DATABASES LIKE 'x'").is_empty()
+    });
+    let chain = crate::plan::write_topology(&sb, "chain.yaml", &[None, Some(1), Some(2)]);
+    let (code, json) = status_json(&chain, &[]);
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(
+        problems(&json),
+        [(
+            "source-without-log-replica-updates".to_string(),
+            "node3".to_string()
+        )],
+        "{json}"
+    );
+    sb.root(
+        3,
+        "SET GLOBAL read_only = OFF; CREATE DATABASE errant; SET GLOBAL read_only = ON",
+    );
+    let (_, json) = status_json(&chain, &[]);
+    assert!(
+        problems(&json).contains(&("errant-gtid".to_string(), "node3".to_string())),
+        "{json}"
+    );
+
+    // A file that names only node1: node2 is removed, and so is its replica node3.
+    let alone = crate::plan::write_topology(&sb, "alone.yaml", &[None]);
+    let (_, json) = status_json(&alone, &[]);
+    let unknown: Vec<String> = problems(&json)
+        .into_iter()
+        .filter(|(c, _)| c == "unknown-replica")
+        .map(|(_, h)| h)
+        .collect();
+    assert_eq!(unknown, [sb.address(2), sb.address(3)], "{json}");
+    let (code, plan) = crate::plan::plan_json(&alone, &["--detach-removed"]);
+    assert_eq!(code, 2, "{plan}");
+    crate::plan::run_steps(&alone, &plan);
+    for i in [2, 3] {
+        assert!(
+            sb.root(i, "SHOW SLAVE STATUS").is_empty(),
+            "node{i} detached"
+        );
+    }
+    // Declared again as node1's replicas, the detached servers are standalone, not primaries.
+    let (_, out, _) = orch(&["status", &topology(&sb)]);
+    for i in [2, 3] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("node{i} ")))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(line.contains("standalone"), "{out}");
+    }
+    sb.down();
+}
