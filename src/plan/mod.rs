@@ -349,35 +349,39 @@ pub fn fingerprint(observed: &Observed) -> String {
                         r.sql_delay
                     );
                 }
-                // The GTID streams (domain-server or uuid), not how far each has come: a
-                // new stream is an errant write or a new writer; progress is not a change.
-                let _ = writeln!(text, "streams={}", gtid_streams(&inf.gtid));
+                // The server's own GTID streams (domain-server or uuid), not how far each
+                // has come: a new one is an errant write or a new writer; progress is not a
+                // change, and neither is a stream of another server arriving by
+                // replication (it shows, if at all, on the server that wrote it).
+                let _ = writeln!(text, "streams={}", own_streams(inf));
             }
         }
     }
     format!("sha256:{}", sha256_hex(text.as_bytes()))
 }
 
-fn gtid_streams(g: &crate::observe::Gtids) -> String {
+fn own_streams(inf: &crate::observe::ServerInfo) -> String {
     use crate::gtid::ServerGtids;
-    match g.server_gtids(0) {
+    match inf.gtid.server_gtids(0) {
         Some(ServerGtids::Mariadb(m)) => {
             let mut v: Vec<String> = m
                 .binlog_state
                 .iter()
+                .chain(m.current_pos.iter())
+                .filter(|g| g.server_id == inf.server_id)
                 .map(|g| format!("{}-{}", g.domain_id, g.server_id))
-                .chain(
-                    m.current_pos
-                        .iter()
-                        .map(|g| format!("{}-{}", g.domain_id, g.server_id)),
-                )
                 .collect();
             v.sort();
             v.dedup();
             v.join(",")
         }
         Some(ServerGtids::Mysql(set)) => {
-            let v: Vec<String> = set.iter().map(|(t, _)| t.to_string()).collect();
+            let own = inf.server_uuid.as_deref().unwrap_or_default();
+            let v: Vec<String> = set
+                .iter()
+                .map(|(t, _)| t.to_string())
+                .filter(|t| !own.is_empty() && t.starts_with(own))
+                .collect();
             v.join(",")
         }
         None => String::new(),

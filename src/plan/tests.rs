@@ -855,6 +855,30 @@ fn fingerprint_follows_shape_not_progress() {
     sim.change_source(host_address(2), host_address(1));
     sim.start_replication(host_address(2));
     assert_ne!(a, fingerprint(&observe(&sim, &d)), "the shape does");
+
+    // A new stream on the primary (writes in another domain) shows on the primary only:
+    // replicas receiving it later do not change the fingerprint again.
+    let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+    write_on_primary(&sim, 1);
+    let a = fingerprint(&observe(&sim, &d));
+    sim.update(host_address(0), |s| s.domain_id = 1);
+    sim.write(host_address(0), 2).expect("write");
+    let written = fingerprint(&observe(&sim, &d));
+    assert_ne!(a, written, "a new stream of the primary's own does");
+    for _ in 0..3 {
+        sim.tick();
+    }
+    assert_eq!(
+        written,
+        fingerprint(&observe(&sim, &d)),
+        "its arrival on the replicas does not"
+    );
+    sim.errant(host_address(2), 1);
+    assert_ne!(
+        written,
+        fingerprint(&observe(&sim, &d)),
+        "an errant write does"
+    );
 }
 
 #[test]

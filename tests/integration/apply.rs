@@ -96,7 +96,7 @@ fn refused_applies_change_nothing() {
 /// acknowledged ids and the errors. After an error it reconnects (an application retrying)
 /// or, with `stop_on_error`, stops (an application whose proxy moves it to the new primary:
 /// a READ_ONLY ADMIN holder reconnecting to the demoted primary could still write there).
-fn writer(
+pub(crate) fn writer(
     opts: mysql_async::Opts,
     from: u64,
     stop_on_error: bool,
@@ -131,6 +131,28 @@ fn writer(
             (acked, errors)
         })
     })
+}
+
+/// Waits until every one of servers 1..=n has every id in `acked` in app.t.
+pub(crate) fn everywhere(sb: &Sandbox, n: usize, acked: &[u64]) {
+    let list = acked
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    for i in 1..=n {
+        eventually(
+            &format!("node{i} has every acknowledged write"),
+            Duration::from_secs(10),
+            || {
+                let rows = sb.root(
+                    i,
+                    &format!("SELECT COUNT(*) AS c FROM app.t WHERE id IN ({list})"),
+                );
+                first(&rows, "c") == acked.len().to_string()
+            },
+        );
+    }
 }
 
 /// The case users fear: an application writes continuously to the primary while a
@@ -207,26 +229,7 @@ fn switchover_under_write_load() {
         ("1".into(), "0".into(), "1".into()),
         "exactly one writable server\n{out}\n{err}"
     );
-    for i in [1, 2, 3] {
-        eventually(
-            &format!("node{i} has every acknowledged write"),
-            Duration::from_secs(10),
-            || {
-                let missing = sb.root(
-                    i,
-                    &format!(
-                        "SELECT COUNT(*) AS c FROM app.t WHERE id IN ({})",
-                        acked
-                            .iter()
-                            .map(|a| a.to_string())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ),
-                );
-                first(&missing, "c") == acked.len().to_string()
-            },
-        );
-    }
+    everywhere(&sb, 3, &acked);
     let old = first(&sb.root(1, "SELECT @@gtid_binlog_pos AS p"), "p");
     let new = first(&sb.root(2, "SELECT @@gtid_binlog_pos AS p"), "p");
     let (o, n) = (
