@@ -312,6 +312,10 @@ pub struct SimServer {
     pub skip_replica_start: bool,
     /// Schemas other than the system ones (see [`Simulator::create_schema`]).
     pub user_schemas: Vec<String>,
+    /// Client sessions that can write despite `read_only` (READ_ONLY ADMIN, granted
+    /// directly or through a role, or an event whose definer holds it): each commits one
+    /// transaction per tick until a fence that kills writers ends it.
+    pub privileged_writers: u32,
     pub semi_sync: Option<SemiSync>,
     pub health: Health,
     /// None: not configured as a replica.
@@ -364,6 +368,7 @@ impl SimServer {
             replica_net_timeout: 4,
             skip_replica_start: false,
             user_schemas: Vec::new(),
+            privileged_writers: 0,
             semi_sync: None,
             health: Health::Up,
             replication: None,
@@ -907,6 +912,13 @@ impl State {
     }
 
     fn tick(&mut self) {
+        for server in &mut self.servers {
+            if server.health.process_running() {
+                for _ in 0..server.privileged_writers {
+                    server.commit_local();
+                }
+            }
+        }
         for i in 0..self.servers.len() {
             self.refresh_link(i);
         }
@@ -1447,7 +1459,12 @@ impl Simulator {
             .as_ref()
             .is_none_or(|r| r.io == IoState::Stopped && !r.sql_running);
         match &step.action {
-            Action::Fence { .. } => self.set_read_only(address, true),
+            Action::Fence { kill_writers } => {
+                self.set_read_only(address, true);
+                if *kill_writers {
+                    self.update(address, |s| s.privileged_writers = 0);
+                }
+            }
             Action::Unfence => self.set_read_only(address, false),
             Action::StopReplication => {
                 if server.replication.is_some() {

@@ -591,6 +591,7 @@ impl Model {
                     ));
                 }
                 let was_primary = self.primary == Some(i);
+                let was_replica = self.link(i).is_some();
                 let link = Link {
                     source: Some(s),
                     source_name: self.nodes[s].address.to_string(),
@@ -603,7 +604,11 @@ impl Model {
                 if was_primary {
                     self.primary = None;
                 }
-                self.check_serves_replicas(i)?;
+                // A replica that only changes source serves its replicas as before (a
+                // server without log_slave_updates already passed nothing on).
+                if !was_replica {
+                    self.check_serves_replicas(i)?;
+                }
             }
             Action::StartReplication => {
                 let Some(link) = self.link(i) else {

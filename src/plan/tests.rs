@@ -908,6 +908,30 @@ fn snapshot_round_trip_plans_the_same() {
     assert!(Observed::from_snapshot(&d, &other).is_err());
 }
 
+/// The servers of `d` with transactions the writable source-less server never had.
+fn errant_servers(sim: &Arc<Simulator>, d: &Desired) -> Vec<String> {
+    let observed = observe(sim, d);
+    let infos: Vec<_> = observed.hosts.iter().map(|s| s.info()).collect();
+    let Some(p) = infos
+        .iter()
+        .position(|i| i.is_some_and(|i| !i.read_only && i.replication.is_none()))
+    else {
+        return Vec::new();
+    };
+    let primary = infos[p].and_then(|i| i.gtid.server_gtids(i.server_id));
+    (0..infos.len())
+        .filter(|&i| i != p)
+        .filter(|&i| {
+            let mine = infos[i].and_then(|x| x.gtid.server_gtids(x.server_id));
+            match (&mine, &primary) {
+                (Some(m), Some(pg)) => m.errant_relative_to(pg).is_ok_and(|e| !e.is_empty()),
+                _ => false,
+            }
+        })
+        .map(|i| d.hosts[i].id.clone())
+        .collect()
+}
+
 /// xorshift64: deterministic, so a failure reproduces from its seed.
 struct Rng(u64);
 
@@ -969,11 +993,43 @@ fn random_topologies_converge() {
         sim.write(host_address(0), 1 + rng.below(5) as u64)
             .expect("write");
         sim.tick();
-        // Sometimes a fault the plan must respect.
-        match rng.below(6) {
-            0 if n > 2 => sim.errant(host_address(1 + rng.below(n - 1)), 1),
-            1 if n > 2 => sim.stop_replication(host_address(1 + rng.below(n - 1))),
-            2 if n > 2 => sim.set_read_only(host_address(1 + rng.below(n - 1)), false),
+        // Sometimes a fault or a feature the plan must respect.
+        let fault = rng.below(11);
+        let replica = host_address(1 + rng.below(n - 1));
+        let victim = replica.to_string();
+        match fault {
+            0 if n > 2 => sim.errant(replica.clone(), 1),
+            1 if n > 2 => sim.stop_replication(replica.clone()),
+            2 if n > 2 => sim.set_read_only(replica.clone(), false),
+            // A delayed replica (the file does not declare it).
+            3 => {
+                sim.update(replica, |s| {
+                    if let Some(r) = s.replication.as_mut() {
+                        r.sql_delay = 3600;
+                    }
+                });
+            }
+            // Two servers with one identity.
+            4 if n > 2 => {
+                let other = sim
+                    .server(host_address(1 + rng.below(n - 1)))
+                    .expect("server");
+                sim.update(replica, |s| s.server_id = other.server_id);
+            }
+            // A second GTID domain written on the primary.
+            5 => {
+                sim.update(host_address(0), |s| s.domain_id = 1);
+                sim.write(host_address(0), 2).expect("write");
+            }
+            // A replica that does not pass on what it replicates.
+            6 => {
+                sim.update(replica, |s| s.log_replica_updates = false);
+            }
+            // An application session on the primary that read_only does not stop
+            // (READ_ONLY ADMIN through a role): it writes every tick until it is killed.
+            7 => {
+                sim.update(host_address(0), |s| s.privileged_writers = 1);
+            }
             _ => {}
         }
         // Let the fault settle (an errant write reaches the errant server's replicas) so
@@ -988,13 +1044,24 @@ fn random_topologies_converge() {
             .map(|i| (ids[i].as_str(), wanted[i].map(|p| ids[p].as_str())))
             .collect();
         let d = desired(&hosts);
-        let p = plan_of(&sim, &d, PlanOptions::default());
         eprintln!(
-            "case {case}: observed {observed_tree:?} wanted {wanted:?}: {:?} {:?}",
-            actions(&p),
-            codes(&p)
+            "case {case}: fault {fault} on {victim}, observed {observed_tree:?} wanted {wanted:?}"
         );
+        let p = plan_of(&sim, &d, PlanOptions::default());
+        eprintln!("  plan {:?} blocked {:?}", actions(&p), codes(&p));
         execute(&sim, &p);
+        for _ in 0..n {
+            sim.tick();
+        }
+        // Nothing written on a server that was fenced; nothing errant but the fault's.
+        if fault != 0 {
+            let errant = errant_servers(&sim, &d);
+            assert!(
+                errant.is_empty(),
+                "case {case} (fault {fault}): errant transactions on {errant:?} after {:?}",
+                actions(&p)
+            );
+        }
         let again = plan_of(&sim, &d, PlanOptions::default());
         assert!(
             again.steps.is_empty(),
