@@ -205,6 +205,7 @@ fn check(
             Condition::ReplicationStopped => {
                 r.is_none_or(|r| r.io == IoState::Stopped && !r.sql_running)
             }
+            Condition::IoStopped => r.is_some_and(|r| r.io == IoState::Stopped),
             Condition::SourceIs { source } => r.is_some_and(|r| is(source, r)),
             Condition::ReplicatingFrom { source } => {
                 r.is_some_and(|r| is(source, r) && r.io == IoState::Running && r.sql_running)
@@ -266,6 +267,7 @@ fn describe(c: &Condition) -> String {
             format!("read_only is not {}", if *on { "ON" } else { "OFF" })
         }
         Condition::ReplicationStopped => "replication is not stopped".into(),
+        Condition::IoStopped => "its IO thread is not stopped".into(),
         Condition::SourceIs { source } => format!("does not replicate from {source}"),
         Condition::ReplicatingFrom { source } => {
             format!("is not replicating from {source} (both threads running)")

@@ -1605,6 +1605,27 @@ impl GtidSet {
         }
     }
 
+    /// Everything in either: MySQL the union; MariaDB per domain the later position (what a
+    /// replica will have executed once it applied what it received).
+    pub fn merged(&self, other: &Self) -> Result<GtidSet, FlavorMismatch> {
+        match (self, other) {
+            (GtidSet::Mysql(a), GtidSet::Mysql(b)) => Ok(GtidSet::Mysql(a.union(b))),
+            (GtidSet::Mariadb(a), GtidSet::Mariadb(b)) => {
+                let mut pos = a.clone();
+                for g in b.iter() {
+                    if pos
+                        .get(g.domain_id)
+                        .is_none_or(|mine| mine.seq_no < g.seq_no)
+                    {
+                        pos.insert(*g);
+                    }
+                }
+                Ok(GtidSet::Mariadb(pos))
+            }
+            _ => Err(self.mismatch(other)),
+        }
+    }
+
     /// `self` contains `other` and has more.
     pub fn ahead_of(&self, other: &Self) -> Result<bool, FlavorMismatch> {
         Ok(self.compare(other)? == GtidOrdering::Ahead)

@@ -17,6 +17,9 @@ pub enum Phase {
     Repair,
     /// A different primary: fence, catch up, repoint, promote.
     Switchover,
+    /// The primary is dead: its replicas stop listening to it, apply what they received,
+    /// the best one is promoted and the others follow it.
+    Failover,
     /// A replica replicating from another source.
     Move,
     /// A host new to the file starts replicating.
@@ -30,6 +33,7 @@ impl Phase {
         match self {
             Phase::Repair => "repair",
             Phase::Switchover => "switchover",
+            Phase::Failover => "failover",
             Phase::Move => "move",
             Phase::Join => "join",
             Phase::Detach => "detach",
@@ -63,6 +67,14 @@ pub enum Action {
     /// `read_only=OFF` on the primary.
     Unfence,
     StopReplication,
+    /// `STOP SLAVE IO_THREAD`: nothing more is received from the source (a half-dead
+    /// primary gets no acknowledgements from it); the SQL thread applies what arrived.
+    StopIo,
+    /// Wait until the SQL thread has applied everything the IO thread received (the
+    /// relay log), at most `timeout_secs`.
+    WaitRelayLog {
+        timeout_secs: u64,
+    },
     /// Wait until this server has executed everything `until` had executed when the wait
     /// began (`until` is fenced or stopped, so that position no longer moves).
     WaitForGtid {
@@ -81,7 +93,7 @@ pub enum Action {
         with_credentials: bool,
     },
     StartReplication,
-    /// `RESET SLAVE ALL` and `read_only=OFF`: the server becomes the primary. Always last.
+    /// `read_only=OFF` on a server without a source: it becomes the primary. Always last.
     Promote,
     /// `RESET SLAVE ALL`: the server forgets its source (read_only stays as it is).
     ResetReplication,
@@ -99,6 +111,8 @@ impl Action {
             } => "fence: read_only=ON".into(),
             Action::Unfence => "unfence: read_only=OFF".into(),
             Action::StopReplication => "stop replication".into(),
+            Action::StopIo => "stop receiving (IO thread)".into(),
+            Action::WaitRelayLog { .. } => "wait until it has applied what it received".into(),
             Action::WaitForGtid { until, .. } => {
                 format!("wait until it has executed {until}'s GTIDs")
             }
@@ -142,6 +156,8 @@ pub enum Condition {
     },
     /// Replication configured and stopped (or not configured, where the step allows it).
     ReplicationStopped,
+    /// The IO thread is stopped (the SQL thread may run).
+    IoStopped,
     /// Replication configured from `source` (threads as the step leaves them).
     SourceIs {
         source: String,

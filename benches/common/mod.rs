@@ -31,6 +31,7 @@ pub fn desired(n: usize, fanout: usize, primary: usize) -> Desired {
                 source: (i > 0).then(|| name((i - 1) / fanout)),
                 promotion: Promotion::Neutral,
                 delay_secs: 0,
+                dc: None,
             })
             .collect(),
     }

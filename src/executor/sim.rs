@@ -1353,6 +1353,17 @@ impl Simulator {
         });
     }
 
+    /// `STOP SLAVE IO_THREAD`: nothing more is received; the SQL thread drains the relay log
+    /// (the lag knob no longer holds transactions back).
+    #[track_caller]
+    pub fn stop_io(&self, address: impl SimAddress) {
+        self.with(address, |st, i| {
+            let rep = replication_mut(&mut st.servers[i]);
+            rep.io = IoState::Stopped;
+            rep.lag = 0;
+        });
+    }
+
     /// `START SLAVE`: both threads start, clearing their last errors; the IO thread
     /// connects at once when the source is up.
     #[track_caller]
@@ -1470,6 +1481,29 @@ impl Simulator {
                 if server.replication.is_some() {
                     self.stop_replication(address);
                 }
+            }
+            Action::StopIo => {
+                if server.replication.is_none() {
+                    return Err(StepError::Precondition(format!(
+                        "{address} has no source configured"
+                    )));
+                }
+                self.stop_io(address);
+            }
+            Action::WaitRelayLog { timeout_secs } => {
+                for _ in 0..=*timeout_secs {
+                    let drained = self
+                        .server(address)
+                        .and_then(|s| s.replication)
+                        .is_none_or(|r| r.relay.is_empty());
+                    if drained {
+                        return Ok(());
+                    }
+                    self.tick();
+                }
+                return Err(StepError::TimedOut(format!(
+                    "{address} did not apply its relay log within {timeout_secs}s"
+                )));
             }
             Action::StartReplication => {
                 if server.replication.is_none() {

@@ -109,7 +109,7 @@ pub fn placements(m: &Model) -> Vec<Placement> {
 }
 
 /// What a step needs before it runs and promises after.
-fn conditions(m: &Model, i: usize, action: &Action) -> (Vec<Condition>, Vec<Condition>) {
+pub(super) fn conditions(m: &Model, i: usize, action: &Action) -> (Vec<Condition>, Vec<Condition>) {
     use Condition as C;
     let source = || {
         m.source(i)
@@ -123,6 +123,8 @@ fn conditions(m: &Model, i: usize, action: &Action) -> (Vec<Condition>, Vec<Cond
             vec![C::ReadOnly { on: false }],
         ),
         Action::StopReplication => (vec![C::Reachable], vec![C::ReplicationStopped]),
+        Action::StopIo => (vec![C::Reachable], vec![C::IoStopped]),
+        Action::WaitRelayLog { .. } => (vec![C::Reachable, C::IoStopped], Vec::new()),
         Action::WaitForGtid { until, .. } => (
             vec![C::Reachable, C::ReplicatingFrom { source: source() }],
             vec![C::Contains {

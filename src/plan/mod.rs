@@ -20,6 +20,7 @@
 mod build;
 pub mod model;
 pub mod proof;
+pub mod recover;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -50,6 +51,8 @@ pub struct DesiredHost {
     pub promotion: Promotion,
     /// Desired `MASTER_DELAY`, seconds.
     pub delay_secs: u32,
+    /// The data centre the file places it in.
+    pub dc: Option<String>,
 }
 
 impl Desired {
@@ -72,6 +75,7 @@ impl Desired {
                     delay_secs: h
                         .delay
                         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+                    dc: h.dc.clone(),
                 })
                 .collect(),
         }

@@ -74,6 +74,9 @@ pub struct Live {
     pub as_observed: bool,
     /// Schemas other than the system ones (None: not observed).
     pub user_schemas: Option<Vec<String>>,
+    /// What the IO thread received (MariaDB `Gtid_IO_Pos`, MySQL `Retrieved_Gtid_Set`);
+    /// once applied, the position is this merged in.
+    pub received: Option<GtidSet>,
 }
 
 #[derive(Clone, Debug)]
@@ -180,6 +183,10 @@ impl Model {
                         errant: false,
                         as_observed: inf.read_only && !running,
                         user_schemas: inf.user_schemas.clone(),
+                        received: inf
+                            .replication
+                            .as_ref()
+                            .and_then(|r| GtidSet::parse(inf.flavor, &r.retrieved_gtid).ok()),
                     }
                 }),
             })
@@ -530,6 +537,27 @@ impl Model {
                     link.state = LinkState::Stopped;
                 }
             }
+            Action::StopIo => {
+                let Some(link) = self.nodes[i].live.as_mut().and_then(|l| l.link.as_mut()) else {
+                    return Err(format!("{id} is not a replica"));
+                };
+                // Nothing more arrives; in the model a link that receives nothing is
+                // stopped (the SQL thread's draining is WaitRelayLog's).
+                if !matches!(link.state, LinkState::Broken { sql: true, .. }) {
+                    link.state = LinkState::Stopped;
+                }
+            }
+            Action::WaitRelayLog { .. } => {
+                let live = self.nodes[i].live.as_mut().expect("live");
+                if live.link.is_none() {
+                    return Err(format!("{id} is not a replica"));
+                }
+                if let (Some(p), Some(r)) = (&live.position, &live.received) {
+                    live.position = p.merged(r).ok();
+                }
+                // It receives nothing more: its position stands.
+                live.as_observed = true;
+            }
             Action::ResetReplication => {
                 if self.link(i).is_some_and(|l| l.state == LinkState::Running) {
                     return Err(format!(
@@ -566,6 +594,12 @@ impl Model {
                     ));
                 }
                 self.known.entry(u).or_default().insert(i);
+                // It now has at least what `u` had (and `u` stands still).
+                let theirs = self.live(u).and_then(|l| l.position.clone());
+                let live = self.nodes[i].live.as_mut().expect("live");
+                if let (Some(mine), Some(theirs)) = (&live.position, &theirs) {
+                    live.position = mine.merged(theirs).ok().or(live.position.clone());
+                }
             }
             Action::ChangeSource {
                 source, delay_secs, ..

@@ -22,6 +22,7 @@ pub(crate) fn desired(hosts: &[(&str, Option<&str>)]) -> Desired {
                 source: source.map(str::to_string),
                 promotion: Promotion::Neutral,
                 delay_secs: 0,
+                dc: None,
             })
             .collect(),
     }
@@ -93,8 +94,10 @@ pub(crate) fn execute(sim: &Simulator, plan: &Plan) {
             .addresses()
             .into_iter()
             .filter(|a| {
-                sim.server(a)
-                    .is_some_and(|s| !s.read_only && s.replication.is_none())
+                // A dead server takes no writes.
+                sim.server(a).is_some_and(|s| {
+                    s.health.process_running() && !s.read_only && s.replication.is_none()
+                })
             })
             .collect();
         assert!(
@@ -121,6 +124,8 @@ fn actions(p: &Plan) -> Vec<String> {
                 Action::Fence { .. } => "fence".to_string(),
                 Action::Unfence => "unfence".into(),
                 Action::StopReplication => "stop".into(),
+                Action::StopIo => "stop-io".into(),
+                Action::WaitRelayLog { .. } => "relay".into(),
                 Action::WaitForGtid { until, .. } => format!("wait:{until}"),
                 Action::ChangeSource { source, .. } => format!("source:{source}"),
                 Action::StartReplication => "start".into(),
@@ -1199,6 +1204,7 @@ fn golden_fixture_inputs() {
                 source: None,
                 promotion: Promotion::Neutral,
                 delay_secs: 0,
+                dc: None,
             })
             .collect();
         let snapshot = snapshot_of(&sim, &seen);

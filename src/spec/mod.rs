@@ -40,6 +40,8 @@ pub enum Promotion {
     Prefer,
     /// May be promoted.
     Neutral,
+    /// Promoted only when no `prefer` or `neutral` server can be.
+    PreferNot,
     /// Never promoted (backups, delayed replicas, weak hardware, analytics).
     MustNot,
 }
@@ -597,6 +599,7 @@ fn decode_host(dec: &mut Decoder, id: &str, pos: Pos, node: &Node, path: &str) -
         let choices = [
             ("prefer", Promotion::Prefer),
             ("neutral", Promotion::Neutral),
+            ("prefer_not", Promotion::PreferNot),
             ("must_not", Promotion::MustNot),
         ];
         if let Some(p) = dec.choice(node, &fields.child_path("promotion"), &choices) {

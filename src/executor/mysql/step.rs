@@ -85,6 +85,8 @@ pub enum Op {
     EventsOff,
     /// Kill every client session but this one (replication and system threads stay).
     KillClients,
+    /// Wait until the SQL thread has applied everything the IO thread received.
+    WaitRelayLog { timeout_secs: u64 },
     /// Wait until this server has executed everything `until` has, then check that
     /// `until`'s position did not move.
     WaitExecuted {
@@ -134,6 +136,10 @@ pub fn script(flavor: Flavor, step: &Step, replication_user: &str, d: Detection)
         }
         Action::Unfence => read_only(false),
         Action::StopReplication => vec![sql(stop)],
+        Action::StopIo => vec![sql(&format!("{stop} IO_THREAD"))],
+        Action::WaitRelayLog { timeout_secs } => vec![Op::WaitRelayLog {
+            timeout_secs: *timeout_secs,
+        }],
         Action::StartReplication => vec![sql(start)],
         Action::WaitForGtid {
             until,
@@ -196,6 +202,17 @@ impl Op {
                 CLIENT_SESSIONS.to_string(),
                 "KILL CONNECTION <ID>  -- each session above (one already gone is fine)".into(),
             ],
+            Op::WaitRelayLog { timeout_secs } => match flavor {
+                Flavor::Mariadb => vec![format!(
+                    "-- every 5ms for at most {timeout_secs}s until @@gtid_slave_pos contains SHOW SLAVE STATUS's Gtid_IO_Pos"
+                )],
+                Flavor::Mysql => vec![
+                    "-- SHOW REPLICA STATUS  -> Retrieved_Gtid_Set".to_string(),
+                    format!(
+                        "SELECT WAIT_FOR_EXECUTED_GTID_SET('<Retrieved_Gtid_Set>', {timeout_secs})"
+                    ),
+                ],
+            },
             Op::WaitExecuted {
                 until,
                 timeout_secs,
@@ -356,6 +373,67 @@ impl MysqlExecutor {
                             ..
                         }) => {}
                         other => other?,
+                    }
+                }
+                Ok(())
+            }
+            Op::WaitRelayLog { timeout_secs } => {
+                let deadline = Instant::now() + Duration::from_secs(*timeout_secs);
+                let status_sql = match flavor {
+                    Flavor::Mariadb => "SHOW SLAVE STATUS",
+                    Flavor::Mysql => "SHOW REPLICA STATUS",
+                };
+                let status = self
+                    .bounded(host, status_sql, super::query_rows(conn, status_sql))
+                    .await?;
+                let column = match flavor {
+                    Flavor::Mariadb => "Gtid_IO_Pos",
+                    Flavor::Mysql => "Retrieved_Gtid_Set",
+                };
+                let received = status
+                    .first()
+                    .and_then(|r| r.get(column).cloned().flatten())
+                    .unwrap_or_default()
+                    .replace('\n', "");
+                let received = GtidSet::parse(flavor, &received)
+                    .map_err(|e| StepError::Precondition(format!("{host}: {column}: {e}")))?;
+                match flavor {
+                    Flavor::Mariadb => loop {
+                        let sql = "SELECT @@gtid_slave_pos";
+                        let applied: String = self
+                            .bounded(host, sql, conn.query_first(sql))
+                            .await?
+                            .unwrap_or_default();
+                        let applied = GtidSet::parse(flavor, &applied).map_err(|e| {
+                            StepError::Precondition(format!("{host}: gtid_slave_pos: {e}"))
+                        })?;
+                        if applied.contains(&received).unwrap_or(false) {
+                            break;
+                        }
+                        if Instant::now() >= deadline {
+                            return Err(StepError::TimedOut(format!(
+                                "{host} applied {applied} but not all it received ({received}) within {timeout_secs}s"
+                            )));
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    },
+                    Flavor::Mysql => {
+                        let sql = format!(
+                            "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {timeout_secs})",
+                            sql_string(&received.to_string())
+                        );
+                        let r: Option<i64> = timeout(
+                            Duration::from_secs(timeout_secs + 5),
+                            conn.query_first(sql.as_str()),
+                        )
+                        .await
+                        .map_err(|_| StepError::TimedOut(sql.clone()))?
+                        .map_err(|e| failed(host, &sql, e))?;
+                        if r != Some(0) {
+                            return Err(StepError::TimedOut(format!(
+                                "{host} did not apply what it received ({received}) within {timeout_secs}s"
+                            )));
+                        }
                     }
                 }
                 Ok(())

@@ -1,0 +1,700 @@
+//! Recovery plans: what `orch watch` and `orch failover` run when a source dies.
+//!
+//! Takes the desired topology (for promotion rules, delays and data centres), an
+//! observation in which the dead server does not answer, and the policy; gives a [`Plan`]
+//! in the step vocabulary, every step replayed on the step model as it is built (an
+//! invariant broken is a bug: no plan), or the reason nothing can be done. Pure: no I/O.
+//!
+//! Dead primary: every replica of it stops its IO thread (nothing more arrives, and a
+//! half-dead primary gets no acknowledgements from it), then applies its relay log. The
+//! successor is the best promotable replica (`prefer` > `neutral` > `prefer_not`, never
+//! `must_not`, delayed, errant, lagging beyond `max_lag`, without `log_bin` and
+//! `log_slave_updates`, in another dc when `cross_dc: deny`, or newer than a replica it
+//! will serve), the most advanced among equals. When a replica that cannot be promoted is
+//! further ahead, the successor first replicates from it until it has everything, so
+//! nothing that reached any replica is lost; when even that is impossible, the replicas
+//! it would leave behind are named as lost before anything runs. Then the other replicas
+//! move under the successor, and it is made writable last.
+//!
+//! Dead intermediate source: its replicas move under its own source.
+
+use serde::Serialize;
+
+use super::build::{conditions, placements};
+use super::model::Model;
+use super::{Desired, Lost, Observed, Plan};
+use crate::gtid::GtidSet;
+use crate::spec::policy::{CrossDc, ErrantGtid};
+use crate::spec::{Policy, Promotion};
+use crate::step::{Action, GtidPosition, Phase, Step};
+
+/// One replica of the dead server, as the choice of a successor saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Considered {
+    pub host: String,
+    /// What it will have executed once it applied its relay log.
+    pub position: String,
+    /// `chosen`, `promotable`, or why not.
+    pub verdict: String,
+}
+
+/// A recovery that can run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recovery {
+    pub dead: String,
+    /// The new primary (dead primary), or the new source of the orphans (intermediate).
+    pub successor: String,
+    /// The more advanced replica the successor catches up from first.
+    pub catch_up_from: Option<String>,
+    pub considered: Vec<Considered>,
+    pub plan: Plan,
+}
+
+/// Why nothing is done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NoRecovery {
+    pub reason: String,
+    pub considered: Vec<Considered>,
+}
+
+impl std::fmt::Display for NoRecovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Steps replayed on the model as they are emitted.
+struct Emitter {
+    m: Model,
+    steps: Vec<Step>,
+    bug: Option<String>,
+}
+
+impl Emitter {
+    fn emit(&mut self, i: usize, action: Action, why: String) {
+        let (requires, expects) = conditions(&self.m, i, &action);
+        if let Err(e) = self.m.apply(i, &action)
+            && self.bug.is_none()
+        {
+            self.bug = Some(format!(
+                "step {} on {}: {e}",
+                self.steps.len() + 1,
+                self.m.nodes[i].id
+            ));
+        }
+        self.steps.push(Step {
+            number: self.steps.len() + 1,
+            phase: Phase::Failover,
+            host: self.m.nodes[i].id.clone(),
+            address: self.m.nodes[i].address.clone(),
+            action,
+            why,
+            requires,
+            expects,
+        });
+    }
+
+    fn id(&self, i: usize) -> String {
+        self.m.nodes[i].id.clone()
+    }
+
+    /// `r` moves under `to` (which has everything `r` has, or waits for it first).
+    fn move_under(&mut self, r: usize, to: usize, why: String, wait_secs: u64) {
+        let (rid, tid) = (self.id(r), self.id(to));
+        self.emit(
+            r,
+            Action::StopReplication,
+            format!("{rid} stops before it changes source"),
+        );
+        if !self.m.contains(to, r) {
+            self.emit(
+                to,
+                Action::WaitForGtid {
+                    until: rid.clone(),
+                    until_address: self.m.nodes[r].address.clone(),
+                    timeout_secs: wait_secs,
+                },
+                format!(
+                    "{tid} must have everything {rid} has executed before {rid} replicates from it"
+                ),
+            );
+        }
+        let flavor = self.m.live(r).map(|l| l.flavor).expect("reachable");
+        self.emit(
+            r,
+            Action::ChangeSource {
+                source: tid.clone(),
+                source_address: self.m.nodes[to].address.clone(),
+                gtid_position: if flavor == crate::gtid::Flavor::Mysql {
+                    GtidPosition::AutoPosition
+                } else {
+                    GtidPosition::SlavePos
+                },
+                delay_secs: 0,
+                with_credentials: false,
+            },
+            why,
+        );
+        self.emit(
+            r,
+            Action::StartReplication,
+            format!("{rid} replicates from {tid}"),
+        );
+    }
+
+    fn finish(self, desired: &Desired, observed: &Observed) -> Result<Plan, String> {
+        if let Some(bug) = self.bug {
+            return Err(bug);
+        }
+        let before = placements(&Model::of(desired, observed));
+        Ok(Plan {
+            schema: super::SCHEMA,
+            cluster: desired.cluster.clone(),
+            fingerprint: super::fingerprint(observed),
+            files: Vec::new(),
+            after: placements(&self.m),
+            steps: self.steps,
+            blocked: Vec::new(),
+            lost: Vec::new(),
+            warnings: Vec::new(),
+            before,
+        })
+    }
+}
+
+fn rank(p: Promotion) -> u8 {
+    match p {
+        Promotion::Prefer => 0,
+        Promotion::Neutral => 1,
+        Promotion::PreferNot => 2,
+        Promotion::MustNot => 3,
+    }
+}
+
+/// The reachable declared servers replicating from `dead`.
+fn orphans(m: &Model, declared: usize, dead: usize) -> Vec<usize> {
+    (0..declared)
+        .filter(|&i| m.live(i).is_some() && m.source(i) == Some(dead))
+        .collect()
+}
+
+/// What `i` will have executed once it applied what it received.
+fn eventual(m: &Model, i: usize) -> Option<GtidSet> {
+    let live = m.live(i)?;
+    match (&live.position, &live.received) {
+        (Some(p), Some(r)) => p.merged(r).ok(),
+        (Some(p), None) => Some(p.clone()),
+        _ => None,
+    }
+}
+
+fn covers(a: &Option<GtidSet>, b: &Option<GtidSet>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.contains(b).unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// The recovery of the dead primary `dead` (a declared host); `to` forces the successor.
+pub fn dead_primary(
+    desired: &Desired,
+    observed: &Observed,
+    policy: &Policy,
+    dead: usize,
+    to: Option<&str>,
+) -> Result<Recovery, NoRecovery> {
+    let m = Model::of(desired, observed);
+    let declared = desired.hosts.len();
+    let dead_id = desired.hosts[dead].id.clone();
+    let replicas = orphans(&m, declared, dead);
+    if replicas.is_empty() {
+        return Err(NoRecovery {
+            reason: format!("{dead_id} has no reachable replica to promote"),
+            considered: Vec::new(),
+        });
+    }
+    let positions: Vec<Option<GtidSet>> = replicas.iter().map(|&r| eventual(&m, r)).collect();
+    let is_errant: Vec<bool> = replicas
+        .iter()
+        .map(|&r| m.live(r).is_some_and(|l| l.own_writes))
+        .collect();
+    // The most advanced replica without transactions of its own: it has what every other
+    // such replica has.
+    let clean: Vec<usize> = (0..replicas.len()).filter(|&k| !is_errant[k]).collect();
+    let ahead = clean
+        .iter()
+        .copied()
+        .find(|&k| clean.iter().all(|&o| covers(&positions[k], &positions[o])));
+    let wait = policy.failover.promote.wait_relay_log.as_secs().max(1);
+    let max_lag = policy.failover.promote.max_lag.as_secs();
+    let dead_dc = desired.hosts[dead].dc.clone();
+    let why_not = |k: usize| -> Option<String> {
+        let r = replicas[k];
+        let h = &desired.hosts[r];
+        let live = m.live(r).expect("reachable");
+        let link = live.link.as_ref();
+        if let Some(to) = to
+            && h.id != to
+        {
+            return Some(format!("not {to} (--to)"));
+        }
+        if h.promotion == Promotion::MustNot {
+            return Some("promotion: must_not".into());
+        }
+        if h.delay_secs > 0 || link.is_some_and(|l| l.delay > 0) {
+            return Some("a delayed replica".into());
+        }
+        if !live.log_bin || !live.log_replica_updates {
+            return Some(
+                "log_bin or log_slave_updates is off: it could not serve the others".into(),
+            );
+        }
+        if is_errant[k] && policy.failover.promote.errant_gtid == ErrantGtid::Exclude {
+            return Some("has transactions of its own (errant) that the primary never had".into());
+        }
+        if let Some(lag) = link.and_then(|l| l.seconds_behind)
+            && lag > max_lag
+        {
+            return Some(format!("{lag}s behind (policy max_lag {max_lag}s)"));
+        }
+        if policy.failover.promote.cross_dc == CrossDc::Deny && dead_dc.is_some() && h.dc != dead_dc
+        {
+            return Some(format!(
+                "in dc {} while the primary was in {} (cross_dc: deny)",
+                h.dc.as_deref().unwrap_or("?"),
+                dead_dc.as_deref().unwrap_or("?")
+            ));
+        }
+        if let Some(&o) = replicas
+            .iter()
+            .find(|&&o| o != r && m.live(o).is_some_and(|lo| lo.release < live.release))
+        {
+            return Some(format!(
+                "runs a newer version than {}, which it would serve",
+                desired.hosts[o].id
+            ));
+        }
+        if positions[k].is_none() {
+            return Some("its GTID position could not be read".into());
+        }
+        None
+    };
+    let verdicts: Vec<Option<String>> = (0..replicas.len()).map(why_not).collect();
+    let mut promotable: Vec<usize> = (0..replicas.len())
+        .filter(|&k| verdicts[k].is_none())
+        .collect();
+    promotable.sort_by_key(|&k| {
+        let h = &desired.hosts[replicas[k]];
+        (
+            rank(h.promotion),
+            ahead.is_none_or(|a| !covers(&positions[k], &positions[a])),
+            h.dc != dead_dc,
+            h.id.clone(),
+        )
+    });
+    let considered = |chosen: Option<usize>| -> Vec<Considered> {
+        (0..replicas.len())
+            .map(|k| Considered {
+                host: desired.hosts[replicas[k]].id.clone(),
+                position: positions[k].as_ref().map_or("?".into(), |p| p.to_string()),
+                verdict: match (&verdicts[k], Some(k) == chosen) {
+                    (_, true) => "chosen".into(),
+                    (None, false) => "promotable".into(),
+                    (Some(why), false) => why.clone(),
+                },
+            })
+            .collect()
+    };
+    let Some(&ck) = promotable.first() else {
+        return Err(NoRecovery {
+            reason: format!("no replica of {dead_id} can be promoted"),
+            considered: considered(None),
+        });
+    };
+    let c = replicas[ck];
+    // Catch up first from a more advanced replica that is not the successor.
+    let source_ok = |a: usize| {
+        m.live(a)
+            .is_some_and(|l| l.log_bin && l.log_replica_updates)
+            && m.can_serve(a, c).is_ok()
+    };
+    let catch_up = ahead.filter(|&a| {
+        replicas[a] != c && !covers(&positions[ck], &positions[a]) && source_ok(replicas[a])
+    });
+    let mut e = Emitter {
+        m,
+        steps: Vec::new(),
+        bug: None,
+    };
+    let cid = e.id(c);
+    for &r in &replicas {
+        e.emit(
+            r,
+            Action::StopIo,
+            format!("stop receiving from the dead primary {dead_id} (a half-dead primary gets no acknowledgements)"),
+        );
+    }
+    for &r in &replicas {
+        let rid = e.id(r);
+        e.emit(
+            r,
+            Action::WaitRelayLog { timeout_secs: wait },
+            format!("{rid} applies what it received before positions are compared"),
+        );
+    }
+    let mut final_position = positions[ck].clone();
+    if let Some(a) = catch_up {
+        let x = replicas[a];
+        let xid = e.id(x);
+        e.emit(
+            c,
+            Action::StopReplication,
+            format!("{cid} stops before it catches up from {xid}"),
+        );
+        let flavor = e.m.live(c).map(|l| l.flavor).expect("reachable");
+        e.emit(
+            c,
+            Action::ChangeSource {
+                source: xid.clone(),
+                source_address: e.m.nodes[x].address.clone(),
+                gtid_position: if flavor == crate::gtid::Flavor::Mysql {
+                    GtidPosition::AutoPosition
+                } else {
+                    GtidPosition::SlavePos
+                },
+                delay_secs: 0,
+                with_credentials: false,
+            },
+            format!("{xid} is further ahead but cannot be promoted: {cid} first takes what only {xid} has"),
+        );
+        e.emit(
+            c,
+            Action::StartReplication,
+            format!("{cid} replicates from {xid}"),
+        );
+        e.emit(
+            c,
+            Action::WaitForGtid {
+                until: xid.clone(),
+                until_address: e.m.nodes[x].address.clone(),
+                timeout_secs: wait,
+            },
+            format!("{cid} has everything {xid} has: nothing that reached a replica is lost"),
+        );
+        final_position = positions[a].clone();
+    }
+    // The successor stops and forgets its source before the others (the replica it caught
+    // up from among them) move under it.
+    e.emit(
+        c,
+        Action::StopReplication,
+        format!("{cid} stops replicating"),
+    );
+    e.emit(
+        c,
+        Action::ResetReplication,
+        format!("{cid} forgets its source (it stays read_only until the end)"),
+    );
+    // The others follow the successor; those with transactions it will never have stay
+    // where they are and are named.
+    let mut lost = Vec::new();
+    for (k, &r) in replicas.iter().enumerate() {
+        if r == c {
+            continue;
+        }
+        if is_errant[k] || !covers(&final_position, &positions[k]) {
+            let rid = e.id(r);
+            lost.push(Lost {
+                host: rid.clone(),
+                reason: if is_errant[k] {
+                    format!("{rid} has transactions of its own that {cid} lacks (errant): it is left stopped")
+                } else {
+                    format!("{rid} has transactions {cid} cannot get (it cannot serve them): it is left stopped")
+                },
+            });
+            continue;
+        }
+        let why = format!("{} follows the new primary {cid}", e.id(r));
+        e.move_under(r, c, why, wait);
+    }
+    e.emit(
+        c,
+        Action::Promote,
+        format!("{cid} is the new primary: writable last, when everything else is in place"),
+    );
+    let catch_up_from = catch_up.map(|a| desired.hosts[replicas[a]].id.clone());
+    let considered = considered(Some(ck));
+    let mut plan = e.finish(desired, observed).map_err(|bug| NoRecovery {
+        reason: format!(
+            "internal error: the recovery failed its proof ({bug}); nothing was changed"
+        ),
+        considered: considered.clone(),
+    })?;
+    plan.lost = lost;
+    Ok(Recovery {
+        dead: dead_id,
+        successor: desired.hosts[c].id.clone(),
+        catch_up_from,
+        considered,
+        plan,
+    })
+}
+
+/// The recovery of a dead intermediate source `dead`: its replicas move under its own
+/// source. The primary is never touched.
+pub fn dead_intermediate(
+    desired: &Desired,
+    observed: &Observed,
+    policy: &Policy,
+    dead: usize,
+) -> Result<Recovery, NoRecovery> {
+    let m = Model::of(desired, observed);
+    let dead_id = desired.hosts[dead].id.clone();
+    let replicas = orphans(&m, desired.hosts.len(), dead);
+    // Its source as the file says (a dead server shows none): the closest answering one.
+    let mut up = desired.hosts[dead]
+        .source
+        .as_deref()
+        .and_then(|s| m.find(s));
+    while let Some(u) = up.filter(|&u| m.live(u).is_none()) {
+        up = desired.hosts[u].source.as_deref().and_then(|s| m.find(s));
+    }
+    let Some(up) = up else {
+        return Err(NoRecovery {
+            reason: format!("{dead_id}'s own source is not known to be alive"),
+            considered: Vec::new(),
+        });
+    };
+    if replicas.is_empty() {
+        return Err(NoRecovery {
+            reason: format!("{dead_id} has no reachable replica"),
+            considered: Vec::new(),
+        });
+    }
+    let wait = policy.failover.promote.wait_relay_log.as_secs().max(1);
+    let mut e = Emitter {
+        m,
+        steps: Vec::new(),
+        bug: None,
+    };
+    let upid = e.id(up);
+    let mut considered = Vec::new();
+    for &r in &replicas {
+        let rid = e.id(r);
+        considered.push(Considered {
+            host: rid.clone(),
+            position: eventual(&e.m, r).map_or("?".into(), |p| p.to_string()),
+            verdict: format!("moves under {upid}"),
+        });
+        e.move_under(
+            r,
+            up,
+            format!("its source {dead_id} is dead: {rid} follows {dead_id}'s source {upid}"),
+            wait,
+        );
+    }
+    let plan = e.finish(desired, observed).map_err(|bug| NoRecovery {
+        reason: format!(
+            "internal error: the recovery failed its proof ({bug}); nothing was changed"
+        ),
+        considered: considered.clone(),
+    })?;
+    Ok(Recovery {
+        dead: dead_id,
+        successor: upid,
+        catch_up_from: None,
+        considered,
+        plan,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::executor::sim::{Simulator, host_address};
+    use crate::gtid::Flavor;
+    use crate::plan::tests::{desired, execute, observe};
+
+    const STAR4: &[(&str, Option<&str>)] = &[
+        ("h0", None),
+        ("h1", Some("h0")),
+        ("h2", Some("h0")),
+        ("h3", Some("h0")),
+    ];
+
+    fn star(n: usize) -> Arc<Simulator> {
+        let sim = Arc::new(Simulator::star(n, Flavor::Mariadb));
+        sim.write(host_address(0), 5).unwrap();
+        sim.tick();
+        sim
+    }
+
+    fn source_of(sim: &Simulator, i: usize) -> Option<crate::topology::Address> {
+        sim.server(host_address(i))
+            .and_then(|s| s.replication)
+            .map(|r| r.source)
+    }
+
+    fn writable(sim: &Simulator, n: usize) -> Vec<usize> {
+        (0..n)
+            .filter(|&i| {
+                sim.server(host_address(i))
+                    .is_some_and(|s| s.health.process_running() && !s.read_only)
+            })
+            .collect()
+    }
+
+    /// The recovery runs on the simulator; afterwards exactly the successor is writable,
+    /// the others replicate from it, and a write on it reaches them.
+    fn run(sim: &Arc<Simulator>, d: &Desired, r: &Recovery, n: usize) {
+        execute(sim, &r.plan);
+        let c: usize = r.successor[1..].parse().unwrap();
+        assert_eq!(writable(sim, n), vec![c], "{:#?}", r.plan.steps);
+        sim.write(host_address(c), 2).unwrap();
+        for _ in 0..3 {
+            sim.tick();
+        }
+        let lost: Vec<&str> = r.plan.lost.iter().map(|l| l.host.as_str()).collect();
+        for (i, h) in d.hosts.iter().enumerate() {
+            if i == c || h.source.is_none() || lost.contains(&h.id.as_str()) {
+                continue;
+            }
+            assert_eq!(source_of(sim, i), Some(host_address(c)), "{}", h.id);
+            assert_eq!(
+                sim.server(host_address(i)).unwrap().position(),
+                sim.server(host_address(c)).unwrap().position(),
+                "{} has every write",
+                h.id
+            );
+        }
+    }
+
+    #[test]
+    fn a_dead_primary_is_replaced_by_the_most_advanced_replica() {
+        let sim = star(4);
+        // h2 received the last writes but has not applied them yet; h3 missed them.
+        sim.stop_replication(host_address(3));
+        sim.set_lag(host_address(2), 3);
+        sim.write(host_address(0), 3).unwrap();
+        sim.tick();
+        sim.start_replication(host_address(3));
+        sim.kill(host_address(0));
+        sim.tick();
+        let d = desired(STAR4);
+        let r = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, None).unwrap();
+        // h1 and h2 both end with everything; h1 comes first by name. h3 catches up.
+        assert_eq!(r.successor, "h1");
+        assert_eq!(r.catch_up_from, None);
+        assert!(r.plan.lost.is_empty(), "{:?}", r.plan.lost);
+        let phases: Vec<Phase> = r.plan.steps.iter().map(|s| s.phase).collect();
+        assert!(phases.iter().all(|p| *p == Phase::Failover));
+        assert!(matches!(
+            r.plan.steps.last().unwrap().action,
+            Action::Promote
+        ));
+        run(&sim, &d, &r, 4);
+    }
+
+    #[test]
+    fn a_preferred_replica_catches_up_from_a_more_advanced_one_first() {
+        let sim = star(4);
+        // h1 (prefer) missed the last writes; h3 (must_not) has them.
+        sim.stop_replication(host_address(1));
+        sim.stop_replication(host_address(2));
+        sim.write(host_address(0), 4).unwrap();
+        sim.tick();
+        sim.kill(host_address(0));
+        sim.tick();
+        let mut d = desired(STAR4);
+        d.hosts[1].promotion = Promotion::Prefer;
+        d.hosts[3].promotion = Promotion::MustNot;
+        let r = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, None).unwrap();
+        assert_eq!(r.successor, "h1");
+        assert_eq!(r.catch_up_from.as_deref(), Some("h3"));
+        let verdicts: Vec<(&str, &str)> = r
+            .considered
+            .iter()
+            .map(|c| (c.host.as_str(), c.verdict.as_str()))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("h1", "chosen"),
+                ("h2", "promotable"),
+                ("h3", "promotion: must_not")
+            ]
+        );
+        run(&sim, &d, &r, 4);
+    }
+
+    #[test]
+    fn nothing_promotable_changes_nothing_and_says_why() {
+        let sim = star(3);
+        sim.kill(host_address(0));
+        sim.tick();
+        let mut d = desired(&STAR4[..3]);
+        d.hosts[1].promotion = Promotion::MustNot;
+        d.hosts[2].delay_secs = 3600;
+        let e = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, None).unwrap_err();
+        assert!(e.reason.contains("no replica of h0 can be promoted"), "{e}");
+        let why: Vec<&str> = e.considered.iter().map(|c| c.verdict.as_str()).collect();
+        assert_eq!(why, ["promotion: must_not", "a delayed replica"]);
+    }
+
+    #[test]
+    fn an_errant_replica_is_named_lost_and_left_alone() {
+        let sim = star(4);
+        sim.errant(host_address(3), 1);
+        sim.kill(host_address(0));
+        sim.tick();
+        let d = desired(STAR4);
+        let r = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, None).unwrap();
+        assert_eq!(r.successor, "h1");
+        assert_eq!(r.plan.lost.len(), 1);
+        assert_eq!(r.plan.lost[0].host, "h3");
+        run(&sim, &d, &r, 4);
+    }
+
+    #[test]
+    fn to_forces_the_successor() {
+        let sim = star(4);
+        sim.kill(host_address(0));
+        sim.tick();
+        let d = desired(STAR4);
+        let r = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, Some("h3")).unwrap();
+        assert_eq!(r.successor, "h3");
+        run(&sim, &d, &r, 4);
+    }
+
+    #[test]
+    fn a_dead_intermediate_source_hands_its_replicas_to_its_own_source() {
+        let sim = Arc::new(Simulator::chain(4, Flavor::Mariadb));
+        sim.write(host_address(0), 5).unwrap();
+        for _ in 0..4 {
+            sim.tick();
+        }
+        sim.kill(host_address(1));
+        sim.tick();
+        let d = desired(&[
+            ("h0", None),
+            ("h1", Some("h0")),
+            ("h2", Some("h1")),
+            ("h3", Some("h2")),
+        ]);
+        let r = dead_intermediate(&d, &observe(&sim, &d), &Policy::default(), 1).unwrap();
+        assert_eq!(r.successor, "h0");
+        execute(&sim, &r.plan);
+        assert_eq!(source_of(&sim, 2), Some(host_address(0)));
+        assert_eq!(source_of(&sim, 3), Some(host_address(2)));
+        sim.write(host_address(0), 1).unwrap();
+        for _ in 0..3 {
+            sim.tick();
+        }
+        assert_eq!(
+            sim.server(host_address(3)).unwrap().position(),
+            sim.server(host_address(0)).unwrap().position()
+        );
+    }
+}
