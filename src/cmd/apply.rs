@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::apply::{self, Cluster, Limits, Progress, StepResult};
+use crate::apply::record::{Finished, Recording, progress_bar, run_recorded, say};
+use crate::apply::{Cluster, Limits};
 use crate::executor::mysql::MysqlExecutor;
 use crate::observe::ObserveOptions;
 use crate::plan::{Placement, Plan, PlanOptions};
 use crate::render::{self, Format};
-use crate::state::{self, NewRun, Outcome, RunFile, RunId, RunKind, StepRecord, Store, Who};
-use crate::step::Step;
+use crate::state::{self, NewRun, Outcome, RunFile, RunKind, Store, Who};
 
 pub struct ApplyArgs {
     /// A topology file, or a plan saved by `orch plan -o`.
@@ -129,18 +129,8 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     let stop = Arc::new(AtomicBool::new(false));
     let bar = (args.format == Format::Human && std::io::stderr().is_terminal())
         .then(|| progress_bar(plan.steps.len()));
-    let mut progress = Recorder {
-        bar: bar.clone(),
-        store: &store,
-        run,
-        lock: &lock,
-        format: args.format,
-        total: plan.steps.len(),
-        sql: &sql,
-        stop: stop.clone(),
-    };
     let rt = super::runtime()?;
-    let report = rt.block_on(async {
+    let finished = rt.block_on(async {
         let watcher = {
             let stop = stop.clone();
             let bar = bar.clone();
@@ -167,47 +157,29 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
                 }
             })
         };
-        let report = apply::run(exec.clone(), &cluster, &plan, limits, &stop, &mut progress).await;
+        let recording = Recording {
+            store: &store,
+            run,
+            lock: &lock,
+            format: args.format,
+            sql: &sql,
+            bar: bar.clone(),
+        };
+        let finished =
+            run_recorded(exec.clone(), &cluster, &plan, limits, stop.clone(), recording).await;
         watcher.abort();
         exec.close().await;
-        report
-    });
+        finished
+    })?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    for (step, result) in plan.steps.iter().zip(&report.results) {
-        if *result == StepResult::NotRun {
-            store.record_step_not_run(run, record(step, &sql))?;
-        }
-    }
-    let done = report
-        .results
-        .iter()
-        .filter(|r| matches!(r, StepResult::Done(_)))
-        .count();
-    let failed = report.results.iter().find_map(|r| match r {
-        StepResult::Failed(e) => Some(e.clone()),
-        _ => None,
-    });
-    let (outcome, summary) = if report.succeeded() {
-        (Outcome::Succeeded, format!("{done} steps applied"))
-    } else if report.interrupted {
-        (
-            Outcome::Interrupted,
-            format!("interrupted after {done} of {} steps", plan.steps.len()),
-        )
-    } else {
-        (
-            Outcome::Failed,
-            format!("failed after {done} of {} steps", plan.steps.len()),
-        )
-    };
-    let mut error = failed.clone();
-    if !report.rolled_back.is_empty() {
-        let rb = report.rolled_back.join("; ");
-        error = Some(format!("{}; {rb}", error.unwrap_or_default()));
-    }
-    store.finish_run(run, outcome, error.as_deref(), &summary)?;
+    let Finished {
+        report,
+        outcome,
+        summary,
+        error,
+    } = finished;
     lock.release()?;
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -331,118 +303,3 @@ fn what_changed(before: &[Placement], now: &[Placement]) -> Vec<String> {
     out
 }
 
-fn record(step: &Step, sql: &dyn Fn(&Step) -> Vec<String>) -> StepRecord {
-    StepRecord {
-        number: u32::try_from(step.number).unwrap_or(u32::MAX),
-        host: step.host.clone(),
-        address: step.address.to_string(),
-        action: action_name(step),
-        description: step.action.describe(),
-        statements: sql(step),
-    }
-}
-
-/// The action's JSON name (`fence`, `change_source`, ...).
-fn action_name(step: &Step) -> String {
-    serde_json::to_value(&step.action)
-        .ok()
-        .and_then(|v| v["action"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// On a terminal: step n/N, host, action, elapsed; finished steps stay printed above it.
-fn progress_bar(total: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} step {pos}/{len} [{elapsed}] {msg}")
-            .expect("a valid template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(100));
-    bar
-}
-
-/// A line for people: above the progress display when there is one, else on stderr.
-fn say(bar: Option<&indicatif::ProgressBar>, line: &str) {
-    match bar {
-        Some(bar) => bar.println(line),
-        None => eprintln!("{line}"),
-    }
-}
-
-/// Records each step in the state store, keeps the lock alive, prints progress.
-struct Recorder<'a> {
-    /// The progress display, on a terminal.
-    bar: Option<indicatif::ProgressBar>,
-    store: &'a Store,
-    run: RunId,
-    lock: &'a state::ClusterLock,
-    format: Format,
-    total: usize,
-    sql: &'a dyn Fn(&Step) -> Vec<String>,
-    /// Set when the lock was lost: no further step may run.
-    stop: Arc<AtomicBool>,
-}
-
-impl Progress for Recorder<'_> {
-    fn started(&mut self, step: &Step) {
-        let _ = self
-            .store
-            .record_step_started(self.run, record(step, self.sql));
-        if let Some(bar) = &self.bar {
-            bar.set_position(step.number as u64);
-            bar.set_message(format!("{}: {}", step.host, step.action.describe()));
-        }
-        if self.format == Format::Json {
-            println!(
-                "{}",
-                serde_json::json!({"event": "step_started", "number": step.number, "host": step.host, "action": action_name(step)})
-            );
-        }
-    }
-
-    fn finished(&mut self, step: &Step, result: &StepResult, elapsed: Duration) {
-        let (r, error) = match result {
-            StepResult::Done(_) => (state::StepResult::Done, None),
-            StepResult::Failed(e) => (state::StepResult::Failed, Some(e.as_str())),
-            StepResult::NotRun => (state::StepResult::NotRun, None),
-        };
-        if let Err(e) = self.lock.heartbeat() {
-            say(self.bar.as_ref(), &format!("stopping after this step: {e}"));
-            self.stop.store(true, Ordering::SeqCst);
-        }
-        let number = u32::try_from(step.number).unwrap_or(u32::MAX);
-        let _ = self.store.record_step_finished(self.run, number, r, error);
-        let ms = elapsed.as_millis();
-        match self.format {
-            Format::Json => println!(
-                "{}",
-                serde_json::json!({"event": if error.is_some() {"step_failed"} else {"step_finished"}, "number": step.number, "host": step.host, "ms": ms, "error": error})
-            ),
-            _ => {
-                let head = format!(
-                    "step {}/{} {}: {}",
-                    step.number,
-                    self.total,
-                    step.host,
-                    step.action.describe()
-                );
-                match result {
-                    StepResult::Done(_) => {
-                        say(self.bar.as_ref(), &format!("{head} ... done ({ms} ms)"));
-                    }
-                    StepResult::Failed(e) => {
-                        say(
-                            self.bar.as_ref(),
-                            &format!("{head} ... FAILED ({ms} ms): {e}"),
-                        );
-                    }
-                    StepResult::NotRun => {}
-                }
-            }
-        }
-    }
-
-    fn note(&mut self, message: &str) {
-        say(self.bar.as_ref(), message);
-    }
-}

@@ -231,6 +231,31 @@ pub fn detail(run: &RunDetail, format: Format, out: &mut dyn Write) -> std::io::
     if let Some(e) = &r.error {
         writeln!(out, "error: {e}")?;
     }
+    if let Some(d) = &run.detail {
+        if let Some(s) = d["detection"].as_str() {
+            writeln!(out, "detection: {s}")?;
+        }
+        if let Some(s) = d["decision"].as_str() {
+            writeln!(out, "decision: {s}")?;
+        }
+        for c in d["considered"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  candidate {} at {}: {}",
+                c["host"].as_str().unwrap_or("?"),
+                c["position"].as_str().unwrap_or("?"),
+                c["verdict"].as_str().unwrap_or("?")
+            )?;
+        }
+        for l in d["lost"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  lost {}: {}",
+                l["host"].as_str().unwrap_or("?"),
+                l["reason"].as_str().unwrap_or("?")
+            )?;
+        }
+    }
     if run.steps.is_empty() {
         return writeln!(out, "no steps recorded");
     }
@@ -415,6 +440,7 @@ mod tests {
                 sha256: "ab".repeat(32),
             }],
             fingerprint: Some("sha256:0123456789abcdef".into()),
+            detail: None,
             steps: vec![
                 step(1, Some(StepResult::Done), Some((0, 1_500))),
                 StepDetail {

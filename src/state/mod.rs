@@ -26,6 +26,8 @@
 //! caller gives them; the caller (apply) must pass them with credentials already removed,
 //! as `orch plan --show-sql` prints them.
 
+mod cluster;
+pub use cluster::ClusterState;
 mod lock;
 mod runs;
 pub mod schema;
@@ -297,6 +299,9 @@ pub struct RunDetail {
     pub run: RunSummary,
     pub files: Vec<RunFile>,
     pub fingerprint: Option<String>,
+    /// A recovery's detection and decision (JSON), when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
     pub steps: Vec<StepDetail>,
 }
 

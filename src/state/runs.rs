@@ -40,6 +40,18 @@ impl Store {
         Ok(RunId(conn.last_insert_rowid()))
     }
 
+    /// Records a run's detail (a recovery's detection and decision), as JSON.
+    pub fn set_run_detail(&self, run: RunId, detail: &serde_json::Value) -> Result<(), StateError> {
+        self.db
+            .conn()
+            .execute(
+                "UPDATE runs SET detail = ?2 WHERE id = ?1",
+                params![run.0, detail.to_string()],
+            )
+            .map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
     /// Records that `step` of `run` starts now.
     pub fn record_step_started(&self, run: RunId, step: StepRecord) -> Result<(), StateError> {
         self.insert_step(run, step, Some(now_millis()), None)
@@ -132,15 +144,26 @@ impl Store {
         let found = conn
             .query_row(
                 &format!(
-                    "SELECT {SUMMARY_COLUMNS}, r.files, r.fingerprint FROM runs r WHERE r.id = ?1"
+                    "SELECT {SUMMARY_COLUMNS}, r.files, r.fingerprint, r.detail FROM runs r WHERE r.id = ?1"
                 ),
                 [id.0],
-                |row| Ok((raw_summary(row)?, row.get::<_, String>(13)?, row.get(14)?)),
+                |row| {
+                    Ok((
+                        raw_summary(row)?,
+                        row.get::<_, String>(13)?,
+                        row.get(14)?,
+                        row.get::<_, Option<String>>(15)?,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| self.db.err(e))?;
-        let Some((raw, files, fingerprint)) = found else {
+        let Some((raw, files, fingerprint, detail)) = found else {
             return Ok(None);
+        };
+        let detail: Option<serde_json::Value> = match detail {
+            Some(text) => Some(self.json(&text, "detail", id)?),
+            None => None,
         };
         let run = self.summary_from(raw)?;
         let files: Vec<RunFile> = self.json(&files, "files", id)?;
@@ -193,6 +216,7 @@ impl Store {
             run,
             files,
             fingerprint,
+            detail,
             steps,
         }))
     }

@@ -86,8 +86,14 @@ CREATE TABLE cluster_state (
 );
 "#;
 
+/// Version 2: a run's `detail` (JSON: a recovery's detection and decision: the rule that
+/// fired, every candidate considered and why, the replicas lost).
+const V2: &str = r#"
+ALTER TABLE runs ADD COLUMN detail TEXT;
+"#;
+
 /// Every migration, in order; the schema version this orch writes is `MIGRATIONS.len()`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this orch writes.
 pub fn current_version() -> i64 {

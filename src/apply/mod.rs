@@ -10,6 +10,8 @@
 //! unfenced (it is still the primary, its replicas still follow it), and the report says
 //! so. Does I/O only through the executor; progress goes to the [`Progress`] callback.
 
+pub mod record;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
