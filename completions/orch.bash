@@ -25,6 +25,9 @@ _orch() {
             orch,discover)
                 cmd="orch__subcmd__discover"
                 ;;
+            orch,failover)
+                cmd="orch__subcmd__failover"
+                ;;
             orch,help)
                 cmd="orch__subcmd__help"
                 ;;
@@ -43,6 +46,9 @@ _orch() {
             orch,validate)
                 cmd="orch__subcmd__validate"
                 ;;
+            orch,watch)
+                cmd="orch__subcmd__watch"
+                ;;
             orch__subcmd__help,apply)
                 cmd="orch__subcmd__help__subcmd__apply"
                 ;;
@@ -51,6 +57,9 @@ _orch() {
                 ;;
             orch__subcmd__help,discover)
                 cmd="orch__subcmd__help__subcmd__discover"
+                ;;
+            orch__subcmd__help,failover)
+                cmd="orch__subcmd__help__subcmd__failover"
                 ;;
             orch__subcmd__help,help)
                 cmd="orch__subcmd__help__subcmd__help"
@@ -69,6 +78,9 @@ _orch() {
                 ;;
             orch__subcmd__help,validate)
                 cmd="orch__subcmd__help__subcmd__validate"
+                ;;
+            orch__subcmd__help,watch)
+                cmd="orch__subcmd__help__subcmd__watch"
                 ;;
             orch__subcmd__help__subcmd__sandbox,down)
                 cmd="orch__subcmd__help__subcmd__sandbox__subcmd__down"
@@ -155,7 +167,7 @@ _orch() {
 
     case "${cmd}" in
         orch)
-            opts="-h -V --help --version validate status plan apply discover history sandbox completions help"
+            opts="-h -V --help --version validate status plan apply watch failover discover history sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -274,8 +286,42 @@ _orch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        orch__subcmd__failover)
+            opts="-h -V --to --ack --state --connect-timeout --read-timeout --concurrency --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         orch__subcmd__help)
-            opts="validate status plan apply discover history sandbox completions help"
+            opts="validate status plan apply watch failover discover history sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -317,6 +363,20 @@ _orch() {
             return 0
             ;;
         orch__subcmd__help__subcmd__discover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__help__subcmd__failover)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -513,6 +573,20 @@ _orch() {
             return 0
             ;;
         orch__subcmd__help__subcmd__validate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__help__subcmd__watch)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -951,6 +1025,36 @@ _orch() {
             case "${prev}" in
                 --format)
                     COMPREPLY=($(compgen -W "human json github sarif gitlab" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__watch)
+            opts="-h -V --dry-run --state --connect-timeout --read-timeout --concurrency --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -194,6 +194,46 @@ pub enum CliCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
+    /// Watch clusters: detect failures holistically and recover per policy (failover of a
+    /// dead primary, relocation of a dead intermediate's replicas, fencing of a second
+    /// writable server or a returning former primary), locked and recorded.
+    ///
+    /// Runs until SIGTERM or Ctrl-C (then finishes the current step and exits 0). One line
+    /// per event on stderr.
+    Watch {
+        /// Topology files, one cluster each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Detect, decide and record what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// orch's state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else
+        /// ~/.local/state/orch].
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        #[command(flatten)]
+        timeouts: Timeouts,
+    },
+    /// A person's failover of a dead primary, now: ignores anti-flap; refuses while the
+    /// primary answers (a planned change of primary is a switchover: plan/apply).
+    ///
+    /// Exit status: 0 recovered (or --ack done), 1 refused or failed.
+    Failover {
+        file: PathBuf,
+        /// The replica to promote (it must be promotable).
+        #[arg(long, value_name = "HOST", conflicts_with = "ack")]
+        to: Option<String>,
+        /// Clear the anti-flap block of the cluster (after a failover, watch acts on the
+        /// next failure at once).
+        #[arg(long)]
+        ack: bool,
+        /// orch's state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else
+        /// ~/.local/state/orch].
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        #[command(flatten)]
+        timeouts: Timeouts,
+    },
     /// Crawl a live topology from one server (up to its sources, down to every replica)
     /// and print it as a topology file that `orch validate` accepts.
     Discover {

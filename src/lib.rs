@@ -20,6 +20,7 @@ pub mod state;
 pub mod step;
 pub mod topology;
 pub mod validate;
+pub mod watch;
 
 use std::io::Write;
 
@@ -105,6 +106,19 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             },
             observe: timeouts.options(),
         }),
+        CliCommand::Watch {
+            files,
+            dry_run,
+            state,
+            timeouts,
+        } => cmd::watch::run(&files, dry_run, state, timeouts.options()),
+        CliCommand::Failover {
+            file,
+            to,
+            ack,
+            state,
+            timeouts,
+        } => cmd::failover::run(&file, to.as_deref(), ack, state, timeouts.options()),
         CliCommand::Completions { shell } => {
             let mut out = Vec::new();
             write_completions(shell, &mut out);

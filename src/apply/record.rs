@@ -11,10 +11,37 @@ use std::time::Duration;
 
 use super::{Cluster, Limits, Progress, Report, StepResult};
 use crate::executor::Executor;
+use crate::gtid::Flavor;
 use crate::plan::Plan;
 use crate::render::Format;
 use crate::state::{self, Outcome, RunId, StateError, StepRecord, Store};
 use crate::step::Step;
+
+/// Each step's statements for its server's flavour (never a secret), as `--show-sql` and
+/// the history show them.
+pub fn sql_of_steps(
+    t: &crate::spec::Topology,
+    policy: &crate::spec::Policy,
+    desired: &crate::plan::Desired,
+    observed: &crate::plan::Observed,
+) -> impl Fn(&Step) -> Vec<String> + use<> {
+    let replication_user = t
+        .credentials
+        .as_ref()
+        .and_then(|c| c.replication_user.clone())
+        .unwrap_or_else(|| "repl".into());
+    let flavors: std::collections::HashMap<String, Flavor> = crate::plan::names(desired, observed)
+        .into_iter()
+        .zip(observed.hosts.iter().chain(&observed.undeclared))
+        .filter_map(|(id, s)| Some((id, s.info()?.flavor)))
+        .collect();
+    let detection =
+        crate::executor::mysql::Detection::from_poll_interval(policy.failover.detect.poll_interval);
+    move |step: &Step| {
+        let flavor = flavors.get(&step.host).copied().unwrap_or(Flavor::Mariadb);
+        crate::executor::mysql::step_sql(flavor, step, &replication_user, detection)
+    }
+}
 
 /// Where a run is recorded and how its progress shows.
 pub struct Recording<'a> {
@@ -76,7 +103,10 @@ pub async fn run_recorded<E: Executor>(
             format!("interrupted after {done} of {total} steps"),
         )
     } else {
-        (Outcome::Failed, format!("failed after {done} of {total} steps"))
+        (
+            Outcome::Failed,
+            format!("failed after {done} of {total} steps"),
+        )
     };
     let mut error = report.results.iter().find_map(|x| match x {
         StepResult::Failed(e) => Some(e.clone()),

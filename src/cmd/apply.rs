@@ -302,4 +302,3 @@ fn what_changed(before: &[Placement], now: &[Placement]) -> Vec<String> {
     }
     out
 }
-

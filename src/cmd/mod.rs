@@ -5,11 +5,13 @@
 
 pub mod apply;
 pub mod discover;
+pub mod failover;
 pub mod history;
 pub mod plan;
 pub mod sandbox;
 pub mod status;
 pub mod validate;
+pub mod watch;
 
 /// The tokio runtime for commands that talk to servers: observation is I/O-bound, two
 /// worker threads are plenty.

@@ -1,13 +1,10 @@
 //! `orch plan`: the file against the live servers (or a saved snapshot), as a proven plan.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::executor::mysql::Detection;
-use crate::gtid::Flavor;
 use crate::observe::{ObserveOptions, Snapshot};
 use crate::plan::{self, Desired, FileHash, Observed, Plan, PlanOptions};
 use crate::render::{self, Format};
@@ -106,22 +103,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
 
 /// `--show-sql`: each step's statements for its server's flavour.
 pub fn step_sql_for(p: &Planned) -> impl Fn(&Step) -> Vec<String> + use<> {
-    let replication_user = p
-        .topology
-        .credentials
-        .as_ref()
-        .and_then(|c| c.replication_user.clone())
-        .unwrap_or_else(|| "repl".into());
-    let flavors: HashMap<String, Flavor> = plan::names(&p.desired, &p.observed)
-        .into_iter()
-        .zip(p.observed.hosts.iter().chain(&p.observed.undeclared))
-        .filter_map(|(id, s)| Some((id, s.info()?.flavor)))
-        .collect();
-    let detection = Detection::from_poll_interval(p.policy.failover.detect.poll_interval);
-    move |step: &Step| {
-        let flavor = flavors.get(&step.host).copied().unwrap_or(Flavor::Mariadb);
-        crate::executor::mysql::step_sql(flavor, step, &replication_user, detection)
-    }
+    crate::apply::record::sql_of_steps(&p.topology, &p.policy, &p.desired, &p.observed)
 }
 
 /// The files a plan was made from, with their SHA-256: the topology and a policy file.

@@ -498,7 +498,7 @@ fn io_text(io: IoState) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
@@ -509,7 +509,7 @@ mod tests {
 
     /// A topology file for hosts h0..h{n-1} at the simulator's addresses; `sources[i]` is
     /// host i's declared source.
-    fn topology(sources: &[Option<usize>]) -> Topology {
+    pub(crate) fn topology(sources: &[Option<usize>]) -> Topology {
         let mut text = String::from(
             "cluster: sim\ncredentials: { user: orch, password: \"${PW}\" }\nhosts:\n",
         );

@@ -26,12 +26,13 @@ impl Store {
             )
             .optional()
             .map_err(|e| self.db.err(e))?;
-        Ok(row.map_or_else(ClusterState::default, |(last_failover_at, current_primary)| {
-            ClusterState {
+        Ok(row.map_or_else(
+            ClusterState::default,
+            |(last_failover_at, current_primary)| ClusterState {
                 last_failover_at,
                 current_primary,
-            }
-        }))
+            },
+        ))
     }
 
     /// A failover made `primary` the primary of `cluster`, now.

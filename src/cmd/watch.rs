@@ -1,0 +1,71 @@
+//! `orch watch FILE...`: one watcher per cluster (files as `validate` reads them), all in
+//! one process, until SIGTERM or Ctrl-C. I/O: files, the state store, the servers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+
+use crate::executor::mysql::MysqlExecutor;
+use crate::observe::ObserveOptions;
+use crate::state::{self, RunFile, Store};
+use crate::watch::Watcher;
+
+pub fn run(
+    files: &[PathBuf],
+    dry_run: bool,
+    state_dir: Option<PathBuf>,
+    observe: ObserveOptions,
+) -> anyhow::Result<u8> {
+    let dir = state::resolve_dir(state_dir.as_deref(), |n| std::env::var_os(n))?;
+    let mut watchers = Vec::new();
+    for file in files {
+        watchers.push(watcher(file, &dir, dry_run, observe)?);
+    }
+    let rt = super::runtime()?;
+    // The watchers share this thread (their I/O is the servers'; the executor's
+    // observations fan out on the runtime's workers).
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for w in watchers {
+            tasks.push(tokio::task::spawn_local(w.run(stop.clone())));
+        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("stopping: the current step finishes first");
+        stop.store(true, Ordering::SeqCst);
+        for t in tasks {
+            let _ = t.await;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(0)
+}
+
+/// The watcher of one topology file.
+pub fn watcher(
+    file: &Path,
+    state_dir: &Path,
+    dry_run: bool,
+    observe: ObserveOptions,
+) -> anyhow::Result<Watcher> {
+    let (topology, policy) = crate::spec::load_valid(file)?;
+    let files: Vec<RunFile> = super::plan::plan_files(&topology)?
+        .into_iter()
+        .map(|f| RunFile {
+            path: f.path,
+            sha256: f.sha256,
+        })
+        .collect();
+    let exec = Arc::new(MysqlExecutor::for_changes(&topology, &policy, observe)?);
+    let store = Store::open(state_dir)?;
+    Watcher::new(topology, policy, files, exec, store, dry_run)
+}

@@ -1,0 +1,649 @@
+//! `orch watch`: each cluster observed every `failover.detect.poll_interval`, its failures
+//! analysed holistically ([`analyze`]), and the first actionable one recovered per policy
+//! through apply's engine, locked and recorded; and `orch failover`'s recovery, which is
+//! the same run started by a person.
+//!
+//! Takes a validated topology and policy, the state store and an executor; gives log lines
+//! on stderr and runs in the history. Timing rules: a finding with certain evidence is
+//! acted on after one confirming probe; an ambiguous one once it persisted for
+//! `failover.detect.grace`. Guards: `failover.automatic: false` (detect and record only),
+//! anti-flap (`failover.anti_flap`, cleared by `orch failover --ack`), the cluster lock
+//! shared with apply (the cluster is analysed again after taking it). A former primary is
+//! fenced whenever it answers again. I/O: the servers (executor), the state store, stderr,
+//! the clock.
+
+pub mod analyze;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use analyze::{Code, Evidence, Finding, analyze};
+
+use crate::apply::record::{Recording, run_recorded};
+use crate::apply::{Cluster, Limits};
+use crate::executor::Executor;
+use crate::executor::mysql::MysqlExecutor;
+use crate::observe::Snapshot;
+use crate::plan::recover::{NoRecovery, Recovery};
+use crate::plan::{Desired, Observed, Plan};
+use crate::render::Format;
+use crate::spec::{Policy, Topology};
+use crate::state::{NewRun, Outcome, RunFile, RunId, RunKind, Store, Who};
+use crate::step::{Action, Phase, Step};
+
+/// How long the cluster lock outlives a watcher's last heartbeat.
+const LOCK_TTL: Duration = Duration::from_secs(60);
+
+/// One cluster and what the watcher remembers between polls.
+pub struct Watcher {
+    pub topology: Topology,
+    pub policy: Policy,
+    pub desired: Desired,
+    pub files: Vec<RunFile>,
+    pub exec: Arc<MysqlExecutor>,
+    pub store: Store,
+    pub dry_run: bool,
+    /// The host orch holds to be the primary.
+    primary: usize,
+    /// When each finding was first seen in the current episode.
+    seen: HashMap<(Code, String), Instant>,
+    /// Findings already logged (and refusals already recorded) in the current episode.
+    said: HashSet<String>,
+    /// Former primaries to fence as soon as they answer.
+    to_fence: HashSet<usize>,
+}
+
+/// Logs one event line on stderr, with the time and the cluster.
+fn log(cluster: &str, line: &str) {
+    let now = crate::state::utc(crate::state::now_millis());
+    eprintln!("{now} {cluster}: {line}");
+}
+
+impl Watcher {
+    pub fn new(
+        topology: Topology,
+        policy: Policy,
+        files: Vec<RunFile>,
+        exec: Arc<MysqlExecutor>,
+        store: Store,
+        dry_run: bool,
+    ) -> anyhow::Result<Watcher> {
+        let desired = Desired::from_topology(&topology);
+        let remembered = store.cluster_state(&topology.cluster)?.current_primary;
+        let primary = remembered
+            .and_then(|id| desired.hosts.iter().position(|h| h.id == id))
+            .or_else(|| desired.primary())
+            .expect("a validated topology has a primary");
+        Ok(Watcher {
+            topology,
+            policy,
+            desired,
+            files,
+            exec,
+            store,
+            dry_run,
+            primary,
+            seen: HashMap::new(),
+            said: HashSet::new(),
+            to_fence: HashSet::new(),
+        })
+    }
+
+    /// The index of the host held to be the primary.
+    pub fn primary_index(&self) -> usize {
+        self.primary
+    }
+
+    fn cluster(&self) -> &str {
+        &self.topology.cluster
+    }
+
+    fn id(&self, i: usize) -> &str {
+        &self.desired.hosts[i].id
+    }
+
+    fn index(&self, id: &str) -> Option<usize> {
+        self.desired.hosts.iter().position(|h| h.id == id)
+    }
+
+    /// Says `line` once per episode (until the finding `key` clears).
+    fn once(&mut self, key: String, line: &str) -> bool {
+        let first = self.said.insert(key);
+        if first {
+            log(&self.topology.cluster, line);
+        }
+        first
+    }
+
+    pub async fn observe(&self) -> Snapshot {
+        crate::executor::observe_cluster(self.exec.clone(), &self.topology, &self.policy, 32).await
+    }
+
+    /// Watches until `stop`; each poll observes, fences, analyses and acts.
+    pub async fn run(mut self, stop: Arc<AtomicBool>) {
+        let poll = self.policy.failover.detect.poll_interval;
+        log(
+            self.cluster(),
+            &format!(
+                "watching {} servers every {poll:?} (primary {}{})",
+                self.desired.hosts.len(),
+                self.id(self.primary),
+                if self.dry_run { ", dry run" } else { "" }
+            ),
+        );
+        while !stop.load(Ordering::SeqCst) {
+            let began = Instant::now();
+            if let Err(e) = self.poll(&stop).await {
+                log(self.cluster(), &format!("error: {e:#}"));
+            }
+            let left = poll.saturating_sub(began.elapsed());
+            let deadline = Instant::now() + left;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20).min(left)).await;
+            }
+        }
+        log(self.cluster(), "stopped");
+    }
+
+    async fn poll(&mut self, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+        let snapshot = self.observe().await;
+        self.follow_primary(&snapshot)?;
+        self.fence_returning(&snapshot, stop).await?;
+        let findings = analyze(&snapshot, self.primary);
+        // An episode ends when its finding is gone.
+        let now_keys: HashSet<(Code, String)> =
+            findings.iter().map(|f| (f.code, f.host.clone())).collect();
+        self.seen.retain(|k, _| now_keys.contains(k));
+        let live: HashSet<String> = findings.iter().map(finding_key).collect();
+        self.said
+            .retain(|k| live.iter().any(|l| k.starts_with(l.as_str())));
+        for f in &findings {
+            self.once(
+                finding_key(f),
+                &format!(
+                    "{} {} ({}): {}",
+                    f.code.name(),
+                    f.host,
+                    evidence_name(f.evidence),
+                    f.detail
+                ),
+            );
+        }
+        let Some(f) = findings.into_iter().find(|f| f.code.actionable()) else {
+            return Ok(());
+        };
+        let first = *self
+            .seen
+            .entry((f.code, f.host.clone()))
+            .or_insert_with(Instant::now);
+        let rule = match f.evidence {
+            Evidence::Certain => {
+                // One confirming probe.
+                let again = self.observe().await;
+                if !analyze(&again, self.primary)
+                    .iter()
+                    .any(|g| g.code == f.code && g.host == f.host)
+                {
+                    return Ok(());
+                }
+                "certain evidence (connections refused, every reachable replica lost it), confirmed by a second probe".to_string()
+            }
+            Evidence::Ambiguous => {
+                let grace = self.policy.failover.detect.grace;
+                if first.elapsed() < grace {
+                    return Ok(());
+                }
+                format!(
+                    "ambiguous evidence (timeouts) that persisted for {:?} (failover.detect.grace {grace:?})",
+                    first.elapsed()
+                )
+            }
+        };
+        self.act(&f, &rule, stop).await
+    }
+
+    /// The live primary moved (a switchover by apply, or a failover by another watcher):
+    /// follow it.
+    fn follow_primary(&mut self, snapshot: &Snapshot) -> anyhow::Result<()> {
+        let states: Vec<_> = snapshot.hosts.iter().map(|h| h.state.clone()).collect();
+        let sources = crate::observe::classify::observed_sources(&states);
+        let serving: Vec<usize> = (0..states.len())
+            .filter(|&i| {
+                states[i]
+                    .info()
+                    .is_some_and(|x| !x.read_only && x.replication.is_none())
+            })
+            .filter(|&i| sources.contains(&Some(i)))
+            .collect();
+        if let [p] = serving.as_slice()
+            && *p != self.primary
+            && states[self.primary].info().is_some_and(|x| x.read_only)
+        {
+            log(
+                self.cluster(),
+                &format!(
+                    "the primary is now {} (was {})",
+                    self.id(*p),
+                    self.id(self.primary)
+                ),
+            );
+            self.primary = *p;
+            self.store.record_primary(self.cluster(), self.id(*p))?;
+        }
+        Ok(())
+    }
+
+    /// A former primary that answers again is fenced at once, never re-admitted writable.
+    async fn fence_returning(
+        &mut self,
+        snapshot: &Snapshot,
+        stop: &Arc<AtomicBool>,
+    ) -> anyhow::Result<()> {
+        let back: Vec<usize> = self
+            .to_fence
+            .iter()
+            .copied()
+            .filter(|&i| snapshot.hosts[i].state.info().is_some())
+            .collect();
+        for i in back {
+            if snapshot.hosts[i].state.info().is_some_and(|x| x.read_only) {
+                log(
+                    self.cluster(),
+                    &format!(
+                        "former primary {} answers again, read_only: it stays out",
+                        self.id(i)
+                    ),
+                );
+                self.to_fence.remove(&i);
+                continue;
+            }
+            let detection = format!("former primary {} answers again, writable", self.id(i));
+            let done = self
+                .locked(
+                    stop,
+                    |w, fresh| {
+                        let writable = fresh.hosts[i].state.info().is_some_and(|x| !x.read_only);
+                        writable
+                            .then(|| w.fence_recovery(fresh, i, "the former primary answers again"))
+                    },
+                    &detection,
+                )
+                .await?;
+            if done == Some(Outcome::Succeeded) {
+                self.to_fence.remove(&i);
+            }
+        }
+        Ok(())
+    }
+
+    /// A recovery that fences host `i` (read_only, writing sessions killed).
+    fn fence_recovery(
+        &self,
+        snapshot: &Snapshot,
+        i: usize,
+        why: &str,
+    ) -> Result<Recovery, NoRecovery> {
+        let observed =
+            Observed::from_snapshot(&self.desired, snapshot).map_err(|e| NoRecovery {
+                reason: e,
+                considered: Vec::new(),
+            })?;
+        let h = &self.desired.hosts[i];
+        let mut plan = empty_plan(&self.desired, &observed);
+        plan.steps = vec![Step {
+            number: 1,
+            phase: Phase::Repair,
+            host: h.id.clone(),
+            address: h.address.clone(),
+            action: Action::Fence { kill_writers: true },
+            why: format!("{why}: read_only=ON and its writing sessions killed"),
+            requires: vec![crate::step::Condition::Reachable],
+            expects: vec![crate::step::Condition::ReadOnly { on: true }],
+        }];
+        Ok(Recovery {
+            dead: h.id.clone(),
+            successor: self.id(self.primary).to_string(),
+            catch_up_from: None,
+            considered: Vec::new(),
+            plan,
+        })
+    }
+
+    async fn act(&mut self, f: &Finding, rule: &str, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+        let key = finding_key(f);
+        let detection = format!(
+            "{} {} ({}): {}; rule: {rule}",
+            f.code.name(),
+            f.host,
+            evidence_name(f.evidence),
+            f.detail
+        );
+        let Some(x) = self.index(&f.host) else {
+            return Ok(());
+        };
+        let (code, host) = (f.code, f.host.clone());
+        let still = move |w: &Watcher, fresh: &Snapshot| {
+            analyze(fresh, w.primary)
+                .iter()
+                .any(|g| g.code == code && g.host == host)
+        };
+        if f.code == Code::TwoWritablePrimaries {
+            if !self.policy.failover.fence_old_primary {
+                self.once(
+                    format!("{key}/nofence"),
+                    "not fencing: failover.fence_old_primary is false",
+                );
+                return Ok(());
+            }
+            self.locked(
+                stop,
+                |w, fresh| {
+                    still(w, fresh)
+                        .then(|| w.fence_recovery(fresh, x, "writable beside the primary"))
+                },
+                &detection,
+            )
+            .await?;
+            return Ok(());
+        }
+        if !self.policy.failover.automatic {
+            if self.once(
+                format!("{key}/manual"),
+                "not acting: failover.automatic is false (orch failover acts)",
+            ) {
+                self.record_refusal(&detection, "not acted: failover.automatic is false", None)?;
+            }
+            return Ok(());
+        }
+        let dead_primary = matches!(f.code, Code::DeadPrimary | Code::DeadPrimaryAndSomeReplicas);
+        if dead_primary && let Some(at) = self.store.cluster_state(self.cluster())?.last_failover_at
+        {
+            let since =
+                Duration::from_millis(u64::try_from(crate::state::now_millis() - at).unwrap_or(0));
+            let window = self.policy.failover.anti_flap;
+            if since < window {
+                let why = format!(
+                    "blocked by anti-flap: the last failover was {}s ago (failover.anti_flap {}s); `orch failover` acts now, `orch failover --ack` clears it",
+                    since.as_secs(),
+                    window.as_secs()
+                );
+                if self.once(format!("{key}/antiflap"), &why) {
+                    self.record_refusal(&detection, &why, None)?;
+                }
+                return Ok(());
+            }
+        }
+        if self.dry_run {
+            let snapshot = self.observe().await;
+            let line = match recover(
+                &self.desired,
+                &snapshot,
+                &self.policy,
+                x,
+                None,
+                dead_primary,
+            ) {
+                Ok(r) => format!("dry run: would {}; nothing changed", decision_text(&r)),
+                Err(no) => format!("dry run: no recovery: {no}"),
+            };
+            if self.once(format!("{key}/dry"), &line) {
+                self.record_refusal(&detection, &line, None)?;
+            }
+            return Ok(());
+        }
+        let outcome = self
+            .locked(
+                stop,
+                |w, fresh| {
+                    still(w, fresh)
+                        .then(|| recover(&w.desired, fresh, &w.policy, x, None, dead_primary))
+                },
+                &detection,
+            )
+            .await?;
+        if outcome == Some(Outcome::Succeeded) && dead_primary {
+            self.to_fence.insert(x);
+        }
+        Ok(())
+    }
+
+    /// Takes the cluster lock, observes again and lets `decide` look: None when the
+    /// finding no longer holds; the recovery to run, or why there is none. Runs it,
+    /// recorded. Returns how it ended (None: nothing ran).
+    async fn locked(
+        &mut self,
+        stop: &Arc<AtomicBool>,
+        decide: impl FnOnce(&Watcher, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
+        detection: &str,
+    ) -> anyhow::Result<Option<Outcome>> {
+        let lock = match self.store.lock(self.cluster(), &Who::current(), LOCK_TTL) {
+            Ok(lock) => lock,
+            Err(e) => {
+                self.once(format!("lock/{detection}"), &format!("not acting now: {e}"));
+                return Ok(None);
+            }
+        };
+        // Analysed again under the lock: an apply may have changed things meanwhile.
+        let fresh = self.observe().await;
+        let recovery = match decide(self, &fresh) {
+            None => {
+                log(
+                    self.cluster(),
+                    "gone when analysed again under the lock: nothing done",
+                );
+                lock.release()?;
+                return Ok(None);
+            }
+            Some(Err(no)) => {
+                let why = format!("no recovery: {no}");
+                if self.once(format!("{detection}/norecovery"), &why) {
+                    self.record_refusal(detection, &why, Some(&no))?;
+                }
+                lock.release()?;
+                return Ok(None);
+            }
+            Some(Ok(r)) => r,
+        };
+        let decision = decision_text(&recovery);
+        log(self.cluster(), &format!("recovering: {decision}"));
+        let observed =
+            Observed::from_snapshot(&self.desired, &fresh).map_err(anyhow::Error::msg)?;
+        let sql = crate::apply::record::sql_of_steps(
+            &self.topology,
+            &self.policy,
+            &self.desired,
+            &observed,
+        );
+        let cluster = Cluster {
+            servers: crate::plan::names(&self.desired, &observed)
+                .into_iter()
+                .zip(
+                    observed
+                        .hosts
+                        .iter()
+                        .chain(&observed.undeclared)
+                        .map(|s| s.address.clone()),
+                )
+                .collect(),
+        };
+        let (run, outcome) = record_recovery(
+            &self.store,
+            &lock,
+            &self.exec,
+            &cluster,
+            &recovery,
+            &self.files,
+            detection,
+            &sql,
+            stop.clone(),
+        )
+        .await?;
+        let promoted = recovery
+            .plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Promote));
+        if outcome == Outcome::Succeeded && promoted {
+            self.store
+                .record_failover(self.cluster(), &recovery.successor)?;
+            self.primary = self.index(&recovery.successor).expect("declared");
+        }
+        lock.release()?;
+        log(
+            self.cluster(),
+            &format!(
+                "recovery {}: {decision} (orch history {})",
+                outcome.as_str(),
+                run.0
+            ),
+        );
+        Ok(Some(outcome))
+    }
+
+    /// A detection orch did not act on, in the history.
+    fn record_refusal(
+        &self,
+        detection: &str,
+        why: &str,
+        no: Option<&NoRecovery>,
+    ) -> anyhow::Result<()> {
+        let run = self.store.begin_run(NewRun {
+            kind: RunKind::Recovery,
+            cluster: self.cluster().to_string(),
+            who: Who::current(),
+            files: self.files.clone(),
+            fingerprint: None,
+        })?;
+        let mut detail = serde_json::json!({"detection": detection, "decision": why});
+        if let Some(no) = no {
+            detail["considered"] = serde_json::to_value(&no.considered)?;
+        }
+        self.store.set_run_detail(run, &detail)?;
+        let outcome = if self.dry_run {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
+        self.store.finish_run(run, outcome, Some(why), why)?;
+        Ok(())
+    }
+}
+
+/// A recovery plan for the failed server `x` of a snapshot: a dead primary's failover
+/// (`to` forces the successor), or a dead intermediate source's relocation.
+pub fn recover(
+    desired: &Desired,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    x: usize,
+    to: Option<&str>,
+    primary: bool,
+) -> Result<Recovery, NoRecovery> {
+    let observed = Observed::from_snapshot(desired, snapshot).map_err(|e| NoRecovery {
+        reason: e,
+        considered: Vec::new(),
+    })?;
+    if primary {
+        crate::plan::recover::dead_primary(desired, &observed, policy, x, to)
+    } else {
+        crate::plan::recover::dead_intermediate(desired, &observed, policy, x)
+    }
+}
+
+/// Runs `recovery` under `lock`, recorded (with its detection and decision) as a recovery
+/// run; returns the run and how it ended.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_recovery<E: Executor>(
+    store: &Store,
+    lock: &crate::state::ClusterLock,
+    exec: &Arc<E>,
+    cluster: &Cluster,
+    recovery: &Recovery,
+    files: &[RunFile],
+    detection: &str,
+    sql: &dyn Fn(&Step) -> Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<(RunId, Outcome)> {
+    let plan = &recovery.plan;
+    let run = store.begin_run(NewRun {
+        kind: RunKind::Recovery,
+        cluster: plan.cluster.clone(),
+        who: Who::current(),
+        files: files.to_vec(),
+        fingerprint: Some(plan.fingerprint.clone()),
+    })?;
+    let detail = serde_json::json!({
+        "detection": detection,
+        "decision": decision_text(recovery),
+        "considered": recovery.considered,
+        "lost": plan.lost,
+    });
+    store.set_run_detail(run, &detail)?;
+    let finished = run_recorded(
+        exec.clone(),
+        cluster,
+        plan,
+        Limits {
+            expect_timeout: Duration::from_secs(10),
+        },
+        stop,
+        Recording {
+            store,
+            run,
+            lock,
+            format: Format::Human,
+            sql,
+            bar: None,
+        },
+    )
+    .await?;
+    Ok((run, finished.outcome))
+}
+
+fn empty_plan(desired: &Desired, observed: &Observed) -> Plan {
+    Plan {
+        schema: crate::plan::SCHEMA,
+        cluster: desired.cluster.clone(),
+        fingerprint: crate::plan::fingerprint(observed),
+        files: Vec::new(),
+        steps: Vec::new(),
+        blocked: Vec::new(),
+        lost: Vec::new(),
+        warnings: Vec::new(),
+        before: Vec::new(),
+        after: Vec::new(),
+    }
+}
+
+/// What a recovery will do, in one line.
+pub fn decision_text(r: &Recovery) -> String {
+    let mut s = format!("promote {} in place of {}", r.successor, r.dead);
+    if r.plan
+        .steps
+        .iter()
+        .all(|st| !matches!(st.action, Action::Promote))
+    {
+        s = format!("move {}'s replicas under {}", r.dead, r.successor);
+    }
+    if let Some(x) = &r.catch_up_from {
+        s.push_str(&format!(" (after catching up from {x})"));
+    }
+    if !r.plan.lost.is_empty() {
+        let lost: Vec<&str> = r.plan.lost.iter().map(|l| l.host.as_str()).collect();
+        s.push_str(&format!("; lost: {}", lost.join(", ")));
+    }
+    s
+}
+
+fn finding_key(f: &Finding) -> String {
+    format!("{}/{}", f.code.name(), f.host)
+}
+
+fn evidence_name(e: Evidence) -> &'static str {
+    match e {
+        Evidence::Certain => "certain",
+        Evidence::Ambiguous => "ambiguous",
+    }
+}
