@@ -405,6 +405,14 @@ impl Watcher {
             .await?;
         if outcome == Some(Outcome::Succeeded) && dead_primary {
             self.to_fence.insert(x);
+            log(
+                self.cluster(),
+                &format!(
+                    "failover done: {} is the primary; {} will be fenced when it answers",
+                    self.id(self.primary),
+                    self.id(x)
+                ),
+            );
         }
         Ok(())
     }

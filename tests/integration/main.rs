@@ -14,3 +14,4 @@ mod sandbox;
 mod status;
 mod steps;
 mod validate;
+mod watch;

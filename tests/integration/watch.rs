@@ -1,0 +1,366 @@
+//! `orch watch` and `orch failover` on real MariaDB, in real time: a primary killed under
+//! a write load is replaced and nothing acknowledged is lost; a primary frozen for less
+//! than the grace period is left alone, one frozen for longer is replaced and fenced when
+//! it thaws; `automatic: false` and anti-flap hold; a dead intermediate source's replicas
+//! move up; `orch failover` refuses a live primary and replaces a dead one. Each test
+//! waits for conditions with deadlines and stops its watcher and servers even when it
+//! fails.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::apply::{everywhere, writer};
+use crate::plan::write_topology;
+use crate::sandbox::{Sandbox, eventually, first, orch, orch_ok};
+
+/// A policy that polls every 200 ms, with a 2 s grace period.
+fn write_policy(sb: &Sandbox, extra: &str) -> String {
+    let path = sb.dir.join("fast.yaml");
+    std::fs::write(
+        &path,
+        format!("failover:\n  detect:\n    poll_interval: 200ms\n    grace: 2s\n{extra}"),
+    )
+    .unwrap();
+    "fast.yaml".into()
+}
+
+/// The sandbox's star as a topology file using `policy`.
+fn topology(sb: &Sandbox, n: usize, policy: &str) -> String {
+    let sources: Vec<Option<usize>> = (1..=n).map(|i| (i > 1).then_some(1)).collect();
+    let file = write_topology(sb, "watched.yaml", &sources);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("policy: safe", &format!("policy: {policy}"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// `orch watch` in the background, its stderr collected; stopped (SIGTERM) on drop.
+struct Watch {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Watch {
+    fn start(file: &str, state: &str) -> Watch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
+            .args(["watch", file, "--state", state])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let collected = log.clone();
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                let mut s = collected.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let w = Watch { child, log };
+        eventually("watch started", Duration::from_secs(10), || {
+            w.log().contains("watching")
+        });
+        w
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log when it does not.
+    fn wait_for(&self, needle: &str, secs: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while !self.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} within {secs}s in the watch log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(mut self) -> i32 {
+        // SAFETY: kill(2) on our own running child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read_only(sb: &Sandbox, i: usize) -> String {
+    first(&sb.root(i, "SELECT @@read_only AS r"), "r")
+}
+
+fn source_ip(sb: &Sandbox, i: usize) -> String {
+    first(&sb.root(i, "SHOW SLAVE STATUS"), "Master_Host")
+}
+
+fn ip(sb: &Sandbox, i: usize) -> String {
+    sb.address(i).split(':').next().unwrap().to_string()
+}
+
+fn history(state: &str) -> serde_json::Value {
+    let (code, out, err) = orch(&["history", "--state", state, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn app_account(sb: &Sandbox) {
+    for sql in [
+        "CREATE DATABASE app",
+        "CREATE TABLE app.t (id BIGINT PRIMARY KEY)",
+        "CREATE USER app@'127.%' IDENTIFIED BY 'app-password'",
+        "GRANT SELECT, INSERT ON app.* TO app@'127.%'",
+    ] {
+        sb.root(1, sql);
+    }
+}
+
+/// kill -9 of the primary under a write load: watch promotes a replica, the other follows
+/// it, every acknowledged write is on the new primary and the replica, exactly one server
+/// is writable, the history has the recovery with its detection and decision.
+///
+/// Semi-synchronous replication (AFTER_SYNC) is on, as it must be for "nothing
+/// acknowledged is lost": with asynchronous replication a commit acknowledged in the last
+/// moment before the kill may not have reached any replica, and no failover can bring it
+/// back. With it, every acknowledged commit is in some replica's relay log, and the
+/// recovery (each replica applies its relay log; the most advanced one, or the one that
+/// catches up from it, is promoted) keeps it.
+#[test]
+fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    app_account(&sb);
+    sb.root(
+        1,
+        "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'; \
+         SET GLOBAL rpl_semi_sync_master_timeout = 30000; \
+         SET GLOBAL rpl_semi_sync_master_enabled = ON",
+    );
+    for i in [2, 3] {
+        sb.root(
+            i,
+            "SET GLOBAL rpl_semi_sync_slave_enabled = ON; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD",
+        );
+    }
+    eventually("semi-sync replicas", Duration::from_secs(10), || {
+        first(
+            &sb.root(1, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'"),
+            "Value",
+        ) == "2"
+    });
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+    let done = Arc::new(AtomicBool::new(false));
+    let w = writer(sb.tcp_opts(1, "app", "app-password"), 1, true, done.clone());
+    eventually("the writer is writing", Duration::from_secs(10), || {
+        first(&sb.root(1, "SELECT COUNT(*) AS c FROM app.t"), "c") != "0"
+    });
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    let (acked, _) = w.join().unwrap();
+    done.store(true, Ordering::SeqCst);
+    watch.wait_for("failover done", 20);
+    let new = if read_only(&sb, 2) == "0" { 2 } else { 3 };
+    let other = 5 - new;
+    assert_eq!(read_only(&sb, new), "0", "{}", watch.log());
+    assert_eq!(read_only(&sb, other), "1");
+    assert_eq!(source_ip(&sb, other), ip(&sb, new));
+    assert!(sb.root(new, "SHOW SLAVE STATUS").is_empty());
+    // Every acknowledged write survived on both.
+    let list = acked
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    for i in [new, other] {
+        eventually("every acknowledged write", Duration::from_secs(10), || {
+            first(
+                &sb.root(
+                    i,
+                    &format!("SELECT COUNT(*) AS c FROM app.t WHERE id IN ({list})"),
+                ),
+                "c",
+            ) == acked.len().to_string()
+        });
+    }
+    // The new primary takes writes that reach the replica.
+    sb.root(new, "INSERT INTO app.t VALUES (999999999)");
+    everywhere_of(&sb, &[new, other], 999_999_999);
+    let h = history(&state);
+    let run = &h["runs"][0];
+    assert_eq!(run["kind"], "recovery", "{h}");
+    assert_eq!(run["outcome"], "succeeded", "{h}");
+    let id = run["id"].to_string();
+    let (_, detail, _) = orch(&["history", &id, "--state", &state]);
+    assert!(
+        detail.contains("detection: dead-primary node1 (certain)")
+            && detail.contains("confirmed by a second probe")
+            && detail.contains("candidate node2")
+            && detail.contains("candidate node3"),
+        "{detail}"
+    );
+    assert_eq!(watch.stop(), 0);
+    sb.down();
+}
+
+fn everywhere_of(sb: &Sandbox, nodes: &[usize], id: u64) {
+    for &i in nodes {
+        eventually(
+            &format!("node{i} has {id}"),
+            Duration::from_secs(10),
+            || {
+                first(
+                    &sb.root(
+                        i,
+                        &format!("SELECT COUNT(*) AS c FROM app.t WHERE id = {id}"),
+                    ),
+                    "c",
+                ) == "1"
+            },
+        );
+    }
+}
+
+/// A primary frozen (SIGSTOP) for less than the grace period: no failover. Frozen for
+/// longer: failover (ambiguous evidence, after the grace), and when it thaws it is fenced
+/// at once, never writable beside the new primary.
+#[test]
+fn a_frozen_primary_waits_for_the_grace_then_is_replaced_and_fenced_on_thaw() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    app_account(&sb);
+    // Replicas notice a silent source after slave_net_timeout (4 s in the sandbox): the
+    // grace counts from then.
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+
+    // Short: frozen, then thawed as soon as watch notices (before the replicas give up).
+    orch_ok(&["sandbox", "freeze", sb.d(), "1"]);
+    watch.wait_for("unreachable-primary node1", 10);
+    orch_ok(&["sandbox", "thaw", sb.d(), "1"]);
+    assert!(!watch.log().contains("recovering"), "{}", watch.log());
+
+    // Long: the replicas lose it; after the grace, a failover.
+    orch_ok(&["sandbox", "freeze", sb.d(), "1"]);
+    watch.wait_for("failover done", 30);
+    let log = watch.log();
+    assert!(log.contains("dead-primary node1 (ambiguous)"), "{log}");
+    let h = history(&state);
+    let id = h["runs"][0]["id"].to_string();
+    let (_, detail, _) = orch(&["history", &id, "--state", &state]);
+    assert!(detail.contains("persisted for"), "{detail}");
+    orch_ok(&["sandbox", "thaw", sb.d(), "1"]);
+    eventually(
+        "the former primary is fenced",
+        Duration::from_secs(10),
+        || read_only(&sb, 1) == "1",
+    );
+    let writable: Vec<usize> = (1..=3).filter(|&i| read_only(&sb, i) == "0").collect();
+    assert_eq!(writable.len(), 1, "{writable:?}");
+    assert_ne!(writable[0], 1);
+    drop(watch);
+    sb.down();
+}
+
+/// `automatic: false`: a dead primary is detected and recorded, nothing is changed; then
+/// `orch failover` (a person) replaces it; a second death within anti-flap is blocked.
+#[test]
+fn manual_policy_records_and_orch_failover_acts_then_anti_flap_holds() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let policy = write_policy(&sb, "  automatic: false\n");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+
+    // A live primary: orch failover refuses and changes nothing.
+    let (code, _, err) = orch(&["failover", &file, "--state", &state]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("answers") && err.contains("switchover"),
+        "{err}"
+    );
+    assert_eq!(read_only(&sb, 1), "0");
+
+    let watch = Watch::start(&file, &state);
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    watch.wait_for("failover.automatic is false", 20);
+    assert_eq!(read_only(&sb, 2), "1");
+    assert_eq!(read_only(&sb, 3), "1");
+    assert_eq!(history(&state)["runs"][0]["outcome"], "failed");
+    watch.stop();
+
+    // A person fails over, to node3.
+    let (code, out, err) = orch(&["failover", &file, "--to", "node3", "--state", &state]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("promote node3"), "{out}");
+    assert_eq!(read_only(&sb, 3), "0");
+    assert_eq!(source_ip(&sb, 2), ip(&sb, 3));
+
+    // With automatic failover on, node3 dying within anti_flap is blocked.
+    let auto = write_policy(&sb, "");
+    std::fs::write(
+        sb.dir.join("fast.yaml"),
+        std::fs::read_to_string(sb.dir.join(&auto)).unwrap(),
+    )
+    .unwrap();
+    let watch = Watch::start(&file, &state);
+    orch_ok(&["sandbox", "kill", sb.d(), "3"]);
+    watch.wait_for("blocked by anti-flap", 20);
+    assert_eq!(read_only(&sb, 2), "1", "nothing promoted");
+    watch.stop();
+    sb.down();
+}
+
+/// A dead intermediate source: its replica moves under the intermediate's own source.
+#[test]
+fn a_dead_intermediate_source_hands_its_replica_up() {
+    let sb = Sandbox::up(&["-n", "3", "--shape", "chain"]);
+    let policy = write_policy(&sb, "");
+    let file = write_topology(&sb, "chain.yaml", &[None, Some(1), Some(2)]);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("policy: safe", &format!("policy: {policy}"));
+    std::fs::write(&file, text).unwrap();
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+    orch_ok(&["sandbox", "kill", sb.d(), "2"]);
+    eventually("node3 moved up", Duration::from_secs(20), || {
+        source_ip(&sb, 3) == ip(&sb, 1)
+    });
+    sb.root(1, "CREATE DATABASE after_recovery");
+    eventually(
+        "node3 replicates from node1",
+        Duration::from_secs(10),
+        || {
+            !sb.root(3, "SHOW DATABASES LIKE 'after_recovery'")
+                .is_empty()
+        },
+    );
+    assert!(
+        watch.log().contains("dead-intermediate-source node2"),
+        "{}",
+        watch.log()
+    );
+    assert_eq!(read_only(&sb, 1), "0");
+    watch.stop();
+    let _ = everywhere;
+    sb.down();
+}
