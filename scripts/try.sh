@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Try orch on a real local replication topology: installs MariaDB if missing, builds orch,
 # starts a 3-instance sandbox in ${ORCH_TRY_DIR:-/tmp/orch-try}, validates its topology
-# file, shows the live topology, plans a switchover to node2, applies it and shows the result and its history. Stop it with: target/release/orch sandbox down /tmp/orch-try
+# file, shows the live topology, plans a switchover to node2 and applies it; then starts
+# `orch watch`, kills the primary (kill -9) and shows the failover: the new primary, the
+# topology after it, and the recovery in the history. The sandbox stays for you to play
+# with. Stop it with: target/release/orch sandbox down /tmp/orch-try
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -23,7 +26,27 @@ echo
 echo "\$ orch apply $DIR/switchover.yaml --auto-approve"
 "$ORCH" apply "$DIR/switchover.yaml" --auto-approve --state "$DIR/state"
 "$ORCH" status "$DIR/switchover.yaml" || true
-"$ORCH" history --state "$DIR/state"
+# A failure at 3 a.m.: orch watch notices the killed primary and fails over.
 echo
-echo "Try: $ORCH sandbox kill $DIR 2    # crash a replica, then: $ORCH sandbox status $DIR"
+echo "\$ orch watch $DIR/switchover.yaml &   # then: orch sandbox kill $DIR 2 (the primary)"
+"$ORCH" watch "$DIR/switchover.yaml" --state "$DIR/state" &
+WATCH=$!
+trap 'kill $WATCH 2>/dev/null || true' EXIT
+sleep 1.5   # a poll or two: watch sees a healthy cluster first
+"$ORCH" sandbox kill "$DIR" 2
+for _ in $(seq 100); do
+  if "$ORCH" history --state "$DIR/state" --format json | grep -q '"kind": "recovery"'; then break; fi
+  sleep 0.1
+done
+sleep 0.5
+kill "$WATCH"; wait "$WATCH" 2>/dev/null || true
+trap - EXIT
+echo
+"$ORCH" status "$DIR/switchover.yaml" || true   # node2 is dead: the file still names it
+"$ORCH" history --state "$DIR/state"
+RUN=$("$ORCH" history --state "$DIR/state" --format json | grep -o '"id": [0-9]*' | head -1 | grep -o '[0-9]*$')
+"$ORCH" history "$RUN" --state "$DIR/state"
+echo
+echo "Try: $ORCH watch $DIR/switchover.yaml --state $DIR/state &  then  $ORCH sandbox start $DIR 2"
+echo "     (the old primary comes back writable; watch fences it at once)"
 echo "Done: $ORCH sandbox down $DIR"

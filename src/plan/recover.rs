@@ -188,6 +188,14 @@ fn eventual(m: &Model, i: usize) -> Option<GtidSet> {
     }
 }
 
+fn show(p: &Option<GtidSet>) -> String {
+    match p {
+        None => "?".into(),
+        Some(p) if p.is_empty() => "(empty)".into(),
+        Some(p) => p.to_string(),
+    }
+}
+
 fn covers(a: &Option<GtidSet>, b: &Option<GtidSet>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => a.contains(b).unwrap_or(false),
@@ -483,7 +491,7 @@ pub fn dead_intermediate(
         let rid = e.id(r);
         considered.push(Considered {
             host: rid.clone(),
-            position: eventual(&e.m, r).map_or("?".into(), |p| p.to_string()),
+            position: show(&eventual(&e.m, r)),
             verdict: format!("moves under {upid}"),
         });
         e.move_under(
