@@ -4,7 +4,8 @@
 # sandbox and with one frozen server, peak memory of `orch status`, and `orch plan` wall
 # time on the 5-node sandbox (a switchover plan: observe, plan, prove, render), and a
 # switchover applied back and forth (wall time and write-block window), and the window an
-# application writing through it sees on a 3-node sandbox.
+# application writing through it sees on a 3-node sandbox; failover time after kill -9 of
+# the primary under orch watch on 3 and 10 nodes, and orch watch's memory and CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -70,3 +71,21 @@ PY
 "$O" sandbox up "$DIR/sb" -n 3 >/dev/null
 cargo build --release --quiet --example switchover_load
 target/release/examples/switchover_load "$O" "$DIR/sb" 10
+# Failover: kill -9 of the primary under orch watch (built-in policy, poll 1 s) until the
+# cluster converged, on 3 and 10 nodes, 10 runs each, the kill at a random moment within
+# a poll interval.
+"$O" sandbox down "$DIR/sb" >/dev/null
+cargo build --release --quiet --example failover_bench
+for n in 3 10; do target/release/examples/failover_bench "$O" "$DIR" "$n" 10; done
+# orch watch on 10 servers for a minute: resident memory and CPU.
+"$O" sandbox up "$DIR/sb" -n 10 >/dev/null
+"$O" watch "$DIR/sb/topology.yaml" --state "$DIR/watch-state" 2>/dev/null &
+WPID=$!
+sleep 5
+t0=$(awk '{print $14+$15}' /proc/$WPID/stat)
+sleep 60
+t1=$(awk '{print $14+$15}' /proc/$WPID/stat)
+rss=$(awk '/VmRSS/ {print $2}' /proc/$WPID/status)
+kill $WPID; wait $WPID 2>/dev/null || true
+hz=$(getconf CLK_TCK)
+echo "orch watch, 10 servers, poll 1s, one minute: RSS ${rss} KiB, CPU $(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN {printf "%.2f", (b-a)/hz/60*100}') % of a core"

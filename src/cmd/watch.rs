@@ -23,9 +23,11 @@ pub fn run(
     for file in files {
         watchers.push(watcher(file, &dir, dry_run, observe)?);
     }
-    let rt = super::runtime()?;
-    // The watchers share this thread (their I/O is the servers'; the executor's
-    // observations fan out on the runtime's workers).
+    // One thread: a watcher waits on the network nearly all the time (memory matters
+    // more than parallelism for a process that runs for months).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         let stop = Arc::new(AtomicBool::new(false));

@@ -53,6 +53,8 @@ pub struct Watcher {
     said: HashSet<String>,
     /// Former primaries to fence as soon as they answer.
     to_fence: HashSet<usize>,
+    /// Woken by a held connection that broke: poll now.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Logs one event line on stderr, with the time and the cluster.
@@ -88,6 +90,7 @@ impl Watcher {
             seen: HashMap::new(),
             said: HashSet::new(),
             to_fence: HashSet::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -133,21 +136,57 @@ impl Watcher {
                 if self.dry_run { ", dry run" } else { "" }
             ),
         );
+        // One held connection per server: a killed server wakes the loop at once.
+        let sentinels: Vec<_> = self
+            .desired
+            .hosts
+            .iter()
+            .map(|h| {
+                let (exec, address, wake) =
+                    (self.exec.clone(), h.address.clone(), self.wake.clone());
+                tokio::task::spawn_local(sentinel(exec, address, wake, poll))
+            })
+            .collect();
         while !stop.load(Ordering::SeqCst) {
             let began = Instant::now();
-            if let Err(e) = self.poll(&stop).await {
-                log(self.cluster(), &format!("error: {e:#}"));
-            }
-            let left = poll.saturating_sub(began.elapsed());
+            let settling = match self.poll(&stop).await {
+                Ok(settling) => settling,
+                Err(e) => {
+                    log(self.cluster(), &format!("error: {e:#}"));
+                    false
+                }
+            };
+            // A server that refuses connections while its replicas have not noticed yet
+            // (they do within milliseconds): look again soon rather than a poll later.
+            let interval = if settling {
+                poll.min(Duration::from_millis(25))
+            } else {
+                poll
+            };
+            let left = interval.saturating_sub(began.elapsed());
             let deadline = Instant::now() + left;
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20).min(left)).await;
+                let step = Duration::from_millis(20).min(left);
+                tokio::select! {
+                    _ = tokio::time::sleep(step) => {}
+                    _ = self.wake.notified() => {
+                        // The replicas' IO threads notice a closed socket within
+                        // milliseconds too; give them that long.
+                        tokio::time::sleep(Duration::from_millis(15)).await;
+                        break;
+                    }
+                }
             }
+        }
+        for s in sentinels {
+            s.abort();
         }
         log(self.cluster(), "stopped");
     }
 
-    async fn poll(&mut self, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    /// One poll; true when a server refuses connections but its replicas still see it
+    /// (the moments after a crash): the caller looks again soon.
+    async fn poll(&mut self, stop: &Arc<AtomicBool>) -> anyhow::Result<bool> {
         let snapshot = self.observe().await;
         self.follow_primary(&snapshot)?;
         self.fence_returning(&snapshot, stop).await?;
@@ -171,8 +210,19 @@ impl Watcher {
                 ),
             );
         }
+        // For at most one poll interval after it is first seen.
+        let mut settling = false;
+        for f in &findings {
+            if f.code == Code::UnreachablePrimary && f.evidence == Evidence::Certain {
+                let first = *self
+                    .seen
+                    .entry((f.code, f.host.clone()))
+                    .or_insert_with(Instant::now);
+                settling |= first.elapsed() < self.policy.failover.detect.poll_interval;
+            }
+        }
         let Some(f) = findings.into_iter().find(|f| f.code.actionable()) else {
-            return Ok(());
+            return Ok(settling);
         };
         let first = *self
             .seen
@@ -186,14 +236,14 @@ impl Watcher {
                     .iter()
                     .any(|g| g.code == f.code && g.host == f.host)
                 {
-                    return Ok(());
+                    return Ok(false);
                 }
                 "certain evidence (connections refused, every reachable replica lost it), confirmed by a second probe".to_string()
             }
             Evidence::Ambiguous => {
                 let grace = self.policy.failover.detect.grace;
                 if first.elapsed() < grace {
-                    return Ok(());
+                    return Ok(false);
                 }
                 format!(
                     "ambiguous evidence (timeouts) that persisted for {:?} (failover.detect.grace {grace:?})",
@@ -201,7 +251,8 @@ impl Watcher {
                 )
             }
         };
-        self.act(&f, &rule, stop).await
+        self.act(&f, &rule, stop).await?;
+        Ok(false)
     }
 
     /// The live primary moved (a switchover by apply, or a failover by another watcher):
@@ -536,6 +587,23 @@ impl Watcher {
         };
         self.store.finish_run(run, outcome, Some(why), why)?;
         Ok(())
+    }
+}
+
+/// Holds a connection to one server open; wakes the watcher when it breaks (a killed
+/// mysqld closes its sockets at once), then reconnects after a poll interval.
+async fn sentinel(
+    exec: Arc<MysqlExecutor>,
+    address: crate::topology::Address,
+    wake: Arc<tokio::sync::Notify>,
+    poll: Duration,
+) {
+    use crate::executor::mysql::Hold;
+    loop {
+        if exec.hold(&address, Duration::from_secs(600)).await == Hold::Lost {
+            wake.notify_one();
+        }
+        tokio::time::sleep(poll).await;
     }
 }
 
