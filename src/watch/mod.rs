@@ -695,14 +695,23 @@ fn empty_plan(desired: &Desired, observed: &Observed) -> Plan {
 
 /// What a recovery will do, in one line.
 pub fn decision_text(r: &Recovery) -> String {
-    let mut s = format!("promote {} in place of {}", r.successor, r.dead);
-    if r.plan
+    let fences = r
+        .plan
         .steps
         .iter()
-        .all(|st| !matches!(st.action, Action::Promote))
-    {
-        s = format!("move {}'s replicas under {}", r.dead, r.successor);
-    }
+        .all(|st| matches!(st.action, Action::Fence { .. }));
+    let promotes = r
+        .plan
+        .steps
+        .iter()
+        .any(|st| matches!(st.action, Action::Promote));
+    let mut s = if fences {
+        format!("fence {} (read_only, writing sessions killed)", r.dead)
+    } else if promotes {
+        format!("promote {} in place of {}", r.successor, r.dead)
+    } else {
+        format!("move {}'s replicas under {}", r.dead, r.successor)
+    };
     if let Some(x) = &r.catch_up_from {
         s.push_str(&format!(" (after catching up from {x})"));
     }

@@ -204,8 +204,23 @@ fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
     // The new primary takes writes that reach the replica.
     sb.root(new, "INSERT INTO app.t VALUES (999999999)");
     everywhere_of(&sb, &[new, other], 999_999_999);
+    // The old primary restarts with read_only=0 in its configuration: fenced at once.
+    orch_ok(&["sandbox", "start", sb.d(), "1"]);
+    eventually(
+        "the restarted former primary is fenced",
+        Duration::from_secs(10),
+        || {
+            crate::sandbox::query(
+                crate::sandbox::root_opts(&sb.socket(1)),
+                "SELECT @@read_only AS r",
+            )
+            .is_ok_and(|r| first(&r, "r") == "1")
+        },
+    );
+    assert_eq!(read_only(&sb, new), "0");
     let h = history(&state);
-    let run = &h["runs"][0];
+    // The oldest run: the failover (the fence of the restarted node1 came after it).
+    let run = h["runs"].as_array().unwrap().last().unwrap();
     assert_eq!(run["kind"], "recovery", "{h}");
     assert_eq!(run["outcome"], "succeeded", "{h}");
     let id = run["id"].to_string();
@@ -359,6 +374,14 @@ fn a_dead_intermediate_source_hands_its_replica_up() {
         "{}",
         watch.log()
     );
+    // A second writable server without a source (someone detached node3 and opened it
+    // for writes): fenced at once.
+    sb.root(3, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF");
+    eventually("node3 fenced", Duration::from_secs(10), || {
+        read_only(&sb, 3) == "1"
+    });
+    watch.wait_for("two-writable-primaries node3", 5);
+    assert_eq!(read_only(&sb, 1), "0", "the primary stays writable");
     assert_eq!(read_only(&sb, 1), "0");
     watch.stop();
     let _ = everywhere;
