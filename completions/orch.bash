@@ -967,7 +967,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__status)
-            opts="-h -V --seed --user --password-file --replication-user --limit --table --format --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-h -V --seed --user --password-file --replication-user --limit --table --format --state --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -995,6 +995,10 @@ _orch() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --connect-timeout)

@@ -52,6 +52,7 @@ complete -c orch -n "__fish_orch_using_subcommand status" -l replication-user -d
 complete -c orch -n "__fish_orch_using_subcommand status" -l limit -d 'At most this many servers are crawled' -r
 complete -c orch -n "__fish_orch_using_subcommand status" -l format -r -f -a "human\t'Text for people'
 json\t'One JSON document on stdout, with a documented, stable schema'"
+complete -c orch -n "__fish_orch_using_subcommand status" -l state -d 'orch\'s state directory, where a failover made by orch records the live primary [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else ~/.local/state/orch]' -r -F
 complete -c orch -n "__fish_orch_using_subcommand status" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand status" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand status" -l concurrency -d 'Servers observed at once' -r

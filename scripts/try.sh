@@ -42,7 +42,7 @@ sleep 0.5
 kill "$WATCH"; wait "$WATCH" 2>/dev/null || true
 trap - EXIT
 echo
-"$ORCH" status "$DIR/switchover.yaml" || true   # node2 is dead: the file still names it
+"$ORCH" status "$DIR/switchover.yaml" --state "$DIR/state" || true   # the file still names node2 (failover-drift)
 "$ORCH" history --state "$DIR/state"
 RUN=$("$ORCH" history --state "$DIR/state" --format json | grep -o '"id": [0-9]*' | head -1 | grep -o '[0-9]*$')
 "$ORCH" history "$RUN" --state "$DIR/state"

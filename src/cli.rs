@@ -118,6 +118,10 @@ pub enum CliCommand {
         table: bool,
         #[arg(long, value_parser = formats(Format::COMMON), default_value = "human")]
         format: Format,
+        /// orch's state directory, where a failover made by orch records the live primary
+        /// [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else ~/.local/state/orch].
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
         #[command(flatten)]
         timeouts: Timeouts,
     },

@@ -48,11 +48,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             seed,
             table,
             format,
+            state,
             timeouts,
             login,
         } => cmd::status::run(
             cmd::status::StatusArgs {
                 file,
+                state,
                 seed,
                 table,
                 format,

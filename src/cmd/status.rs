@@ -15,6 +15,8 @@ use crate::topology::Address;
 
 pub struct StatusArgs {
     pub file: Option<PathBuf>,
+    /// orch's state directory: a failover recorded there names the live primary.
+    pub state: Option<PathBuf>,
     pub seed: Option<Address>,
     pub table: bool,
     pub format: Format,
@@ -25,7 +27,32 @@ pub fn run(args: StatusArgs, login: &Login) -> anyhow::Result<u8> {
     let snapshot = match (&args.file, &args.seed) {
         (Some(file), None) => {
             let (topology, policy) = crate::spec::load_valid(file)?;
-            observe(&topology, &policy, args.options)?
+            match failed_over_to(&topology, args.state.as_deref())? {
+                Some(live) => {
+                    let was = topology
+                        .hosts
+                        .iter()
+                        .find(|h| h.source.is_none())
+                        .map(|h| h.id.clone())
+                        .unwrap_or_default();
+                    let mut snapshot =
+                        observe(&as_if_primary(&topology, &live), &policy, args.options)?;
+                    snapshot.problems.insert(
+                        0,
+                        crate::observe::classify::Problem {
+                            code: crate::observe::classify::ProblemCode::FailoverDrift,
+                            severity: crate::observe::classify::ProblemCode::FailoverDrift
+                                .severity(),
+                            host: was.clone(),
+                            message: format!(
+                                "the file names {was} as the primary, but orch failed over to {live} (orch history): shown as if the file named {live}; update the file"
+                            ),
+                        },
+                    );
+                    snapshot
+                }
+                None => observe(&topology, &policy, args.options)?,
+            }
         }
         (None, Some(seed)) => {
             let servers = super::discover::crawl(seed, login, args.options)?;
@@ -36,6 +63,47 @@ pub fn run(args: StatusArgs, login: &Login) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     render::status(&snapshot, args.format, args.table, &mut out)?;
     Ok(snapshot.exit_code())
+}
+
+/// The primary a failover recorded in the state store made, when the file names another
+/// (a declared host). No state directory: None (status never creates one).
+fn failed_over_to(t: &Topology, state: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let dir = crate::state::resolve_dir(state, |n| std::env::var_os(n))?;
+    if !dir.join(crate::state::DB_FILE).exists() {
+        return Ok(None);
+    }
+    let store = crate::state::Store::open(&dir)?;
+    let Some(live) = store.cluster_state(&t.cluster)?.current_primary else {
+        return Ok(None);
+    };
+    let declared = t.hosts.iter().any(|h| h.id == live);
+    let file_primary = t.hosts.iter().find(|h| h.source.is_none()).map(|h| &h.id);
+    Ok((declared && file_primary != Some(&live)).then_some(live))
+}
+
+/// The topology read as if it named `live` the primary: `live` has no source, and the
+/// file's primary and its replicas replicate from `live`.
+fn as_if_primary(t: &Topology, live: &str) -> Topology {
+    let mut t = t.clone();
+    let old = t
+        .hosts
+        .iter()
+        .find(|h| h.source.is_none())
+        .map(|h| (h.id.clone(), h.pos));
+    for h in &mut t.hosts {
+        if h.id == live {
+            h.source = None;
+        } else if let Some((old_id, pos)) = &old {
+            let points_at_old = h.source.as_ref().is_some_and(|s| &s.value == old_id);
+            if h.id == *old_id || points_at_old {
+                h.source = Some(crate::spec::decode::Spanned {
+                    value: live.to_string(),
+                    pos: *pos,
+                });
+            }
+        }
+    }
+    t
 }
 
 /// Observes a validated topology with the credentials it names; refuses an observation in

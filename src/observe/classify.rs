@@ -60,6 +60,7 @@ problem_codes! {
     AddressMismatch = "address-mismatch", Warning;
     NoGtid = "replication-without-gtid", Warning;
     SlowDetection = "slow-failure-detection", Warning;
+    FailoverDrift = "failover-drift", Warning;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

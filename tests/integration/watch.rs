@@ -201,6 +201,19 @@ fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
             ) == acked.len().to_string()
         });
     }
+    // status knows the failover: the file's old primary is drift, not a dead primary.
+    let (_, out, _) = orch(&["status", &file, "--state", &state, "--format", "json"]);
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let codes: Vec<&str> = s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"failover-drift") && !codes.contains(&"dead-primary"),
+        "{out}"
+    );
     // The new primary takes writes that reach the replica.
     sb.root(new, "INSERT INTO app.t VALUES (999999999)");
     everywhere_of(&sb, &[new, other], 999_999_999);
