@@ -25,6 +25,9 @@ _orch() {
             orch,discover)
                 cmd="orch__subcmd__discover"
                 ;;
+            orch,downtime)
+                cmd="orch__subcmd__downtime"
+                ;;
             orch,failover)
                 cmd="orch__subcmd__failover"
                 ;;
@@ -57,6 +60,9 @@ _orch() {
                 ;;
             orch__subcmd__help,discover)
                 cmd="orch__subcmd__help__subcmd__discover"
+                ;;
+            orch__subcmd__help,downtime)
+                cmd="orch__subcmd__help__subcmd__downtime"
                 ;;
             orch__subcmd__help,failover)
                 cmd="orch__subcmd__help__subcmd__failover"
@@ -167,7 +173,7 @@ _orch() {
 
     case "${cmd}" in
         orch)
-            opts="-h -V --help --version validate status plan apply watch failover discover history sandbox completions help"
+            opts="-h -V --help --version validate status plan apply watch failover downtime discover history sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -286,6 +292,32 @@ _orch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        orch__subcmd__downtime)
+            opts="-h -V --for --reason --end --state --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         orch__subcmd__failover)
             opts="-h -V --to --ack --state --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -321,7 +353,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__help)
-            opts="validate status plan apply watch failover discover history sandbox completions help"
+            opts="validate status plan apply watch failover downtime discover history sandbox completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -363,6 +395,20 @@ _orch() {
             return 0
             ;;
         orch__subcmd__help__subcmd__discover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orch__subcmd__help__subcmd__downtime)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

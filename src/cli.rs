@@ -238,6 +238,27 @@ pub enum CliCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
+    /// Downtime a host or a whole cluster: orch watch never recovers it automatically until
+    /// the downtime ends or expires. Without --for or --end, lists the downtimes.
+    Downtime {
+        file: PathBuf,
+        /// The host (its id in the file); without it, the whole cluster.
+        host: Option<String>,
+        /// How long (e.g. 30m, 2h).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration_arg,
+              requires = "reason", conflicts_with = "end")]
+        length: Option<std::time::Duration>,
+        /// Why (recorded, shown in watch's log).
+        #[arg(long)]
+        reason: Option<String>,
+        /// End the downtime of HOST (or the cluster's) now.
+        #[arg(long)]
+        end: bool,
+        /// orch's state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else
+        /// ~/.local/state/orch].
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+    },
     /// Crawl a live topology from one server (up to its sources, down to every replica)
     /// and print it as a topology file that `orch validate` accepts.
     Discover {

@@ -121,6 +121,21 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             state,
             timeouts,
         } => cmd::failover::run(&file, to.as_deref(), ack, state, timeouts.options()),
+        CliCommand::Downtime {
+            file,
+            host,
+            length,
+            reason,
+            end,
+            state,
+        } => cmd::downtime::run(
+            &file,
+            host.as_deref(),
+            length,
+            reason.as_deref(),
+            end,
+            state,
+        ),
         CliCommand::Completions { shell } => {
             let mut out = Vec::new();
             write_completions(shell, &mut out);

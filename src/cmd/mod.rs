@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod discover;
+pub mod downtime;
 pub mod failover;
 pub mod history;
 pub mod plan;

@@ -78,3 +78,116 @@ impl Store {
         Ok(changed > 0)
     }
 }
+
+/// A period during which orch never recovers a host (or a whole cluster) automatically.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Downtime {
+    pub id: i64,
+    pub cluster: String,
+    /// None: the whole cluster.
+    pub host: Option<String>,
+    pub until: UnixMillis,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: UnixMillis,
+}
+
+impl Store {
+    /// Downtimes `host` (None: the whole cluster) of `cluster` until `until`.
+    pub fn add_downtime(
+        &self,
+        cluster: &str,
+        host: Option<&str>,
+        until: UnixMillis,
+        reason: &str,
+        by: &str,
+    ) -> Result<i64, StateError> {
+        let conn = self.db.conn();
+        conn.execute(
+            "INSERT INTO downtimes (cluster, host, until, reason, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![cluster, host, until, reason, by, now_millis()],
+        )
+        .map_err(|e| self.db.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The downtimes of `cluster` that have not expired, soonest end first.
+    pub fn downtimes(&self, cluster: &str) -> Result<Vec<Downtime>, StateError> {
+        let conn = self.db.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, cluster, host, until, reason, created_by, created_at FROM downtimes \
+                 WHERE cluster = ?1 AND until > ?2 ORDER BY until, id",
+            )
+            .map_err(|e| self.db.err(e))?;
+        let rows = stmt
+            .query_map(params![cluster, now_millis()], |r| {
+                Ok(Downtime {
+                    id: r.get(0)?,
+                    cluster: r.get(1)?,
+                    host: r.get(2)?,
+                    until: r.get(3)?,
+                    reason: r.get(4)?,
+                    created_by: r.get(5)?,
+                    created_at: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.db.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.db.err(e))
+    }
+
+    /// Ends the downtimes of `host` (None: the cluster-wide ones) now; how many ended.
+    pub fn end_downtime(&self, cluster: &str, host: Option<&str>) -> Result<usize, StateError> {
+        self.db
+            .conn()
+            .execute(
+                "UPDATE downtimes SET until = ?3 WHERE cluster = ?1 AND host IS ?2 AND until > ?3",
+                params![cluster, host, now_millis()],
+            )
+            .map_err(|e| self.db.err(e))
+    }
+
+    /// The downtime that holds `host` (its own, or the cluster's), if any.
+    pub fn downtime_of(&self, cluster: &str, host: &str) -> Result<Option<Downtime>, StateError> {
+        Ok(self
+            .downtimes(cluster)?
+            .into_iter()
+            .find(|d| d.host.as_deref().is_none_or(|h| h == host)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downtimes_hold_until_they_end_or_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let later = now_millis() + 3_600_000;
+        store
+            .add_downtime("shop", Some("db1"), later, "disk swap", "bob")
+            .unwrap();
+        store
+            .add_downtime("shop", None, now_millis() - 1, "expired", "bob")
+            .unwrap();
+        assert_eq!(
+            store.downtime_of("shop", "db1").unwrap().unwrap().reason,
+            "disk swap"
+        );
+        assert!(store.downtime_of("shop", "db2").unwrap().is_none());
+        assert!(store.downtime_of("other", "db1").unwrap().is_none());
+        store
+            .add_downtime("shop", None, later, "migration", "amy")
+            .unwrap();
+        assert_eq!(
+            store.downtime_of("shop", "db2").unwrap().unwrap().reason,
+            "migration"
+        );
+        assert_eq!(store.end_downtime("shop", None).unwrap(), 1);
+        assert!(store.downtime_of("shop", "db2").unwrap().is_none());
+        assert_eq!(store.end_downtime("shop", Some("db1")).unwrap(), 1);
+        assert!(store.downtimes("shop").unwrap().is_empty());
+    }
+}

@@ -27,7 +27,7 @@
 //! as `orch plan --show-sql` prints them.
 
 mod cluster;
-pub use cluster::ClusterState;
+pub use cluster::{ClusterState, Downtime};
 mod lock;
 mod runs;
 pub mod schema;

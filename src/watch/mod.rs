@@ -399,6 +399,19 @@ impl Watcher {
             .await?;
             return Ok(());
         }
+        if let Some(d) = self.store.downtime_of(self.cluster(), &f.host)? {
+            let why = format!(
+                "not acting: {} is downtimed until {} ({}; by {})",
+                d.host.as_deref().unwrap_or("the cluster"),
+                crate::state::utc(d.until),
+                d.reason,
+                d.created_by
+            );
+            if self.once(format!("{key}/downtime"), &why) {
+                self.record_refusal(&detection, &why, None)?;
+            }
+            return Ok(());
+        }
         if !self.policy.failover.automatic {
             if self.once(
                 format!("{key}/manual"),

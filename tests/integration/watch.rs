@@ -400,3 +400,43 @@ fn a_dead_intermediate_source_hands_its_replica_up() {
     let _ = everywhere;
     sb.down();
 }
+
+/// A downtimed primary that dies is not recovered; once the downtime ends, it is.
+#[test]
+fn a_downtimed_primary_is_left_alone_until_the_downtime_ends() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let out = orch_ok(&[
+        "downtime",
+        &file,
+        "node1",
+        "--for",
+        "1h",
+        "--reason",
+        "kernel upgrade",
+        "--state",
+        &state,
+    ]);
+    assert!(out.contains("node1 of sandbox: downtimed until"), "{out}");
+    let list = orch_ok(&["downtime", &file, "--state", &state]);
+    assert!(
+        list.contains("node1 until") && list.contains("kernel upgrade"),
+        "{list}"
+    );
+    let watch = Watch::start(&file, &state);
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    watch.wait_for("node1 is downtimed", 20);
+    assert_eq!(read_only(&sb, 2), "1");
+    assert_eq!(read_only(&sb, 3), "1");
+    orch_ok(&["downtime", &file, "node1", "--end", "--state", &state]);
+    watch.wait_for("failover done", 20);
+    assert_eq!(
+        (1..=2).filter(|&k| read_only(&sb, k + 1) == "0").count(),
+        1,
+        "one new primary"
+    );
+    watch.stop();
+    sb.down();
+}
