@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what orch's sandboxes and tests need, from the distribution's packages, when it
 # is missing: a MariaDB server (mariadb-server; orch starts its own mariadbd processes, so
-# the packaged service is never started: policy-rc.d) and the openssl command (sandbox
-# --tls makes its certificates with it).
+# the packaged service is never started: policy-rc.d), the openssl command (sandbox
+# --tls makes its certificates with it) and nftables (a test cuts orch off from a server).
 set -euo pipefail
 
 missing=()
@@ -11,6 +11,10 @@ if ! { command -v mariadbd || [ -x /usr/sbin/mariadbd ] || command -v mysqld || 
 fi
 if ! command -v openssl >/dev/null 2>&1; then
   missing+=(openssl)
+fi
+# nft: the partition test cuts orch (not the replicas) off from a server.
+if ! { command -v nft || [ -x /usr/sbin/nft ]; } >/dev/null 2>&1; then
+  missing+=(nftables)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -440,3 +440,88 @@ fn a_downtimed_primary_is_left_alone_until_the_downtime_ends() {
     watch.stop();
     sb.down();
 }
+
+/// An nftables table that drops new TCP connections to one server from every user but
+/// `mysql` (the servers run as mysql): orch is cut off, the replicas are not. Deleted on
+/// drop, even when the test fails.
+struct CutOff {
+    table: String,
+}
+
+/// `nft` (through sudo when not root), with `script` on stdin.
+fn nft(args: &[&str], script: &str) -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = Command::new(if root { "nft" } else { "sudo" });
+    if !root {
+        cmd.arg("nft");
+    }
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft runs (scripts/install-deps.sh installs nftables)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+impl CutOff {
+    fn orch_from(address: &str) -> CutOff {
+        let (ip, port) = address.split_once(':').unwrap();
+        let table = format!("orch_test_{}_{}", std::process::id(), ip.replace('.', "_"));
+        let rules = format!(
+            "add table inet {table}\n\
+             add chain inet {table} out {{ type filter hook output priority 0; }}\n\
+             add rule inet {table} out ip daddr {ip} tcp dport {port} meta skuid != mysql ct state new drop\n"
+        );
+        let cut = CutOff { table };
+        assert!(nft(&["-f", "-"], &rules), "nft refused:\n{rules}");
+        cut
+    }
+}
+
+impl Drop for CutOff {
+    fn drop(&mut self) {
+        let _ = nft(&["delete", "table", "inet", &self.table], "");
+    }
+}
+
+/// Only orch is cut off from the primary (nftables): its replicas still replicate, so it
+/// is `unreachable-primary`, never a failover, however long it lasts.
+#[test]
+fn a_primary_only_orch_cannot_reach_is_never_failed_over() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+    let cut = CutOff::orch_from(&sb.address(1));
+    watch.wait_for("unreachable-primary node1", 20);
+    // Well past the grace period, and writes still flow to the replicas.
+    sb.root(1, "CREATE DATABASE still_replicating");
+    for i in [2, 3] {
+        eventually(
+            "the replicas still replicate",
+            Duration::from_secs(10),
+            || {
+                !sb.root(i, "SHOW DATABASES LIKE 'still_replicating'")
+                    .is_empty()
+            },
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        assert!(!watch.log().contains("recovering"), "{}", watch.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read_only(&sb, 1), "0");
+    assert_eq!(read_only(&sb, 2), "1");
+    drop(cut);
+    watch.stop();
+    sb.down();
+}
