@@ -319,7 +319,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__failover)
-            opts="-h -V --to --ack --state --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-h -V --to --ack --force --state --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

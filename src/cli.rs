@@ -219,7 +219,8 @@ pub enum CliCommand {
         timeouts: Timeouts,
     },
     /// A person's failover of a dead primary, now: ignores anti-flap; refuses while the
-    /// primary answers (a planned change of primary is a switchover: plan/apply).
+    /// primary answers (a planned change of primary is a switchover: plan/apply) unless
+    /// --force.
     ///
     /// Exit status: 0 recovered (or --ack done), 1 refused or failed.
     Failover {
@@ -231,6 +232,10 @@ pub enum CliCommand {
         /// next failure at once).
         #[arg(long)]
         ack: bool,
+        /// Fail over a primary that still answers: it is fenced first (read_only, writing
+        /// sessions killed) and every replica takes what it has, then the failover runs.
+        #[arg(long, conflicts_with = "ack")]
+        force: bool,
         /// orch's state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else
         /// ~/.local/state/orch].
         #[arg(long, value_name = "DIR")]

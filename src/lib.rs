@@ -118,9 +118,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             file,
             to,
             ack,
+            force,
             state,
             timeouts,
-        } => cmd::failover::run(&file, to.as_deref(), ack, state, timeouts.options()),
+        } => cmd::failover::run(&file, to.as_deref(), ack, force, state, timeouts.options()),
         CliCommand::Downtime {
             file,
             host,

@@ -1,6 +1,7 @@
 //! `orch failover FILE [--to HOST]`: a person's failover of a dead primary, now (anti-flap
 //! does not hold it back); `--ack` clears the anti-flap block. Refuses while the primary
-//! answers. I/O: files, the state store, the servers.
+//! answers, unless `--force` (then it is fenced first). I/O: files, the state store, the
+//! servers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub fn run(
     file: &Path,
     to: Option<&str>,
     ack: bool,
+    force: bool,
     state_dir: Option<PathBuf>,
     observe: ObserveOptions,
 ) -> anyhow::Result<u8> {
@@ -45,9 +47,10 @@ pub fn run(
     let snapshot = rt.block_on(w.observe());
     let primary = w.primary_index();
     let pid = w.desired.hosts[primary].id.clone();
-    if snapshot.hosts[primary].state.info().is_some() {
+    let alive = snapshot.hosts[primary].state.info().is_some();
+    if alive && !force {
         bail!(
-            "the primary {pid} answers: a failover is for a dead primary; to move the primary to another server, change the file and run orch plan / orch apply (a switchover loses nothing). Nothing was changed."
+            "the primary {pid} answers: a failover is for a dead primary; to move the primary to another server, change the file and run orch plan / orch apply (a switchover loses nothing), or pass --force to fence it and fail over anyway. Nothing was changed."
         );
     }
     let lock = w.store.lock(
@@ -79,10 +82,17 @@ pub fn run(
             )
             .collect(),
     };
-    let detection = format!(
-        "orch failover by {}: the primary {pid} does not answer",
-        Who::current().user
-    );
+    let detection = if alive {
+        format!(
+            "orch failover --force by {}: the primary {pid} still answers; it is fenced first",
+            Who::current().user
+        )
+    } else {
+        format!(
+            "orch failover by {}: the primary {pid} does not answer",
+            Who::current().user
+        )
+    };
     let (run, outcome) = rt.block_on(crate::watch::record_recovery(
         &w.store,
         &lock,

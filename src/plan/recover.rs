@@ -221,7 +221,22 @@ pub fn dead_primary(
             considered: Vec::new(),
         });
     }
-    let positions: Vec<Option<GtidSet>> = replicas.iter().map(|&r| eventual(&m, r)).collect();
+    // A primary that still answers (forced) is fenced and waited for first: every running
+    // replica will then have everything it has.
+    let live_primary = m.live(dead).and_then(|l| l.position.clone());
+    let positions: Vec<Option<GtidSet>> = replicas
+        .iter()
+        .map(|&r| {
+            let mine = eventual(&m, r);
+            let running = m
+                .link(r)
+                .is_some_and(|l| l.state == super::model::LinkState::Running);
+            match (&mine, &live_primary) {
+                (Some(p), Some(theirs)) if running => p.merged(theirs).ok(),
+                _ => mine,
+            }
+        })
+        .collect();
     let is_errant: Vec<bool> = replicas
         .iter()
         .map(|&r| m.live(r).is_some_and(|l| l.own_writes))
@@ -335,6 +350,33 @@ pub fn dead_primary(
         bug: None,
     };
     let cid = e.id(c);
+    if e.m.live(dead).is_some() {
+        // A primary that still answers (`orch failover --force`): fenced first, then every
+        // replica takes what it has (bounded), so the forced failover loses nothing it
+        // can reach.
+        e.emit(
+            dead,
+            Action::Fence { kill_writers: true },
+            format!("forced failover: {dead_id} still answers; it takes no more writes"),
+        );
+        for &r in &replicas {
+            let rid = e.id(r);
+            if e.m
+                .link(r)
+                .is_some_and(|l| l.state == super::model::LinkState::Running)
+            {
+                e.emit(
+                    r,
+                    Action::WaitForGtid {
+                        until: dead_id.clone(),
+                        until_address: desired.hosts[dead].address.clone(),
+                        timeout_secs: wait,
+                    },
+                    format!("{rid} takes everything the fenced {dead_id} has"),
+                );
+            }
+        }
+    }
     for &r in &replicas {
         e.emit(
             r,
@@ -663,6 +705,27 @@ mod tests {
         assert_eq!(r.plan.lost.len(), 1);
         assert_eq!(r.plan.lost[0].host, "h3");
         run(&sim, &d, &r, 4);
+    }
+
+    /// `orch failover --force`: the primary still answers; it is fenced first, every
+    /// replica takes what it has, then the failover runs. Nothing it wrote is lost.
+    #[test]
+    fn a_live_primary_is_fenced_and_waited_for_first() {
+        let sim = star(3);
+        let d = desired(&STAR4[..3]);
+        let r = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, None).unwrap();
+        assert!(matches!(
+            r.plan.steps[0].action,
+            Action::Fence { kill_writers: true }
+        ));
+        assert_eq!(r.plan.steps[0].host, "h0");
+        execute(&sim, &r.plan);
+        assert!(sim.server(host_address(0)).unwrap().read_only);
+        assert!(!sim.server(host_address(1)).unwrap().read_only);
+        assert_eq!(
+            sim.server(host_address(1)).unwrap().position(),
+            sim.server(host_address(0)).unwrap().position()
+        );
     }
 
     #[test]

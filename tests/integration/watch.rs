@@ -525,3 +525,36 @@ fn a_primary_only_orch_cannot_reach_is_never_failed_over() {
     watch.stop();
     sb.down();
 }
+
+/// `orch failover --force` on a primary that answers: fenced first, the replicas take
+/// everything it has, the chosen one is promoted; nothing it wrote is lost.
+#[test]
+fn a_forced_failover_fences_the_live_primary_first() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    app_account(&sb);
+    for id in 1..=50 {
+        sb.root(1, &format!("INSERT INTO app.t VALUES ({id})"));
+    }
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let (code, out, err) = orch(&[
+        "failover", &file, "--force", "--to", "node2", "--state", &state,
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(read_only(&sb, 1), "1", "the old primary is fenced");
+    assert_eq!(read_only(&sb, 2), "0");
+    assert_eq!(read_only(&sb, 3), "1");
+    assert_eq!(source_ip(&sb, 3), ip(&sb, 2));
+    for i in [2, 3] {
+        eventually("all 50 rows", Duration::from_secs(10), || {
+            first(&sb.root(i, "SELECT COUNT(*) AS c FROM app.t"), "c") == "50"
+        });
+    }
+    let (_, detail, _) = orch(&["history", "1", "--state", &state]);
+    assert!(
+        detail.contains("--force") && detail.contains("fence"),
+        "{detail}"
+    );
+    sb.down();
+}
