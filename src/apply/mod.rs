@@ -81,6 +81,22 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Every server of an observation: the file's by id, the others by address.
+    pub fn of(desired: &crate::plan::Desired, observed: &crate::plan::Observed) -> Cluster {
+        Cluster {
+            servers: crate::plan::names(desired, observed)
+                .into_iter()
+                .zip(
+                    observed
+                        .hosts
+                        .iter()
+                        .chain(&observed.undeclared)
+                        .map(|s| s.address.clone()),
+                )
+                .collect(),
+        }
+    }
+
     fn address(&self, host: &str) -> Option<&Address> {
         self.servers.iter().find(|(n, _)| n == host).map(|(_, a)| a)
     }

@@ -104,19 +104,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         MysqlExecutor::for_changes(&planned.topology, &planned.policy, args.observe)?
             .keeping_connections(),
     );
-    let cluster = Cluster {
-        servers: crate::plan::names(&planned.desired, &planned.observed)
-            .into_iter()
-            .zip(
-                planned
-                    .observed
-                    .hosts
-                    .iter()
-                    .chain(&planned.observed.undeclared)
-                    .map(|s| s.address.clone()),
-            )
-            .collect(),
-    };
+    let cluster = Cluster::of(&planned.desired, &planned.observed);
     let limits = Limits {
         expect_timeout: planned
             .policy

@@ -70,18 +70,7 @@ pub fn run(
     eprintln!("failover: {decision}");
     let observed = Observed::from_snapshot(&w.desired, &snapshot).map_err(anyhow::Error::msg)?;
     let sql = crate::apply::record::sql_of_steps(&w.topology, &w.policy, &w.desired, &observed);
-    let cluster_servers = crate::apply::Cluster {
-        servers: crate::plan::names(&w.desired, &observed)
-            .into_iter()
-            .zip(
-                observed
-                    .hosts
-                    .iter()
-                    .chain(&observed.undeclared)
-                    .map(|s| s.address.clone()),
-            )
-            .collect(),
-    };
+    let cluster_servers = crate::apply::Cluster::of(&w.desired, &observed);
     let detection = if alive {
         format!(
             "orch failover --force by {}: the primary {pid} still answers; it is fenced first",

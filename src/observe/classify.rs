@@ -480,7 +480,7 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
     out
 }
 
-fn cause_text(cause: Unreachable) -> &'static str {
+pub(crate) fn cause_text(cause: Unreachable) -> &'static str {
     match cause {
         Unreachable::Refused => "connection refused",
         Unreachable::TimedOut => "connect timed out",

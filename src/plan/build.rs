@@ -108,6 +108,39 @@ pub fn placements(m: &Model) -> Vec<Placement> {
         .collect()
 }
 
+/// Appends the step of `action` on server `i`, replaying it on the model as it goes; the
+/// first invariant it breaks is kept in `bug` (the plan is then refused).
+pub(super) fn emit(
+    m: &mut Model,
+    steps: &mut Vec<Step>,
+    bug: &mut Option<String>,
+    phase: Phase,
+    i: usize,
+    action: Action,
+    why: String,
+) {
+    let (requires, expects) = conditions(m, i, &action);
+    if let Err(e) = m.apply(i, &action)
+        && bug.is_none()
+    {
+        *bug = Some(format!(
+            "step {} on {}: {e}",
+            steps.len() + 1,
+            m.nodes[i].id
+        ));
+    }
+    steps.push(Step {
+        number: steps.len() + 1,
+        phase,
+        host: m.nodes[i].id.clone(),
+        address: m.nodes[i].address.clone(),
+        action,
+        why,
+        requires,
+        expects,
+    });
+}
+
 /// What a step needs before it runs and promises after.
 pub(super) fn conditions(m: &Model, i: usize, action: &Action) -> (Vec<Condition>, Vec<Condition>) {
     use Condition as C;
@@ -161,26 +194,15 @@ impl Builder<'_> {
     }
 
     fn emit(&mut self, phase: Phase, i: usize, action: Action, why: String) {
-        let (requires, expects) = conditions(&self.m, i, &action);
-        if let Err(e) = self.m.apply(i, &action)
-            && self.bug.is_none()
-        {
-            self.bug = Some(format!(
-                "step {} on {}: {e}",
-                self.steps.len() + 1,
-                self.id(i)
-            ));
-        }
-        self.steps.push(Step {
-            number: self.steps.len() + 1,
+        emit(
+            &mut self.m,
+            &mut self.steps,
+            &mut self.bug,
             phase,
-            host: self.m.nodes[i].id.clone(),
-            address: self.m.nodes[i].address.clone(),
+            i,
             action,
             why,
-            requires,
-            expects,
-        });
+        );
     }
 
     fn block(&mut self, code: BlockCode, i: usize, change: String, reason: String) {

@@ -20,7 +20,7 @@
 
 use serde::Serialize;
 
-use super::build::{conditions, placements};
+use super::build::placements;
 use super::model::Model;
 use super::{Desired, Lost, Observed, Plan};
 use crate::gtid::GtidSet;
@@ -72,26 +72,32 @@ struct Emitter {
 
 impl Emitter {
     fn emit(&mut self, i: usize, action: Action, why: String) {
-        let (requires, expects) = conditions(&self.m, i, &action);
-        if let Err(e) = self.m.apply(i, &action)
-            && self.bug.is_none()
-        {
-            self.bug = Some(format!(
-                "step {} on {}: {e}",
-                self.steps.len() + 1,
-                self.m.nodes[i].id
-            ));
-        }
-        self.steps.push(Step {
-            number: self.steps.len() + 1,
-            phase: Phase::Failover,
-            host: self.m.nodes[i].id.clone(),
-            address: self.m.nodes[i].address.clone(),
+        super::build::emit(
+            &mut self.m,
+            &mut self.steps,
+            &mut self.bug,
+            Phase::Failover,
+            i,
             action,
             why,
-            requires,
-            expects,
-        });
+        );
+    }
+
+    /// `CHANGE MASTER TO` `to`, GTID-positioned (the server replicates: slave_pos).
+    fn change_source(&mut self, r: usize, to: usize, why: String) {
+        let flavor = self.m.live(r).map(|l| l.flavor).expect("reachable");
+        let action = Action::ChangeSource {
+            source: self.id(to),
+            source_address: self.m.nodes[to].address.clone(),
+            gtid_position: if flavor == crate::gtid::Flavor::Mysql {
+                GtidPosition::AutoPosition
+            } else {
+                GtidPosition::SlavePos
+            },
+            delay_secs: 0,
+            with_credentials: false,
+        };
+        self.emit(r, action, why);
     }
 
     fn id(&self, i: usize) -> String {
@@ -119,22 +125,7 @@ impl Emitter {
                 ),
             );
         }
-        let flavor = self.m.live(r).map(|l| l.flavor).expect("reachable");
-        self.emit(
-            r,
-            Action::ChangeSource {
-                source: tid.clone(),
-                source_address: self.m.nodes[to].address.clone(),
-                gtid_position: if flavor == crate::gtid::Flavor::Mysql {
-                    GtidPosition::AutoPosition
-                } else {
-                    GtidPosition::SlavePos
-                },
-                delay_secs: 0,
-                with_credentials: false,
-            },
-            why,
-        );
+        self.change_source(r, to, why);
         self.emit(
             r,
             Action::StartReplication,
@@ -401,20 +392,9 @@ pub fn dead_primary(
             Action::StopReplication,
             format!("{cid} stops before it catches up from {xid}"),
         );
-        let flavor = e.m.live(c).map(|l| l.flavor).expect("reachable");
-        e.emit(
+        e.change_source(
             c,
-            Action::ChangeSource {
-                source: xid.clone(),
-                source_address: e.m.nodes[x].address.clone(),
-                gtid_position: if flavor == crate::gtid::Flavor::Mysql {
-                    GtidPosition::AutoPosition
-                } else {
-                    GtidPosition::SlavePos
-                },
-                delay_secs: 0,
-                with_credentials: false,
-            },
+            x,
             format!("{xid} is further ahead but cannot be promoted: {cid} first takes what only {xid} has"),
         );
         e.emit(

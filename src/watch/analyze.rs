@@ -12,6 +12,7 @@
 
 use serde::Serialize;
 
+use crate::observe::classify::cause_text;
 use crate::observe::{IoState, Reach, Snapshot, Unreachable};
 
 /// What failed. The names are stable (history, logs, hooks).
@@ -261,16 +262,6 @@ fn rank(code: Code) -> u8 {
         Code::UnreachablePrimary => 3,
         Code::DeadIntermediateSource | Code::DeadIntermediateSourceAndSomeReplicas => 4,
         Code::AllReplicasNotReplicating => 5,
-    }
-}
-
-fn cause_text(cause: Unreachable) -> &'static str {
-    match cause {
-        Unreachable::Refused => "connection refused",
-        Unreachable::TimedOut => "connect timed out",
-        Unreachable::HungAfterConnect => "hung: accepts connections but does not answer",
-        Unreachable::AccessDenied => "access denied",
-        Unreachable::Other => "connection failed",
     }
 }
 

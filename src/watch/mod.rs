@@ -528,18 +528,7 @@ impl Watcher {
             &self.desired,
             &observed,
         );
-        let cluster = Cluster {
-            servers: crate::plan::names(&self.desired, &observed)
-                .into_iter()
-                .zip(
-                    observed
-                        .hosts
-                        .iter()
-                        .chain(&observed.undeclared)
-                        .map(|s| s.address.clone()),
-                )
-                .collect(),
-        };
+        let cluster = Cluster::of(&self.desired, &observed);
         let (run, outcome) = record_recovery(
             &self.store,
             &lock,

@@ -48,6 +48,20 @@ impl TableLock {
     }
 }
 
+/// Everything `stream` says, as it says it (read by a thread of its own).
+pub(crate) fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let collected = text.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut s = collected.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    text
+}
+
 /// `orch apply ... --format json` running in the background: its JSON events as they come,
 /// its stderr collected. Killed if the test fails before it ends.
 struct Running {
@@ -78,16 +92,7 @@ impl Running {
                 }
             }
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let err = BufReader::new(child.stderr.take().unwrap());
-        let collected = stderr.clone();
-        std::thread::spawn(move || {
-            for line in err.lines().map_while(Result::ok) {
-                let mut s = collected.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
+        let stderr = collect(child.stderr.take().unwrap());
         Running {
             child,
             events,

@@ -6,7 +6,6 @@
 //! waits for conditions with deadlines and stops its watcher and servers even when it
 //! fails.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,16 +52,7 @@ impl Watch {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let err = BufReader::new(child.stderr.take().unwrap());
-        let collected = log.clone();
-        std::thread::spawn(move || {
-            for line in err.lines().map_while(Result::ok) {
-                let mut s = collected.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
+        let log = crate::apply_faults::collect(child.stderr.take().unwrap());
         let w = Watch { child, log };
         eventually("watch started", Duration::from_secs(10), || {
             w.log().contains("watching")

@@ -96,6 +96,15 @@ pub enum Op {
     },
 }
 
+/// Which of its sets a wait compares (MariaDB).
+#[derive(Clone, Copy)]
+enum Mine {
+    /// `gtid_slave_pos`: what the SQL thread applied.
+    Applied,
+    /// Per domain the later of `gtid_binlog_pos` and `gtid_slave_pos`.
+    Executed,
+}
+
 /// Client sessions: not this one, not replication, not system threads.
 const CLIENT_SESSIONS: &str = "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker') AND USER NOT IN ('system user', 'event_scheduler')";
 
@@ -378,7 +387,6 @@ impl MysqlExecutor {
                 Ok(())
             }
             Op::WaitRelayLog { timeout_secs } => {
-                let deadline = Instant::now() + Duration::from_secs(*timeout_secs);
                 let status_sql = match flavor {
                     Flavor::Mariadb => "SHOW SLAVE STATUS",
                     Flavor::Mysql => "SHOW REPLICA STATUS",
@@ -397,45 +405,16 @@ impl MysqlExecutor {
                     .replace('\n', "");
                 let received = GtidSet::parse(flavor, &received)
                     .map_err(|e| StepError::Precondition(format!("{host}: {column}: {e}")))?;
-                match flavor {
-                    Flavor::Mariadb => loop {
-                        let sql = "SELECT @@gtid_slave_pos";
-                        let applied: String = self
-                            .bounded(host, sql, conn.query_first(sql))
-                            .await?
-                            .unwrap_or_default();
-                        let applied = GtidSet::parse(flavor, &applied).map_err(|e| {
-                            StepError::Precondition(format!("{host}: gtid_slave_pos: {e}"))
-                        })?;
-                        if applied.contains(&received).unwrap_or(false) {
-                            break;
-                        }
-                        if Instant::now() >= deadline {
-                            return Err(StepError::TimedOut(format!(
-                                "{host} applied {applied} but not all it received ({received}) within {timeout_secs}s"
-                            )));
-                        }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    },
-                    Flavor::Mysql => {
-                        let sql = format!(
-                            "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {timeout_secs})",
-                            sql_string(&received.to_string())
-                        );
-                        let r: Option<i64> = timeout(
-                            Duration::from_secs(timeout_secs + 5),
-                            conn.query_first(sql.as_str()),
-                        )
-                        .await
-                        .map_err(|_| StepError::TimedOut(sql.clone()))?
-                        .map_err(|e| failed(host, &sql, e))?;
-                        if r != Some(0) {
-                            return Err(StepError::TimedOut(format!(
-                                "{host} did not apply what it received ({received}) within {timeout_secs}s"
-                            )));
-                        }
-                    }
-                }
+                self.wait_contains(
+                    host,
+                    flavor,
+                    conn,
+                    &received,
+                    Mine::Applied,
+                    *timeout_secs,
+                    "what it received",
+                )
+                .await?;
                 Ok(())
             }
             Op::WaitExecuted {
@@ -445,39 +424,16 @@ impl MysqlExecutor {
             } => {
                 let mut other = self.step_conn(until, until_address).await?;
                 let target = self.executed(until, flavor, &mut other).await?;
-                let deadline = Instant::now() + Duration::from_secs(*timeout_secs);
-                match flavor {
-                    Flavor::Mariadb => loop {
-                        let now = self.executed(host, flavor, conn).await?;
-                        if now.contains(&target).unwrap_or(false) {
-                            break;
-                        }
-                        if Instant::now() >= deadline {
-                            return Err(StepError::TimedOut(format!(
-                                "{host} reached {now} but not {until}'s {target} within {timeout_secs}s"
-                            )));
-                        }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    },
-                    Flavor::Mysql => {
-                        let sql = format!(
-                            "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {timeout_secs})",
-                            sql_string(&target.to_string())
-                        );
-                        let r: Option<i64> = timeout(
-                            Duration::from_secs(timeout_secs + 5),
-                            conn.query_first(sql.as_str()),
-                        )
-                        .await
-                        .map_err(|_| StepError::TimedOut(sql.clone()))?
-                        .map_err(|e| failed(host, &sql, e))?;
-                        if r != Some(0) {
-                            return Err(StepError::TimedOut(format!(
-                                "{host} did not execute {until}'s {target} within {timeout_secs}s"
-                            )));
-                        }
-                    }
-                }
+                self.wait_contains(
+                    host,
+                    flavor,
+                    conn,
+                    &target,
+                    Mine::Executed,
+                    *timeout_secs,
+                    &format!("{until}'s"),
+                )
+                .await?;
                 let after = self.executed(until, flavor, &mut other).await?;
                 self.give_back(until_address, other).await;
                 if after != target {
@@ -486,6 +442,68 @@ impl MysqlExecutor {
                         before: target.to_string(),
                         after: after.to_string(),
                     });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits, at most `timeout_secs`, until this server's `mine` set contains `target`:
+    /// MariaDB polls every 5 ms, MySQL asks `WAIT_FOR_EXECUTED_GTID_SET` (applied and
+    /// executed are one set there). `what` names the target in the error.
+    #[allow(clippy::too_many_arguments)]
+    async fn wait_contains(
+        &self,
+        host: &str,
+        flavor: Flavor,
+        conn: &mut Conn,
+        target: &GtidSet,
+        mine: Mine,
+        timeout_secs: u64,
+        what: &str,
+    ) -> Result<(), StepError> {
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        match flavor {
+            Flavor::Mariadb => loop {
+                let now = match mine {
+                    Mine::Executed => self.executed(host, flavor, conn).await?,
+                    Mine::Applied => {
+                        let sql = "SELECT @@gtid_slave_pos";
+                        let text: String = self
+                            .bounded(host, sql, conn.query_first(sql))
+                            .await?
+                            .unwrap_or_default();
+                        GtidSet::parse(flavor, &text).map_err(|e| {
+                            StepError::Precondition(format!("{host}: gtid_slave_pos: {e}"))
+                        })?
+                    }
+                };
+                if now.contains(target).unwrap_or(false) {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(StepError::TimedOut(format!(
+                        "{host} reached {now} but not {what} {target} within {timeout_secs}s"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            },
+            Flavor::Mysql => {
+                let sql = format!(
+                    "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {timeout_secs})",
+                    sql_string(&target.to_string())
+                );
+                let r: Option<i64> = timeout(
+                    Duration::from_secs(timeout_secs + 5),
+                    conn.query_first(sql.as_str()),
+                )
+                .await
+                .map_err(|_| StepError::TimedOut(sql.clone()))?
+                .map_err(|e| failed(host, &sql, e))?;
+                if r != Some(0) {
+                    return Err(StepError::TimedOut(format!(
+                        "{host} did not reach {what} {target} within {timeout_secs}s"
+                    )));
                 }
                 Ok(())
             }
