@@ -38,6 +38,9 @@ pub enum Code {
     /// More than one writable server without a source. Recovered: the one that is not the
     /// primary is fenced.
     TwoWritablePrimaries,
+    /// A replica with read_only off: a stray write there becomes an errant transaction.
+    /// Recovered: read_only is set.
+    WritableReplica,
 }
 
 impl Code {
@@ -54,6 +57,7 @@ impl Code {
             }
             Code::AllReplicasNotReplicating => "all-replicas-not-replicating",
             Code::TwoWritablePrimaries => "two-writable-primaries",
+            Code::WritableReplica => "writable-replica",
         }
     }
 
@@ -66,6 +70,7 @@ impl Code {
                 | Code::DeadIntermediateSource
                 | Code::DeadIntermediateSourceAndSomeReplicas
                 | Code::TwoWritablePrimaries
+                | Code::WritableReplica
         )
     }
 }
@@ -233,6 +238,24 @@ pub fn analyze(snapshot: &Snapshot, primary: usize) -> Vec<Finding> {
         }
     }
 
+    for i in 0..hosts.len() {
+        if hosts[i]
+            .state
+            .info()
+            .is_some_and(|inf| !inf.read_only && inf.replication.is_some())
+        {
+            out.push(Finding {
+                code: Code::WritableReplica,
+                host: ids[i].to_string(),
+                evidence: Evidence::Certain,
+                detail: format!(
+                    "{} replicates with read_only=OFF: a stray write there becomes an errant transaction",
+                    ids[i]
+                ),
+            });
+        }
+    }
+
     if hosts[primary].state.info().is_some() {
         let replicas: Vec<usize> = (0..hosts.len())
             .filter(|&i| hosts[i].desired_source.as_deref() == Some(ids[primary]))
@@ -261,7 +284,8 @@ fn rank(code: Code) -> u8 {
         Code::DeadPrimaryAndReplicas | Code::DeadPrimaryWithoutReplicas => 2,
         Code::UnreachablePrimary => 3,
         Code::DeadIntermediateSource | Code::DeadIntermediateSourceAndSomeReplicas => 4,
-        Code::AllReplicasNotReplicating => 5,
+        Code::WritableReplica => 5,
+        Code::AllReplicasNotReplicating => 6,
     }
 }
 
@@ -344,6 +368,11 @@ mod tests {
                     s.set_read_only(host_address(2), false);
                 },
                 &[(TwoWritablePrimaries, "h2", Certain)],
+            ),
+            (
+                "a writable replica",
+                |s| s.set_read_only(host_address(2), false),
+                &[(WritableReplica, "h2", Certain)],
             ),
             (
                 "no replica replicates",

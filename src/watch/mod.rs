@@ -380,6 +380,27 @@ impl Watcher {
                 .iter()
                 .any(|g| g.code == code && g.host == host)
         };
+        if f.code == Code::WritableReplica {
+            self.locked(
+                stop,
+                |w, fresh| {
+                    still(w, fresh).then(|| {
+                        w.fence_recovery(fresh, x, "a writable replica")
+                            .map(|mut r| {
+                                // A replica's sessions are not killed: read_only suffices for
+                                // ordinary accounts, and it is not where the application writes.
+                                r.plan.steps[0].action = Action::Fence {
+                                    kill_writers: false,
+                                };
+                                r
+                            })
+                    })
+                },
+                &detection,
+            )
+            .await?;
+            return Ok(());
+        }
         if f.code == Code::TwoWritablePrimaries {
             if !self.policy.failover.fence_old_primary {
                 self.once(
@@ -707,8 +728,15 @@ pub fn decision_text(r: &Recovery) -> String {
         .steps
         .iter()
         .any(|st| matches!(st.action, Action::Promote));
-    let mut s = if fences {
+    let kills = r
+        .plan
+        .steps
+        .iter()
+        .any(|st| matches!(st.action, Action::Fence { kill_writers: true }));
+    let mut s = if fences && kills {
         format!("fence {} (read_only, writing sessions killed)", r.dead)
+    } else if fences {
+        format!("fence {} (read_only)", r.dead)
     } else if promotes {
         format!("promote {} in place of {}", r.successor, r.dead)
     } else {

@@ -359,6 +359,12 @@ fn a_dead_intermediate_source_hands_its_replica_up() {
     std::fs::write(&file, text).unwrap();
     let state = sb.dir.join("state").to_str().unwrap().to_string();
     let watch = Watch::start(&file, &state);
+    // A replica opened for writes is fenced at once.
+    sb.root(3, "SET GLOBAL read_only = OFF");
+    eventually("writable replica fenced", Duration::from_secs(10), || {
+        read_only(&sb, 3) == "1"
+    });
+    watch.wait_for("writable-replica node3", 5);
     orch_ok(&["sandbox", "kill", sb.d(), "2"]);
     eventually("node3 moved up", Duration::from_secs(20), || {
         source_ip(&sb, 3) == ip(&sb, 1)
