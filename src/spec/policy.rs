@@ -38,6 +38,19 @@ pub const PLACEHOLDERS: &[&str] = &[
 pub struct Policy {
     pub failover: Failover,
     pub hooks: Hooks,
+    /// What watch does about drift that is not a failure.
+    pub reconcile: Reconcile,
+}
+
+/// What `orch watch` does about drift (a stopped or moved replica, a wrong delay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reconcile {
+    /// Report it (status, the watch log).
+    Report,
+    /// Also run the plan's repairs, moves and joins through apply's engine: never a
+    /// switchover, never a change that would lose a replica.
+    Repair,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -125,6 +138,7 @@ impl Default for Policy {
                 fence_old_primary: true,
                 anti_flap: Duration::from_secs(3600),
             },
+            reconcile: Reconcile::Report,
             hooks: Hooks {
                 timeout: Duration::from_secs(60),
                 ..Hooks::default()
@@ -152,7 +166,7 @@ const HOOK_KEYS: &[&str] = &[
 ];
 
 /// The keys of a policy document.
-pub const TOP_KEYS: &[&str] = &["failover", "hooks"];
+pub const TOP_KEYS: &[&str] = &["failover", "hooks", "reconcile"];
 
 /// Reads a policy document; absent keys keep the `safe` defaults.
 pub fn decode(dec: &mut Decoder, root: &Node) -> Policy {
@@ -165,6 +179,16 @@ pub fn decode(dec: &mut Decoder, root: &Node) -> Policy {
     }
     if let Some(node) = top.get("hooks") {
         decode_hooks(dec, node, &mut policy.hooks);
+    }
+    if let Some(node) = top.get("reconcile") {
+        set(
+            &mut policy.reconcile,
+            dec.choice(
+                node,
+                "reconcile",
+                &[("report", Reconcile::Report), ("repair", Reconcile::Repair)],
+            ),
+        );
     }
     policy
 }

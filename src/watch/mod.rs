@@ -55,6 +55,8 @@ pub struct Watcher {
     to_fence: HashSet<usize>,
     /// Woken by a held connection that broke: poll now.
     wake: Arc<tokio::sync::Notify>,
+    /// After a reconcile that did not succeed, the next waits until then.
+    reconcile_after: Instant,
 }
 
 /// Logs one event line on stderr, with the time and the cluster.
@@ -91,6 +93,7 @@ impl Watcher {
             said: HashSet::new(),
             to_fence: HashSet::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            reconcile_after: Instant::now(),
         })
     }
 
@@ -222,6 +225,12 @@ impl Watcher {
             }
         }
         let Some(f) = findings.into_iter().find(|f| f.code.actionable()) else {
+            if !settling
+                && self.policy.reconcile == crate::spec::policy::Reconcile::Repair
+                && !self.dry_run
+            {
+                self.reconcile(&snapshot, stop).await?;
+            }
             return Ok(settling);
         };
         let first = *self
@@ -253,6 +262,93 @@ impl Watcher {
         };
         self.act(&f, &rule, stop).await?;
         Ok(false)
+    }
+
+    /// `reconcile: repair`: the plan's repairs, moves and joins, run like a recovery; never
+    /// a switchover, never a change that loses a replica (those wait for `orch apply`).
+    async fn reconcile(
+        &mut self,
+        snapshot: &Snapshot,
+        stop: &Arc<AtomicBool>,
+    ) -> anyhow::Result<()> {
+        if Instant::now() < self.reconcile_after {
+            return Ok(());
+        }
+        let Some(plan) = self.drift_plan(snapshot) else {
+            return Ok(());
+        };
+        if let Err(why) = plan {
+            self.once(
+                format!("reconcile/{why}"),
+                &format!("not reconciling: {why}"),
+            );
+            return Ok(());
+        }
+        let detection = "drift from the file (reconcile: repair)".to_string();
+        let outcome = self
+            .locked(
+                stop,
+                |w, fresh| {
+                    w.drift_plan(fresh).map(|p| {
+                        p.map(|plan| Recovery {
+                            dead: String::new(),
+                            successor: w.id(w.primary).to_string(),
+                            catch_up_from: None,
+                            considered: Vec::new(),
+                            plan,
+                        })
+                        .map_err(|reason| NoRecovery {
+                            reason,
+                            considered: Vec::new(),
+                        })
+                    })
+                },
+                &detection,
+            )
+            .await?;
+        if outcome != Some(Outcome::Succeeded) {
+            // Not again at every poll: a minute later.
+            self.reconcile_after = Instant::now() + Duration::from_secs(60);
+        }
+        Ok(())
+    }
+
+    /// The plan that repairs the drift of `snapshot`: None when there is nothing to do;
+    /// why not when it would switch the primary over or lose a replica.
+    fn drift_plan(&self, snapshot: &Snapshot) -> Option<Result<Plan, String>> {
+        let observed = Observed::from_snapshot(&self.desired, snapshot).ok()?;
+        let plan = crate::plan::plan(
+            &self.desired,
+            &observed,
+            &self.policy,
+            crate::plan::PlanOptions::default(),
+        )
+        .ok()?;
+        if plan.steps.is_empty() {
+            return None;
+        }
+        if plan
+            .blocked
+            .iter()
+            .any(|b| b.code == crate::plan::BlockCode::FailoverDrift)
+        {
+            return Some(Err(
+                "the file still names a former primary: update it first (the former primary stays out until then)".into(),
+            ));
+        }
+        if plan.steps.iter().any(|s| s.phase == Phase::Switchover) {
+            return Some(Err(
+                "the file asks for another primary: a switchover is for orch apply".into(),
+            ));
+        }
+        if !plan.lost.is_empty() {
+            let lost: Vec<&str> = plan.lost.iter().map(|l| l.host.as_str()).collect();
+            return Some(Err(format!(
+                "the repair would leave {} without a source: orch apply --allow-lost-replicas decides that",
+                lost.join(", ")
+            )));
+        }
+        Some(Ok(plan))
     }
 
     /// The live primary moved (a switchover by apply, or a failover by another watcher):
@@ -733,7 +829,15 @@ pub fn decision_text(r: &Recovery) -> String {
         .steps
         .iter()
         .any(|st| matches!(st.action, Action::Fence { kill_writers: true }));
-    let mut s = if fences && kills {
+    let drift = r
+        .plan
+        .steps
+        .iter()
+        .all(|st| matches!(st.phase, Phase::Repair | Phase::Move | Phase::Join))
+        && r.dead.is_empty();
+    let mut s = if drift {
+        format!("reconcile: {} steps of the plan", r.plan.steps.len())
+    } else if fences && kills {
         format!("fence {} (read_only, writing sessions killed)", r.dead)
     } else if fences {
         format!("fence {} (read_only)", r.dead)

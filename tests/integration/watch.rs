@@ -554,3 +554,38 @@ fn a_forced_failover_fences_the_live_primary_first() {
     );
     sb.down();
 }
+
+/// `reconcile: repair`: drift that is no failure (a replica stopped, another moved) is
+/// repaired by watch through apply's engine, recorded like a recovery.
+#[test]
+fn reconcile_repair_restarts_and_moves_replicas_back() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let policy = write_policy(&sb, "reconcile: repair\n");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+    sb.root(3, "STOP SLAVE");
+    // node2 moved under node3.
+    let node3 = ip(&sb, 3);
+    sb.root(
+        2,
+        &format!("STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{node3}'; START SLAVE"),
+    );
+    eventually(
+        "both replicate from node1 again",
+        Duration::from_secs(20),
+        || {
+            [2, 3].iter().all(|&i| {
+                let rows = sb.root(i, "SHOW SLAVE STATUS");
+                first(&rows, "Master_Host") == ip(&sb, 1)
+                    && first(&rows, "Slave_IO_Running") == "Yes"
+                    && first(&rows, "Slave_SQL_Running") == "Yes"
+            })
+        },
+    );
+    watch.wait_for("reconcile:", 5);
+    let h = history(&state);
+    assert_eq!(h["runs"][0]["kind"], "recovery", "{h}");
+    watch.stop();
+    sb.down();
+}
