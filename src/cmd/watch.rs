@@ -58,7 +58,7 @@ pub fn watcher(
     state_dir: &Path,
     dry_run: bool,
     observe: ObserveOptions,
-) -> anyhow::Result<Watcher> {
+) -> anyhow::Result<Watcher<MysqlExecutor>> {
     let (topology, policy) = crate::spec::load_valid(file)?;
     let files: Vec<RunFile> = super::plan::plan_files(&topology)?
         .into_iter()

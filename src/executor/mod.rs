@@ -22,6 +22,28 @@ pub trait Executor: Send + Sync + 'static {
     /// Runs one step on its server: the step's statements, or the bounded wait it names.
     /// The caller checks `requires` before and `expects` after (on a fresh observation).
     fn execute(&self, step: &Step) -> impl Future<Output = Result<StepOutcome, StepError>> + Send;
+
+    /// Holds a connection to `address` open for up to `length`, returning early when it
+    /// breaks (a killed server): how watch notices a crash before its next poll. An
+    /// executor without connections never returns early.
+    fn hold(&self, address: &Address, length: std::time::Duration) -> impl Future<Output = Hold> {
+        let _ = address;
+        async move {
+            tokio::time::sleep(length).await;
+            Hold::Ended
+        }
+    }
+}
+
+/// How a held connection ([`Executor::hold`]) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// The hold ran its length: the server is alive.
+    Ended,
+    /// The connection broke: the server died, or the session was killed.
+    Lost,
+    /// No connection could be made.
+    NoConnection,
 }
 
 /// Observes every address concurrently (at most `concurrency` at once); the result is in

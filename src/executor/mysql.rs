@@ -33,7 +33,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 use tokio::time::timeout;
 
-use super::Executor;
+use super::{Executor, Hold};
 use crate::step::{Step, StepError, StepOutcome};
 
 mod step;
@@ -45,17 +45,6 @@ use crate::observe::{
 use crate::spec::{Secret, TlsMode};
 use crate::topology::Address;
 pub use step::{Detection, Op, script, step_sql};
-
-/// How a held connection ([`MysqlExecutor::hold`]) ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hold {
-    /// The sleep ran its length: the server is alive.
-    Ended,
-    /// The connection broke: the server died, or the session was killed.
-    Lost,
-    /// No connection could be made.
-    NoConnection,
-}
 
 /// Connects as one admin user to any server of a cluster.
 #[derive(Clone)]
@@ -128,23 +117,6 @@ impl MysqlExecutor {
         };
         if let Some(conn) = spare {
             let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
-        }
-    }
-
-    /// Holds a connection to `address` open in a `DO SLEEP` of `length`, so that a killed
-    /// server (its sockets closed by the kernel) is noticed the moment it dies rather than
-    /// at the next poll. A hung server is not noticed this way: its socket stays open.
-    pub async fn hold(&self, address: &Address, length: Duration) -> Hold {
-        let Ok(mut conn) = self.connect(address).await else {
-            return Hold::NoConnection;
-        };
-        let sql = format!("DO SLEEP({})", length.as_secs().max(1));
-        match conn.query_drop(sql).await {
-            Ok(()) => {
-                let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
-                Hold::Ended
-            }
-            Err(_) => Hold::Lost,
         }
     }
 
@@ -419,6 +391,23 @@ impl MysqlExecutor {
 }
 
 impl Executor for MysqlExecutor {
+    /// Holds a connection to `address` open in a `DO SLEEP` of `length`, so that a killed
+    /// server (its sockets closed by the kernel) is noticed the moment it dies rather than
+    /// at the next poll. A hung server is not noticed this way: its socket stays open.
+    async fn hold(&self, address: &Address, length: Duration) -> Hold {
+        let Ok(mut conn) = self.connect(address).await else {
+            return Hold::NoConnection;
+        };
+        let sql = format!("DO SLEEP({})", length.as_secs().max(1));
+        match conn.query_drop(sql).await {
+            Ok(()) => {
+                let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
+                Hold::Ended
+            }
+            Err(_) => Hold::Lost,
+        }
+    }
+
     async fn execute(&self, s: &Step) -> Result<StepOutcome, StepError> {
         self.run_step(s).await
     }

@@ -17,14 +17,15 @@ pub mod analyze;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use analyze::{Code, Evidence, Finding, analyze};
 
 use crate::apply::record::{Recording, run_recorded};
 use crate::apply::{Cluster, Limits};
 use crate::executor::Executor;
-use crate::executor::mysql::MysqlExecutor;
 use crate::observe::Snapshot;
 use crate::plan::recover::{NoRecovery, Recovery};
 use crate::plan::{Desired, Observed, Plan};
@@ -37,12 +38,12 @@ use crate::step::{Action, Phase, Step};
 const LOCK_TTL: Duration = Duration::from_secs(60);
 
 /// One cluster and what the watcher remembers between polls.
-pub struct Watcher {
+pub struct Watcher<E: Executor> {
     pub topology: Topology,
     pub policy: Policy,
     pub desired: Desired,
     pub files: Vec<RunFile>,
-    pub exec: Arc<MysqlExecutor>,
+    pub exec: Arc<E>,
     pub store: Store,
     pub dry_run: bool,
     /// The host orch holds to be the primary.
@@ -65,15 +66,15 @@ fn log(cluster: &str, line: &str) {
     eprintln!("{now} {cluster}: {line}");
 }
 
-impl Watcher {
+impl<E: Executor> Watcher<E> {
     pub fn new(
         topology: Topology,
         policy: Policy,
         files: Vec<RunFile>,
-        exec: Arc<MysqlExecutor>,
+        exec: Arc<E>,
         store: Store,
         dry_run: bool,
-    ) -> anyhow::Result<Watcher> {
+    ) -> anyhow::Result<Watcher<E>> {
         let desired = Desired::from_topology(&topology);
         let remembered = store.cluster_state(&topology.cluster)?.current_primary;
         let primary = remembered
@@ -471,7 +472,7 @@ impl Watcher {
             return Ok(());
         };
         let (code, host) = (f.code, f.host.clone());
-        let still = move |w: &Watcher, fresh: &Snapshot| {
+        let still = move |w: &Watcher<E>, fresh: &Snapshot| {
             analyze(fresh, w.primary)
                 .iter()
                 .any(|g| g.code == code && g.host == host)
@@ -604,7 +605,7 @@ impl Watcher {
     async fn locked(
         &mut self,
         stop: &Arc<AtomicBool>,
-        decide: impl FnOnce(&Watcher, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
+        decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
         detection: &str,
     ) -> anyhow::Result<Option<Outcome>> {
         let lock = match self.store.lock(self.cluster(), &Who::current(), LOCK_TTL) {
@@ -711,13 +712,13 @@ impl Watcher {
 
 /// Holds a connection to one server open; wakes the watcher when it breaks (a killed
 /// mysqld closes its sockets at once), then reconnects after a poll interval.
-async fn sentinel(
-    exec: Arc<MysqlExecutor>,
+async fn sentinel<E: Executor>(
+    exec: Arc<E>,
     address: crate::topology::Address,
     wake: Arc<tokio::sync::Notify>,
     poll: Duration,
 ) {
-    use crate::executor::mysql::Hold;
+    use crate::executor::Hold;
     loop {
         if exec.hold(&address, Duration::from_secs(600)).await == Hold::Lost {
             wake.notify_one();
@@ -864,5 +865,207 @@ fn evidence_name(e: Evidence) -> &'static str {
     match e {
         Evidence::Certain => "certain",
         Evidence::Ambiguous => "ambiguous",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::sim::{Simulator, host_address};
+    use crate::gtid::Flavor;
+    use crate::observe::classify::tests::topology;
+
+    /// A watcher on a simulated 3-node star (built-in policy: poll 1 s, grace 5 s) with
+    /// its own state store.
+    fn watcher(sim: &Arc<Simulator>, dir: &std::path::Path) -> Watcher<Simulator> {
+        let t = topology(&[None, Some(0), Some(0)]);
+        let store = Store::open(dir).unwrap();
+        Watcher::new(t, Policy::default(), Vec::new(), sim.clone(), store, false).unwrap()
+    }
+
+    /// The writable server without a source, when there is exactly one and every other
+    /// running server replicates from it.
+    fn converged(sim: &Simulator) -> Option<usize> {
+        let up: Vec<usize> = (0..3)
+            .filter(|&i| {
+                sim.server(host_address(i))
+                    .is_some_and(|s| s.health.process_running())
+            })
+            .collect();
+        let primaries: Vec<usize> = up
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let s = sim.server(host_address(i)).unwrap();
+                !s.read_only && s.replication.is_none()
+            })
+            .collect();
+        let [p] = primaries.as_slice() else {
+            return None;
+        };
+        up.iter()
+            .all(|&i| {
+                i == *p
+                    || sim
+                        .server(host_address(i))
+                        .unwrap()
+                        .replication
+                        .is_some_and(|r| r.source == host_address(*p))
+            })
+            .then_some(*p)
+    }
+
+    /// Runs the watcher in paused time: `fault` at `at`, the simulator ticking every 10 ms,
+    /// until `until`; returns when (after the fault) the cluster converged on a new
+    /// primary, if it did.
+    async fn scenario(
+        sim: Arc<Simulator>,
+        w: Watcher<Simulator>,
+        at: Duration,
+        fault: impl FnOnce(&Simulator),
+        until: Duration,
+    ) -> Option<Duration> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::task::spawn_local(w.run(stop.clone()));
+        let start = Instant::now();
+        let mut fault = Some(fault);
+        let mut faulted_at = None;
+        let mut converged_after = None;
+        while start.elapsed() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            sim.tick();
+            if faulted_at.is_none() && start.elapsed() >= at {
+                (fault.take().unwrap())(&sim);
+                faulted_at = Some(Instant::now());
+            }
+            if let Some(f) = faulted_at
+                && converged_after.is_none()
+                && converged(&sim).is_some_and(|p| p != 0)
+            {
+                converged_after = Some(f.elapsed());
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        task.await.unwrap();
+        converged_after
+    }
+
+    fn star() -> Arc<Simulator> {
+        let sim = Arc::new(Simulator::star(3, Flavor::Mariadb));
+        sim.write(host_address(0), 5).unwrap();
+        sim.tick();
+        sim
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_killed_primary_is_replaced_within_a_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = star();
+        let w = watcher(&sim, dir.path());
+        let local = tokio::task::LocalSet::new();
+        let took = local
+            .run_until(scenario(
+                sim.clone(),
+                w,
+                Duration::from_millis(2300),
+                |s| s.kill(host_address(0)),
+                Duration::from_secs(6),
+            ))
+            .await
+            .expect("a failover");
+        // Certain evidence: the next poll (within 1 s) and one confirming probe.
+        assert!(took <= Duration::from_millis(1100), "{took:?}");
+        let state = Store::open(dir.path())
+            .unwrap()
+            .cluster_state("sim")
+            .unwrap();
+        assert!(state.last_failover_at.is_some());
+        assert!(matches!(
+            state.current_primary.as_deref(),
+            Some("h1" | "h2")
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frozen_primary_is_replaced_only_after_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = star();
+        let w = watcher(&sim, dir.path());
+        let local = tokio::task::LocalSet::new();
+        let took = local
+            .run_until(scenario(
+                sim.clone(),
+                w,
+                Duration::from_millis(2300),
+                |s| s.freeze(host_address(0)),
+                Duration::from_secs(12),
+            ))
+            .await
+            .expect("a failover");
+        // Ambiguous evidence: at least the grace (5 s) after it was first seen, and not
+        // much later.
+        assert!(took >= Duration::from_secs(5), "{took:?}");
+        assert!(took <= Duration::from_secs(7), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_primary_only_orch_lost_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = star();
+        let w = watcher(&sim, dir.path());
+        let local = tokio::task::LocalSet::new();
+        let took = local
+            .run_until(scenario(
+                sim.clone(),
+                w,
+                Duration::from_secs(2),
+                |s| s.partition_from_orch(host_address(0)),
+                Duration::from_secs(30),
+            ))
+            .await;
+        assert_eq!(took, None);
+        assert!(!sim.server(host_address(0)).unwrap().read_only);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_failure_within_anti_flap_is_not_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = star();
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(scenario(
+                sim.clone(),
+                watcher(&sim, dir.path()),
+                Duration::from_secs(2),
+                |s| s.kill(host_address(0)),
+                Duration::from_secs(5),
+            ))
+            .await
+            .expect("the first failover");
+        let new = converged(&sim).unwrap();
+        // The watcher restarts (the store remembers), the new primary dies.
+        let sim2 = sim.clone();
+        let took = local
+            .run_until(scenario(
+                sim.clone(),
+                watcher(&sim, dir.path()),
+                Duration::from_secs(2),
+                move |s| s.kill(host_address(new)),
+                Duration::from_secs(10),
+            ))
+            .await;
+        assert_eq!(took, None, "anti-flap holds the second failover back");
+        let runs = Store::open(dir.path())
+            .unwrap()
+            .runs(&crate::state::RunFilter::default())
+            .unwrap();
+        assert!(
+            runs.iter().any(|r| r
+                .summary
+                .as_deref()
+                .is_some_and(|s| s.contains("anti-flap"))),
+            "{runs:?}"
+        );
+        assert!(converged(&sim2).is_none(), "nothing promoted");
     }
 }
