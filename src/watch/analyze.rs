@@ -29,6 +29,10 @@ pub enum Code {
     DeadPrimaryWithoutReplicas,
     /// Only orch lost the primary: its replicas still replicate from it. Never a failover.
     UnreachablePrimary,
+    /// As `unreachable-primary`, and every replica still connected lags beyond
+    /// `max_lag`: the primary may be hung with its connections open. Reported; the grace
+    /// runs until the replicas lose it.
+    UnreachablePrimaryWithLaggingReplicas,
     /// An intermediate source is dead; its replicas lost it. Recovered: they move up.
     DeadIntermediateSource,
     /// As `dead-intermediate-source`, some of its replicas unreachable too. Recovered.
@@ -51,6 +55,9 @@ impl Code {
             Code::DeadPrimaryAndReplicas => "dead-primary-and-replicas",
             Code::DeadPrimaryWithoutReplicas => "dead-primary-without-replicas",
             Code::UnreachablePrimary => "unreachable-primary",
+            Code::UnreachablePrimaryWithLaggingReplicas => {
+                "unreachable-primary-with-lagging-replicas"
+            }
             Code::DeadIntermediateSource => "dead-intermediate-source",
             Code::DeadIntermediateSourceAndSomeReplicas => {
                 "dead-intermediate-source-and-some-replicas"
@@ -97,8 +104,9 @@ pub struct Finding {
 }
 
 /// The failures of `snapshot`, most severe first; `primary` is the index of the host orch
-/// holds to be the primary (the file's, or the one a failover made).
-pub fn analyze(snapshot: &Snapshot, primary: usize) -> Vec<Finding> {
+/// holds to be the primary (the file's, or the one a failover made); replicas lag beyond
+/// `max_lag_secs` count as lagging.
+pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Finding> {
     let hosts = &snapshot.hosts;
     let ids: Vec<&str> = hosts.iter().map(|h| h.id.as_str()).collect();
     let states: Vec<_> = hosts.iter().map(|h| h.state.clone()).collect();
@@ -169,10 +177,28 @@ pub fn analyze(snapshot: &Snapshot, primary: usize) -> Vec<Finding> {
                     ),
                 )
             } else if !still.is_empty() {
-                (
-                    Code::UnreachablePrimary,
-                    format!("{seen}, but {} still replicate from it", still.join(", ")),
-                )
+                let lagging = reachable.iter().filter(|&&i| !lost_it(i)).all(|&i| {
+                    hosts[i]
+                        .state
+                        .info()
+                        .and_then(|inf| inf.replication.as_ref())
+                        .and_then(|r| r.seconds_behind)
+                        .is_some_and(|l| l > max_lag_secs)
+                });
+                if lagging {
+                    (
+                        Code::UnreachablePrimaryWithLaggingReplicas,
+                        format!(
+                            "{seen}; {} still replicate from it but lag beyond {max_lag_secs}s",
+                            still.join(", ")
+                        ),
+                    )
+                } else {
+                    (
+                        Code::UnreachablePrimary,
+                        format!("{seen}, but {} still replicate from it", still.join(", ")),
+                    )
+                }
             } else if reachable.len() < replicas.len() {
                 (
                     Code::DeadPrimaryAndSomeReplicas,
@@ -282,7 +308,7 @@ fn rank(code: Code) -> u8 {
         Code::DeadPrimary | Code::DeadPrimaryAndSomeReplicas => 0,
         Code::TwoWritablePrimaries => 1,
         Code::DeadPrimaryAndReplicas | Code::DeadPrimaryWithoutReplicas => 2,
-        Code::UnreachablePrimary => 3,
+        Code::UnreachablePrimary | Code::UnreachablePrimaryWithLaggingReplicas => 3,
         Code::DeadIntermediateSource | Code::DeadIntermediateSourceAndSomeReplicas => 4,
         Code::WritableReplica => 5,
         Code::AllReplicasNotReplicating => 6,
@@ -312,7 +338,7 @@ mod tests {
             &Policy::default(),
             8,
         ));
-        analyze(&snapshot, 0)
+        analyze(&snapshot, 0, 10)
             .into_iter()
             .map(|f| (f.code, f.host, f.evidence))
             .collect()
@@ -342,6 +368,16 @@ mod tests {
                 "only orch lost the primary",
                 |s| s.partition_from_orch(host_address(0)),
                 &[(UnreachablePrimary, "h0", Ambiguous)],
+            ),
+            (
+                "only orch lost the primary, and the replicas lag",
+                |s| {
+                    s.partition_from_orch(host_address(0));
+                    s.set_lag(host_address(1), 20);
+                    s.set_lag(host_address(2), 20);
+                    s.write(host_address(0), 30).unwrap();
+                },
+                &[(UnreachablePrimaryWithLaggingReplicas, "h0", Ambiguous)],
             ),
             (
                 "primary and one replica killed",

@@ -98,6 +98,10 @@ impl<E: Executor> Watcher<E> {
         })
     }
 
+    fn max_lag(&self) -> u64 {
+        self.policy.failover.promote.max_lag.as_secs()
+    }
+
     /// The index of the host held to be the primary.
     pub fn primary_index(&self) -> usize {
         self.primary
@@ -194,7 +198,7 @@ impl<E: Executor> Watcher<E> {
         let snapshot = self.observe().await;
         self.follow_primary(&snapshot)?;
         self.fence_returning(&snapshot, stop).await?;
-        let findings = analyze(&snapshot, self.primary);
+        let findings = analyze(&snapshot, self.primary, self.max_lag());
         // An episode ends when its finding is gone.
         let now_keys: HashSet<(Code, String)> =
             findings.iter().map(|f| (f.code, f.host.clone())).collect();
@@ -242,7 +246,7 @@ impl<E: Executor> Watcher<E> {
             Evidence::Certain => {
                 // One confirming probe.
                 let again = self.observe().await;
-                if !analyze(&again, self.primary)
+                if !analyze(&again, self.primary, self.max_lag())
                     .iter()
                     .any(|g| g.code == f.code && g.host == f.host)
                 {
@@ -396,18 +400,41 @@ impl<E: Executor> Watcher<E> {
             .filter(|&i| snapshot.hosts[i].state.info().is_some())
             .collect();
         for i in back {
+            // What it has that the primary lacks (written after the last replica got its
+            // events): reported, never replicated.
+            let theirs = snapshot.hosts[i]
+                .state
+                .info()
+                .and_then(|x| x.gtid.executed());
+            let ours = snapshot.hosts[self.primary]
+                .state
+                .info()
+                .and_then(|x| x.gtid.executed());
+            let extra = match (theirs, ours) {
+                (Some(t), Some(o)) => t.missing_from(&o).ok().filter(|m| !m.is_empty()),
+                _ => None,
+            };
+            let extra = extra.map_or(String::new(), |m| {
+                format!(
+                    "; it holds transactions {} lacks (reported, never replicated): {m}",
+                    self.id(self.primary)
+                )
+            });
             if snapshot.hosts[i].state.info().is_some_and(|x| x.read_only) {
                 log(
                     self.cluster(),
                     &format!(
-                        "former primary {} answers again, read_only: it stays out",
+                        "former primary {} answers again, read_only: it stays out{extra}",
                         self.id(i)
                     ),
                 );
                 self.to_fence.remove(&i);
                 continue;
             }
-            let detection = format!("former primary {} answers again, writable", self.id(i));
+            let detection = format!(
+                "former primary {} answers again, writable{extra}",
+                self.id(i)
+            );
             let done = self
                 .locked(
                     stop,
@@ -473,7 +500,7 @@ impl<E: Executor> Watcher<E> {
         };
         let (code, host) = (f.code, f.host.clone());
         let still = move |w: &Watcher<E>, fresh: &Snapshot| {
-            analyze(fresh, w.primary)
+            analyze(fresh, w.primary, w.max_lag())
                 .iter()
                 .any(|g| g.code == code && g.host == host)
         };
@@ -984,6 +1011,51 @@ mod tests {
             state.current_primary.as_deref(),
             Some("h1" | "h2")
         ));
+    }
+
+    /// The former primary wrote two transactions no replica received, then died; after the
+    /// failover it restarts writable: fenced, and its two transactions are named.
+    #[tokio::test(start_paused = true)]
+    async fn a_returning_primary_is_fenced_and_its_lost_transactions_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = star();
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let stop = Arc::new(AtomicBool::new(false));
+                let task = tokio::task::spawn_local(watcher(&sim, dir.path()).run(stop.clone()));
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                sim.stop_io(host_address(1));
+                sim.stop_io(host_address(2));
+                sim.write(host_address(0), 2).unwrap();
+                sim.kill(host_address(0));
+                for _ in 0..300 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    sim.tick();
+                }
+                assert!(converged(&sim).is_some_and(|p| p != 0), "failed over");
+                sim.restart(host_address(0));
+                sim.set_read_only(host_address(0), false);
+                for _ in 0..300 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    sim.tick();
+                }
+                stop.store(true, Ordering::SeqCst);
+                task.await.unwrap();
+            })
+            .await;
+        assert!(sim.server(host_address(0)).unwrap().read_only, "fenced");
+        let store = Store::open(dir.path()).unwrap();
+        let runs = store.runs(&crate::state::RunFilter::default()).unwrap();
+        let fence = store.run(runs[0].id).unwrap().unwrap();
+        let detection = fence.detail.unwrap()["detection"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            detection.contains("answers again, writable") && detection.contains("lacks"),
+            "{detection}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
