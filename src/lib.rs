@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod discover;
 pub mod executor;
 pub mod gtid;
+pub mod hooks;
 pub mod observe;
 pub mod plan;
 pub mod render;

@@ -207,7 +207,7 @@ impl<E: Executor> Watcher<E> {
         self.said
             .retain(|k| live.iter().any(|l| k.starts_with(l.as_str())));
         for f in &findings {
-            self.once(
+            let first = self.once(
                 finding_key(f),
                 &format!(
                     "{} {} ({}): {}",
@@ -217,6 +217,19 @@ impl<E: Executor> Watcher<E> {
                     f.detail
                 ),
             );
+            if first && f.code.actionable() && !self.policy.hooks.on_detect.is_empty() {
+                let mut values = self.values(f.code.name(), &f.detail);
+                self.set_host(&mut values, "failed", &f.host);
+                let runs = crate::hooks::run(
+                    "on_detect",
+                    &self.policy.hooks.on_detect,
+                    &values,
+                    self.policy.hooks.timeout,
+                    false,
+                )
+                .await;
+                self.log_hooks(&runs);
+            }
         }
         // For at most one poll interval after it is first seen.
         let mut settling = false;
@@ -309,6 +322,7 @@ impl<E: Executor> Watcher<E> {
                     })
                 },
                 &detection,
+                None,
             )
             .await?;
         if outcome != Some(Outcome::Succeeded) {
@@ -444,6 +458,7 @@ impl<E: Executor> Watcher<E> {
                             .then(|| w.fence_recovery(fresh, i, "the former primary answers again"))
                     },
                     &detection,
+                    None,
                 )
                 .await?;
             if done == Some(Outcome::Succeeded) {
@@ -521,6 +536,7 @@ impl<E: Executor> Watcher<E> {
                     })
                 },
                 &detection,
+                None,
             )
             .await?;
             return Ok(());
@@ -540,6 +556,7 @@ impl<E: Executor> Watcher<E> {
                         .then(|| w.fence_recovery(fresh, x, "writable beside the primary"))
                 },
                 &detection,
+                None,
             )
             .await?;
             return Ok(());
@@ -610,6 +627,7 @@ impl<E: Executor> Watcher<E> {
                         .then(|| recover(&w.desired, fresh, &w.policy, x, None, dead_primary))
                 },
                 &detection,
+                dead_primary.then_some(f.code.name()),
             )
             .await?;
         if outcome == Some(Outcome::Succeeded) && dead_primary {
@@ -634,6 +652,7 @@ impl<E: Executor> Watcher<E> {
         stop: &Arc<AtomicBool>,
         decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
         detection: &str,
+        failover: Option<&str>,
     ) -> anyhow::Result<Option<Outcome>> {
         let lock = match self.store.lock(self.cluster(), &Who::current(), LOCK_TTL) {
             Ok(lock) => lock,
@@ -664,6 +683,54 @@ impl<E: Executor> Watcher<E> {
             Some(Ok(r)) => r,
         };
         let decision = decision_text(&recovery);
+        // The failover hooks know everything decided, the successor included.
+        let values = failover.map(|event| {
+            let mut v = self.values(event, detection);
+            self.set_host(&mut v, "failed", &recovery.dead);
+            self.set_host(&mut v, "successor", &recovery.successor);
+            let lost: Vec<&str> = recovery.plan.lost.iter().map(|l| l.host.as_str()).collect();
+            v.set("lost", lost.join(","));
+            v
+        });
+        if let (Some(values), Some(event)) = (&values, failover) {
+            // Aborted once by a pre hook: not again until this failure clears.
+            let aborted = format!("{event}/{}/pre_failover", recovery.dead);
+            if self.said.contains(&aborted) {
+                lock.release()?;
+                return Ok(None);
+            }
+            let pre = crate::hooks::run(
+                "pre_failover",
+                &self.policy.hooks.pre_failover,
+                values,
+                self.policy.hooks.timeout,
+                true,
+            )
+            .await;
+            self.log_hooks(&pre);
+            if let Some(bad) = pre.iter().find(|h| !h.ok()) {
+                self.said.insert(aborted);
+                let why = format!(
+                    "aborted by the pre_failover hook `{}` ({}): nothing changed",
+                    bad.command,
+                    hook_result(bad)
+                );
+                log(self.cluster(), &why);
+                let post = crate::hooks::run(
+                    "post_unsuccessful_failover",
+                    &self.policy.hooks.post_unsuccessful_failover,
+                    values,
+                    self.policy.hooks.timeout,
+                    false,
+                )
+                .await;
+                self.log_hooks(&post);
+                let hooks: Vec<_> = pre.into_iter().chain(post).collect();
+                self.record_refusal_with(detection, &why, None, &hooks)?;
+                lock.release()?;
+                return Ok(None);
+            }
+        }
         log(self.cluster(), &format!("recovering: {decision}"));
         let observed =
             Observed::from_snapshot(&self.desired, &fresh).map_err(anyhow::Error::msg)?;
@@ -705,7 +772,84 @@ impl<E: Executor> Watcher<E> {
                 run.0
             ),
         );
+        if let Some(values) = &values {
+            let (hook, commands) = if outcome == Outcome::Succeeded {
+                ("post_failover", &self.policy.hooks.post_failover)
+            } else {
+                (
+                    "post_unsuccessful_failover",
+                    &self.policy.hooks.post_unsuccessful_failover,
+                )
+            };
+            let post =
+                crate::hooks::run(hook, commands, values, self.policy.hooks.timeout, false).await;
+            self.log_hooks(&post);
+            if !post.is_empty() {
+                // Never silent: the hooks' results go into the run, and a failed one marks it.
+                if let Some(mut detail) = self.store.run(run)?.and_then(|r| r.detail) {
+                    detail["hooks"] = serde_json::to_value(&post)?;
+                    self.store.set_run_detail(run, &detail)?;
+                }
+                if let Some(bad) = post.iter().find(|h| !h.ok()) {
+                    let note = format!(
+                        "completed, hook failed: {hook} `{}` ({})",
+                        bad.command,
+                        hook_result(bad)
+                    );
+                    let summary = self
+                        .store
+                        .run(run)?
+                        .and_then(|r| r.run.summary)
+                        .unwrap_or_default();
+                    self.store.finish_run(
+                        run,
+                        outcome,
+                        Some(&note),
+                        &format!("{summary}; {note}"),
+                    )?;
+                    log(self.cluster(), &note);
+                }
+            }
+        }
         Ok(Some(outcome))
+    }
+
+    /// The placeholder values every hook of this cluster knows.
+    fn values(&self, event: &str, reason: &str) -> crate::hooks::Values {
+        let mut v = crate::hooks::Values::default();
+        v.set("cluster", self.cluster())
+            .set("event", event)
+            .set("reason", reason)
+            .set("time", crate::state::utc(crate::state::now_millis()));
+        v
+    }
+
+    /// `{role}`, `{role_address}` and `{role_dc}` for host `id`.
+    fn set_host(&self, v: &mut crate::hooks::Values, role: &'static str, id: &str) {
+        let (address, dc): (&'static str, &'static str) = match role {
+            "failed" => ("failed_address", "failed_dc"),
+            _ => ("successor_address", "successor_dc"),
+        };
+        v.set(role, id);
+        if let Some(h) = self.desired.hosts.iter().find(|h| h.id == id) {
+            v.set(address, h.address.to_string());
+            v.set(dc, h.dc.clone().unwrap_or_default());
+        }
+    }
+
+    fn log_hooks(&self, runs: &[crate::hooks::HookRun]) {
+        for h in runs {
+            log(
+                self.cluster(),
+                &format!(
+                    "hook {} `{}`: {} in {} ms",
+                    h.hook,
+                    h.command,
+                    hook_result(h),
+                    h.millis
+                ),
+            );
+        }
     }
 
     /// A detection orch did not act on, in the history.
@@ -714,6 +858,17 @@ impl<E: Executor> Watcher<E> {
         detection: &str,
         why: &str,
         no: Option<&NoRecovery>,
+    ) -> anyhow::Result<()> {
+        self.record_refusal_with(detection, why, no, &[])
+    }
+
+    /// As [`Watcher::record_refusal`], with the hooks that ran.
+    fn record_refusal_with(
+        &self,
+        detection: &str,
+        why: &str,
+        no: Option<&NoRecovery>,
+        hooks: &[crate::hooks::HookRun],
     ) -> anyhow::Result<()> {
         let run = self.store.begin_run(NewRun {
             kind: RunKind::Recovery,
@@ -725,6 +880,9 @@ impl<E: Executor> Watcher<E> {
         let mut detail = serde_json::json!({"detection": detection, "decision": why});
         if let Some(no) = no {
             detail["considered"] = serde_json::to_value(&no.considered)?;
+        }
+        if !hooks.is_empty() {
+            detail["hooks"] = serde_json::to_value(hooks)?;
         }
         self.store.set_run_detail(run, &detail)?;
         let outcome = if self.dry_run {
@@ -882,6 +1040,15 @@ pub fn decision_text(r: &Recovery) -> String {
         s.push_str(&format!("; lost: {}", lost.join(", ")));
     }
     s
+}
+
+/// A hook's result in a few words.
+fn hook_result(h: &crate::hooks::HookRun) -> String {
+    match (h.exit_code, h.timed_out) {
+        (_, true) => "timed out, killed".into(),
+        (Some(code), _) => format!("exit {code}"),
+        (None, _) => format!("did not run: {}", h.output.trim()),
+    }
 }
 
 fn finding_key(f: &Finding) -> String {

@@ -589,3 +589,55 @@ fn reconcile_repair_restarts_and_moves_replicas_back() {
     watch.stop();
     sb.down();
 }
+
+/// Failover hooks: a failing `pre_failover` aborts the failover (nothing changed, recorded,
+/// `post_unsuccessful_failover` runs, once); once it passes, the failover runs, the hooks see
+/// the successor chosen, and a failing `post_failover` marks the run "completed, hook
+/// failed" instead of vanishing.
+#[test]
+fn failover_hooks_abort_inform_and_are_never_silent() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let log = sb.dir.join("hooks.log");
+    let gate = sb.dir.join("allow-failover");
+    let hooks = format!(
+        "hooks:\n  pre_failover:\n    - 'echo pre {{failed}} {{successor}} >> {log}; test -e {gate}'\n  post_failover:\n    - 'echo post {{failed}} {{successor}} {{successor_address}} $ORCH_CLUSTER >> {log}'\n    - 'exit 7'\n  post_unsuccessful_failover:\n    - 'echo unsuccessful {{failed}} >> {log}'\n  timeout: 5s\n",
+        log = log.display(),
+        gate = gate.display()
+    );
+    let policy = write_policy(&sb, &hooks);
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    watch.wait_for("aborted by the pre_failover hook", 20);
+    assert_eq!(read_only(&sb, 2), "1");
+    assert_eq!(read_only(&sb, 3), "1");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("pre node1 node"), "{text}");
+    assert!(text.contains("unsuccessful node1"), "{text}");
+    watch.stop();
+
+    // Allowed now: a new watcher (a new episode) fails over; the second post hook fails.
+    std::fs::write(&gate, "").unwrap();
+    let watch = Watch::start(&file, &state);
+    watch.wait_for("completed, hook failed", 20);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let post = text.lines().find(|l| l.starts_with("post ")).unwrap();
+    let new = if read_only(&sb, 2) == "0" { 2 } else { 3 };
+    assert_eq!(
+        post,
+        format!("post node1 node{new} {} sandbox", sb.address(new))
+    );
+    let h = history(&state);
+    let run = &h["runs"][0];
+    assert_eq!(run["outcome"], "succeeded", "{h}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("completed, hook failed: post_failover `exit 7` (exit 7)"),
+        "{h}"
+    );
+    watch.stop();
+    sb.down();
+}
