@@ -113,11 +113,35 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
             .wait_relay_log
             .max(Duration::from_secs(10)),
     };
+    let rt = super::runtime()?;
+    // A switchover's hooks: the old and the new primary are known from the steps.
+    let hook_values = switchover_values(&plan, &planned);
+    if let Some(values) = &hook_values {
+        let hooks = &planned.policy.hooks;
+        let pre = rt.block_on(crate::hooks::run(
+            "pre_switchover",
+            &hooks.pre_switchover,
+            values,
+            hooks.timeout,
+            true,
+        ));
+        if let Some(bad) = pre.iter().find(|h| !h.ok()) {
+            let why = format!(
+                "aborted by the pre_switchover hook `{}` (exit {}): nothing was changed",
+                bad.command,
+                bad.exit_code
+                    .map_or("none: killed or not run".into(), |c| c.to_string())
+            );
+            store.set_run_detail(run, &serde_json::json!({ "hooks": pre }))?;
+            store.finish_run(run, Outcome::Failed, Some(&why), "aborted by a hook")?;
+            lock.release()?;
+            bail!("{why} (orch history {})", run.0);
+        }
+    }
     let sql = super::plan::step_sql_for(&planned);
     let stop = Arc::new(AtomicBool::new(false));
     let bar = (args.format == Format::Human && std::io::stderr().is_terminal())
         .then(|| progress_bar(plan.steps.len()));
-    let rt = super::runtime()?;
     let finished = rt.block_on(async {
         let watcher = {
             let stop = stop.clone();
@@ -169,6 +193,31 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         error,
     } = finished;
     lock.release()?;
+    let mut error = error;
+    if let Some(values) = hook_values.filter(|_| outcome == Outcome::Succeeded) {
+        let hooks = &planned.policy.hooks;
+        let post = rt.block_on(crate::hooks::run(
+            "post_switchover",
+            &hooks.post_switchover,
+            &values,
+            hooks.timeout,
+            false,
+        ));
+        if !post.is_empty() {
+            store.set_run_detail(run, &serde_json::json!({ "hooks": post }))?;
+        }
+        if let Some(bad) = post.iter().find(|h| !h.ok()) {
+            let note = format!(
+                "completed, hook failed: post_switchover `{}` (exit {})",
+                bad.command,
+                bad.exit_code
+                    .map_or("none: killed or not run".into(), |c| c.to_string())
+            );
+            store.finish_run(run, outcome, Some(&note), &format!("{summary}; {note}"))?;
+            eprintln!("{note}");
+            error = Some(note);
+        }
+    }
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => writeln!(
@@ -193,6 +242,40 @@ fn outcome_name(o: Outcome) -> &'static str {
         Outcome::Failed => "failed",
         Outcome::Interrupted => "interrupted",
     }
+}
+
+/// The hook values of a plan that switches the primary over (None when it does not): the
+/// fenced old primary is `{failed}`, the promoted server `{successor}`.
+fn switchover_values(plan: &Plan, planned: &super::plan::Planned) -> Option<crate::hooks::Values> {
+    let old = plan
+        .steps
+        .iter()
+        .find(|s| matches!(s.action, crate::step::Action::Fence { kill_writers: true }))?;
+    let new = plan
+        .steps
+        .iter()
+        .find(|s| matches!(s.action, crate::step::Action::Promote))?;
+    let dc = |id: &str| {
+        planned
+            .desired
+            .hosts
+            .iter()
+            .find(|h| h.id == id)
+            .and_then(|h| h.dc.clone())
+            .unwrap_or_default()
+    };
+    let mut v = crate::hooks::Values::default();
+    v.set("cluster", plan.cluster.clone())
+        .set("event", "switchover")
+        .set("failed", old.host.clone())
+        .set("failed_address", old.address.to_string())
+        .set("failed_dc", dc(&old.host))
+        .set("successor", new.host.clone())
+        .set("successor_address", new.address.to_string())
+        .set("successor_dc", dc(&new.host))
+        .set("reason", format!("orch apply by {}", Who::current().user))
+        .set("time", state::utc(state::now_millis()));
+    Some(v)
 }
 
 /// Terraform's question: only `yes` proceeds; no terminal, no question, no apply.

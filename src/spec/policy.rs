@@ -113,6 +113,10 @@ pub struct Hooks {
     pub pre_failover: Vec<String>,
     pub post_failover: Vec<String>,
     pub post_unsuccessful_failover: Vec<String>,
+    /// Before `orch apply` runs a switchover: a non-zero exit aborts the apply.
+    pub pre_switchover: Vec<String>,
+    /// After `orch apply` ran a switchover.
+    pub post_switchover: Vec<String>,
     /// URLs that receive each event as a JSON POST.
     pub webhooks: Vec<String>,
     /// A hook still running after this is killed (and counts as failed).
@@ -161,6 +165,8 @@ const HOOK_KEYS: &[&str] = &[
     "pre_failover",
     "post_failover",
     "post_unsuccessful_failover",
+    "pre_switchover",
+    "post_switchover",
     "webhooks",
     "timeout",
 ];
@@ -317,6 +323,8 @@ fn decode_hooks(dec: &mut Decoder, node: &Node, h: &mut Hooks) {
                     "on_detect" => h.on_detect = list,
                     "pre_failover" => h.pre_failover = list,
                     "post_failover" => h.post_failover = list,
+                    "pre_switchover" => h.pre_switchover = list,
+                    "post_switchover" => h.post_switchover = list,
                     _ => h.post_unsuccessful_failover = list,
                 }
             }

@@ -242,3 +242,42 @@ fn switchover_under_write_load() {
     );
     sb.down();
 }
+
+/// `pre_switchover` and `post_switchover` hooks: a failing pre hook aborts the apply with
+/// nothing changed; a passing one lets it run, and the post hook sees who was replaced by
+/// whom.
+#[test]
+fn switchover_hooks_abort_and_inform() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let log = sb.dir.join("hooks.log");
+    let gate = sb.dir.join("allow");
+    std::fs::write(
+        sb.dir.join("hooked.yaml"),
+        format!(
+            "hooks:\n  pre_switchover:\n    - 'test -e {gate}'\n  post_switchover:\n    - 'echo {{event}} {{failed}} {{successor}} {{successor_address}} >> {log}'\n",
+            gate = gate.display(),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let file = write_topology(&sb, "switchover.yaml", &[Some(2), None, Some(2)]);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("policy: safe", "policy: hooked.yaml");
+    std::fs::write(&file, text).unwrap();
+    let state = state_dir(&sb);
+    let before = shape(&sb, 3);
+    let (code, out, err) = orch(&["apply", &file, "--auto-approve", "--state", &state]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("aborted by the pre_switchover hook"), "{err}");
+    assert_eq!(shape(&sb, 3), before, "nothing changed");
+
+    std::fs::write(&gate, "").unwrap();
+    let (code, out, err) = orch(&["apply", &file, "--auto-approve", "--state", &state]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("switchover node1 node2 {}\n", sb.address(2))
+    );
+    sb.down();
+}
