@@ -293,7 +293,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__downtime)
-            opts="-h -V --for --reason --end --state --help --version"
+            opts="-h -V --cluster --for --reason --end --state --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

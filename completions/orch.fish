@@ -106,6 +106,7 @@ complete -c orch -n "__fish_orch_using_subcommand failover" -s V -l version -d '
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l for -d 'How long (e.g. 30m, 2h)' -r
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l reason -d 'Why (recorded, shown in watch\'s log)' -r
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l state -d 'orch\'s state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else ~/.local/state/orch]' -r -F
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l cluster -d 'The whole cluster instead of one host'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l end -d 'End the downtime of HOST (or the cluster\'s) now'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -s V -l version -d 'Print version'

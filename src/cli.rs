@@ -247,8 +247,12 @@ pub enum CliCommand {
     /// the downtime ends or expires. Without --for or --end, lists the downtimes.
     Downtime {
         file: PathBuf,
-        /// The host (its id in the file); without it, the whole cluster.
+        /// The host (its id in the file).
+        #[arg(conflicts_with = "cluster")]
         host: Option<String>,
+        /// The whole cluster instead of one host.
+        #[arg(long)]
+        cluster: bool,
         /// How long (e.g. 30m, 2h).
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration_arg,
               requires = "reason", conflicts_with = "end")]

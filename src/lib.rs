@@ -126,18 +126,24 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         CliCommand::Downtime {
             file,
             host,
+            cluster,
             length,
             reason,
             end,
             state,
-        } => cmd::downtime::run(
-            &file,
-            host.as_deref(),
-            length,
-            reason.as_deref(),
-            end,
-            state,
-        ),
+        } => {
+            if (length.is_some() || end) && host.is_none() && !cluster {
+                anyhow::bail!("name a HOST, or pass --cluster for the whole cluster");
+            }
+            cmd::downtime::run(
+                &file,
+                host.as_deref(),
+                length,
+                reason.as_deref(),
+                end,
+                state,
+            )
+        }
         CliCommand::Completions { shell } => {
             let mut out = Vec::new();
             write_completions(shell, &mut out);
