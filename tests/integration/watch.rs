@@ -421,6 +421,24 @@ fn a_downtimed_primary_is_left_alone_until_the_downtime_ends() {
         list.contains("node1 until") && list.contains("kernel upgrade"),
         "{list}"
     );
+    // The whole cluster, then ended; --end without HOST or --cluster is refused.
+    orch_ok(&[
+        "downtime",
+        &file,
+        "--cluster",
+        "--for",
+        "1h",
+        "--reason",
+        "dc move",
+        "--state",
+        &state,
+    ]);
+    let list = orch_ok(&["downtime", &file, "--state", &state]);
+    assert!(list.contains("the whole cluster until"), "{list}");
+    orch_ok(&["downtime", &file, "--cluster", "--end", "--state", &state]);
+    let (code, _, err) = orch(&["downtime", &file, "--end", "--state", &state]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--cluster"), "{err}");
     let watch = Watch::start(&file, &state);
     orch_ok(&["sandbox", "kill", sb.d(), "1"]);
     watch.wait_for("node1 is downtimed", 20);
