@@ -204,8 +204,13 @@ impl<E: Executor> Watcher<E> {
             findings.iter().map(|f| (f.code, f.host.clone())).collect();
         self.seen.retain(|k, _| now_keys.contains(k));
         let live: HashSet<String> = findings.iter().map(finding_key).collect();
-        self.said
-            .retain(|k| live.iter().any(|l| k.starts_with(l.as_str())));
+        // Things said about a finding go with it; about former primaries and drift, they
+        // are cleared where those end.
+        self.said.retain(|k| {
+            k.starts_with("former/")
+                || k.starts_with("reconcile/")
+                || live.iter().any(|l| k.starts_with(l.as_str()))
+        });
         for f in &findings {
             let first = self.once(
                 finding_key(f),
@@ -293,6 +298,7 @@ impl<E: Executor> Watcher<E> {
             return Ok(());
         }
         let Some(plan) = self.drift_plan(snapshot) else {
+            self.said.retain(|k| !k.starts_with("reconcile/"));
             return Ok(());
         };
         if let Err(why) = plan {
@@ -323,6 +329,7 @@ impl<E: Executor> Watcher<E> {
                 },
                 &detection,
                 None,
+                "reconcile/run",
             )
             .await?;
         if outcome != Some(Outcome::Succeeded) {
@@ -459,6 +466,7 @@ impl<E: Executor> Watcher<E> {
                     },
                     &detection,
                     None,
+                    &format!("former/{}", self.id(i)),
                 )
                 .await?;
             if done == Some(Outcome::Succeeded) {
@@ -537,6 +545,7 @@ impl<E: Executor> Watcher<E> {
                 },
                 &detection,
                 None,
+                &key,
             )
             .await?;
             return Ok(());
@@ -557,6 +566,7 @@ impl<E: Executor> Watcher<E> {
                 },
                 &detection,
                 None,
+                &key,
             )
             .await?;
             return Ok(());
@@ -628,6 +638,7 @@ impl<E: Executor> Watcher<E> {
                 },
                 &detection,
                 dead_primary.then_some(f.code.name()),
+                &key,
             )
             .await?;
         if outcome == Some(Outcome::Succeeded) && dead_primary {
@@ -653,11 +664,12 @@ impl<E: Executor> Watcher<E> {
         decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
         detection: &str,
         failover: Option<&str>,
+        key: &str,
     ) -> anyhow::Result<Option<Outcome>> {
         let lock = match self.store.lock(self.cluster(), &Who::current(), LOCK_TTL) {
             Ok(lock) => lock,
             Err(e) => {
-                self.once(format!("lock/{detection}"), &format!("not acting now: {e}"));
+                self.once(format!("{key}/lock"), &format!("not acting now: {e}"));
                 return Ok(None);
             }
         };
@@ -674,7 +686,7 @@ impl<E: Executor> Watcher<E> {
             }
             Some(Err(no)) => {
                 let why = format!("no recovery: {no}");
-                if self.once(format!("{detection}/norecovery"), &why) {
+                if self.once(format!("{key}/norecovery"), &why) {
                     self.record_refusal(detection, &why, Some(&no))?;
                 }
                 lock.release()?;
