@@ -1259,6 +1259,43 @@ mod tests {
         assert!(took <= Duration::from_secs(7), "{took:?}");
     }
 
+    /// No replica may be promoted: nothing changes, and the refusal is recorded once for
+    /// the whole outage, not at every poll.
+    #[tokio::test(start_paused = true)]
+    async fn no_candidate_is_recorded_once_per_outage() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = star();
+        let mut t = topology(&[None, Some(0), Some(0)]);
+        for h in &mut t.hosts[1..] {
+            h.promotion = crate::spec::Promotion::MustNot;
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let w = Watcher::new(t, Policy::default(), Vec::new(), sim.clone(), store, false).unwrap();
+        let local = tokio::task::LocalSet::new();
+        let took = local
+            .run_until(scenario(
+                sim.clone(),
+                w,
+                Duration::from_secs(2),
+                |s| s.kill(host_address(0)),
+                Duration::from_secs(20),
+            ))
+            .await;
+        assert_eq!(took, None);
+        let runs = Store::open(dir.path())
+            .unwrap()
+            .runs(&crate::state::RunFilter::default())
+            .unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert!(
+            runs[0]
+                .summary
+                .as_deref()
+                .is_some_and(|s| s.contains("no replica of h0 can be promoted")),
+            "{runs:?}"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_primary_only_orch_lost_is_never_replaced() {
         let dir = tempfile::tempdir().unwrap();
