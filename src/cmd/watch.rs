@@ -32,7 +32,9 @@ pub fn run(
     local.block_on(&rt, async {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
+        let mut execs = Vec::new();
         for w in watchers {
+            execs.push(w.exec.clone());
             tasks.push(tokio::task::spawn_local(w.run(stop.clone())));
         }
         use tokio::signal::unix::{SignalKind, signal};
@@ -46,6 +48,9 @@ pub fn run(
         stop.store(true, Ordering::SeqCst);
         for t in tasks {
             let _ = t.await;
+        }
+        for e in execs {
+            e.close().await;
         }
         anyhow::Ok(())
     })?;
@@ -67,7 +72,10 @@ pub fn watcher(
             sha256: f.sha256,
         })
         .collect();
-    let exec = Arc::new(MysqlExecutor::for_changes(&topology, &policy, observe)?);
+    // Connections are kept between observations and steps: a recovery's steps each observe
+    // their server twice, and a handshake per observation was most of a step.
+    let exec =
+        Arc::new(MysqlExecutor::for_changes(&topology, &policy, observe)?.keeping_connections());
     let store = Store::open(state_dir)?;
     Watcher::new(topology, policy, files, exec, store, dry_run)
 }

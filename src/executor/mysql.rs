@@ -92,8 +92,11 @@ impl MysqlExecutor {
             .kept
             .as_ref()
             .and_then(|k| k.lock().expect("not poisoned").remove(address));
+        // A healthy server answers a ping at once; one that does not within a moment gets a
+        // fresh connection, which classifies how it fails.
+        let ping = self.options.read_timeout.min(Duration::from_millis(500));
         if let Some(mut conn) = kept
-            && let Ok(Ok(())) = timeout(self.options.read_timeout, conn.ping()).await
+            && let Ok(Ok(())) = timeout(ping, conn.ping()).await
         {
             return Ok(conn);
         }
