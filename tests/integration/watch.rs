@@ -455,7 +455,7 @@ fn a_downtimed_primary_is_left_alone_until_the_downtime_ends() {
     sb.down();
 }
 
-/// An nftables table that drops new TCP connections to one server from every user but
+/// An nftables table that drops every TCP packet to one server from every user but
 /// `mysql` (the servers run as mysql): orch is cut off, the replicas are not. Deleted on
 /// drop, even when the test fails.
 struct CutOff {
@@ -491,7 +491,7 @@ impl CutOff {
         let rules = format!(
             "add table inet {table}\n\
              add chain inet {table} out {{ type filter hook output priority 0; }}\n\
-             add rule inet {table} out ip daddr {ip} tcp dport {port} meta skuid != mysql ct state new drop\n"
+             add rule inet {table} out ip daddr {ip} tcp dport {port} meta skuid != mysql drop\n"
         );
         let cut = CutOff { table };
         assert!(nft(&["-f", "-"], &rules), "nft refused:\n{rules}");
