@@ -134,14 +134,10 @@ async fn run_one(hook: &str, command: &str, values: &Values, timeout: Duration) 
     };
     let pgid = child.id().map(|p| p as i32);
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    // Both pipes at once: a hook that fills one while orch waits on the other would
+    // otherwise block until its timeout.
     let read = async {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_end(&mut a).await;
-        }
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_end(&mut b).await;
-        }
+        let (mut a, b) = tokio::join!(drain(out.as_mut()), drain(err.as_mut()));
         a.extend(b);
         a
     };
@@ -165,6 +161,15 @@ async fn run_one(hook: &str, command: &str, values: &Values, timeout: Duration) 
             done(None, true, format!("killed after {timeout:?}"))
         }
     }
+}
+
+/// Everything a pipe says until it closes.
+async fn drain(pipe: Option<&mut (impl tokio::io::AsyncRead + Unpin)>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(p) = pipe {
+        let _ = p.read_to_end(&mut buf).await;
+    }
+    buf
 }
 
 #[cfg(test)]
@@ -202,6 +207,31 @@ mod tests {
         assert_eq!(runs[0].output, "shop db2\n");
         assert!(runs[0].ok());
         assert_eq!(runs[1].exit_code, Some(3));
+    }
+
+    /// A hook that writes more than a pipe holds to stderr before closing stdout is not
+    /// blocked by orch reading stdout first.
+    #[tokio::test]
+    async fn a_hook_writing_much_to_stderr_finishes() {
+        let runs = run(
+            "post_failover",
+            &["head -c 200000 /dev/zero >&2; echo done".into()],
+            &Values::default(),
+            Duration::from_secs(5),
+            false,
+        )
+        .await;
+        assert!(
+            runs[0].ok() && !runs[0].timed_out,
+            "{:?}",
+            runs[0].exit_code
+        );
+        assert!(runs[0].output.starts_with("done\n"));
+        assert_eq!(
+            runs[0].output.len(),
+            OUTPUT_KEPT,
+            "stdout, then stderr, cut"
+        );
     }
 
     #[tokio::test]
