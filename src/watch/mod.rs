@@ -1131,29 +1131,34 @@ mod tests {
         fault: impl FnOnce(&Simulator),
         until: Duration,
     ) -> Option<Duration> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::task::spawn_local(w.run(stop.clone()));
-        let start = Instant::now();
-        let mut fault = Some(fault);
-        let mut faulted_at = None;
-        let mut converged_after = None;
-        while start.elapsed() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            sim.tick();
-            if faulted_at.is_none() && start.elapsed() >= at {
-                (fault.take().unwrap())(&sim);
-                faulted_at = Some(Instant::now());
-            }
-            if let Some(f) = faulted_at
-                && converged_after.is_none()
-                && converged(&sim).is_some_and(|p| p != 0)
-            {
-                converged_after = Some(f.elapsed());
-            }
-        }
-        stop.store(true, Ordering::SeqCst);
-        task.await.unwrap();
-        converged_after
+        // The watcher's sentinels are local tasks.
+        tokio::task::LocalSet::new()
+            .run_until(async move {
+                let stop = Arc::new(AtomicBool::new(false));
+                let task = tokio::task::spawn_local(w.run(stop.clone()));
+                let start = Instant::now();
+                let mut fault = Some(fault);
+                let mut faulted_at = None;
+                let mut converged_after = None;
+                while start.elapsed() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    sim.tick();
+                    if faulted_at.is_none() && start.elapsed() >= at {
+                        (fault.take().unwrap())(&sim);
+                        faulted_at = Some(Instant::now());
+                    }
+                    if let Some(f) = faulted_at
+                        && converged_after.is_none()
+                        && converged(&sim).is_some_and(|p| p != 0)
+                    {
+                        converged_after = Some(f.elapsed());
+                    }
+                }
+                stop.store(true, Ordering::SeqCst);
+                task.await.unwrap();
+                converged_after
+            })
+            .await
     }
 
     fn star() -> Arc<Simulator> {
@@ -1168,17 +1173,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sim = star();
         let w = watcher(&sim, dir.path());
-        let local = tokio::task::LocalSet::new();
-        let took = local
-            .run_until(scenario(
-                sim.clone(),
-                w,
-                Duration::from_millis(2300),
-                |s| s.kill(host_address(0)),
-                Duration::from_secs(6),
-            ))
-            .await
-            .expect("a failover");
+        let took = scenario(
+            sim.clone(),
+            w,
+            Duration::from_millis(2300),
+            |s| s.kill(host_address(0)),
+            Duration::from_secs(6),
+        )
+        .await
+        .expect("a failover");
         // Certain evidence: the next poll (within 1 s) and one confirming probe.
         assert!(took <= Duration::from_millis(1100), "{took:?}");
         let state = Store::open(dir.path())
@@ -1242,17 +1245,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sim = star();
         let w = watcher(&sim, dir.path());
-        let local = tokio::task::LocalSet::new();
-        let took = local
-            .run_until(scenario(
-                sim.clone(),
-                w,
-                Duration::from_millis(2300),
-                |s| s.freeze(host_address(0)),
-                Duration::from_secs(12),
-            ))
-            .await
-            .expect("a failover");
+        let took = scenario(
+            sim.clone(),
+            w,
+            Duration::from_millis(2300),
+            |s| s.freeze(host_address(0)),
+            Duration::from_secs(12),
+        )
+        .await
+        .expect("a failover");
         // Ambiguous evidence: at least the grace (5 s) after it was first seen, and not
         // much later.
         assert!(took >= Duration::from_secs(5), "{took:?}");
@@ -1271,16 +1272,14 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         let w = Watcher::new(t, Policy::default(), Vec::new(), sim.clone(), store, false).unwrap();
-        let local = tokio::task::LocalSet::new();
-        let took = local
-            .run_until(scenario(
-                sim.clone(),
-                w,
-                Duration::from_secs(2),
-                |s| s.kill(host_address(0)),
-                Duration::from_secs(20),
-            ))
-            .await;
+        let took = scenario(
+            sim.clone(),
+            w,
+            Duration::from_secs(2),
+            |s| s.kill(host_address(0)),
+            Duration::from_secs(20),
+        )
+        .await;
         assert_eq!(took, None);
         let runs = Store::open(dir.path())
             .unwrap()
@@ -1301,16 +1300,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sim = star();
         let w = watcher(&sim, dir.path());
-        let local = tokio::task::LocalSet::new();
-        let took = local
-            .run_until(scenario(
-                sim.clone(),
-                w,
-                Duration::from_secs(2),
-                |s| s.partition_from_orch(host_address(0)),
-                Duration::from_secs(30),
-            ))
-            .await;
+        let took = scenario(
+            sim.clone(),
+            w,
+            Duration::from_secs(2),
+            |s| s.partition_from_orch(host_address(0)),
+            Duration::from_secs(30),
+        )
+        .await;
         assert_eq!(took, None);
         assert!(!sim.server(host_address(0)).unwrap().read_only);
     }
@@ -1319,29 +1316,26 @@ mod tests {
     async fn a_second_failure_within_anti_flap_is_not_recovered() {
         let dir = tempfile::tempdir().unwrap();
         let sim = star();
-        let local = tokio::task::LocalSet::new();
-        local
-            .run_until(scenario(
-                sim.clone(),
-                watcher(&sim, dir.path()),
-                Duration::from_secs(2),
-                |s| s.kill(host_address(0)),
-                Duration::from_secs(5),
-            ))
-            .await
-            .expect("the first failover");
+        scenario(
+            sim.clone(),
+            watcher(&sim, dir.path()),
+            Duration::from_secs(2),
+            |s| s.kill(host_address(0)),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("the first failover");
         let new = converged(&sim).unwrap();
         // The watcher restarts (the store remembers), the new primary dies.
         let sim2 = sim.clone();
-        let took = local
-            .run_until(scenario(
-                sim.clone(),
-                watcher(&sim, dir.path()),
-                Duration::from_secs(2),
-                move |s| s.kill(host_address(new)),
-                Duration::from_secs(10),
-            ))
-            .await;
+        let took = scenario(
+            sim.clone(),
+            watcher(&sim, dir.path()),
+            Duration::from_secs(2),
+            move |s| s.kill(host_address(new)),
+            Duration::from_secs(10),
+        )
+        .await;
         assert_eq!(took, None, "anti-flap holds the second failover back");
         let runs = Store::open(dir.path())
             .unwrap()
