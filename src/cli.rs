@@ -8,6 +8,24 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Which endpoints of `watch --listen` require the bearer token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ApiAuth {
+    /// The actions (failover, downtime, ack); reading is open.
+    Actions,
+    /// Every endpoint but /health and /ready.
+    All,
+}
+
+/// How `orch watch` writes its log lines on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `TIME CLUSTER: what happened`, for people.
+    Human,
+    /// One JSON object per line (timestamp, level, cluster, message), for log shippers.
+    Json,
+}
+
 pub use crate::render::Format;
 pub use crate::sandbox::Shape;
 
@@ -215,6 +233,26 @@ pub enum CliCommand {
         /// ~/.local/state/orch].
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// Serve the HTTP API, the live topology page and /metrics on this address
+        /// (e.g. 127.0.0.1:8080). Off by default.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// A file (mode 0600) holding the bearer token the API's actions require. Without
+        /// it, the actions (failover, downtime, ack) are disabled.
+        #[arg(long, value_name = "FILE", requires = "listen")]
+        api_token_file: Option<PathBuf>,
+        /// Which endpoints require the token: the actions only, or every endpoint but
+        /// /health and /ready.
+        #[arg(
+            long,
+            value_enum,
+            default_value = "actions",
+            requires = "api_token_file"
+        )]
+        api_auth: ApiAuth,
+        /// Log lines for people, or one JSON object per line for log shippers.
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
         #[command(flatten)]
         timeouts: Timeouts,
     },

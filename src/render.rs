@@ -127,28 +127,12 @@ pub fn status(
     table: bool,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    use crate::observe::classify::observed_sources;
     if format == Format::Json {
         serde_json::to_writer_pretty(&mut *out, snapshot)?;
         return writeln!(out);
     }
-    // Undeclared servers too: an intermediate may serve only servers the file lacks.
-    let states: Vec<_> = snapshot
-        .hosts
-        .iter()
-        .map(|h| h.state.clone())
-        .chain(snapshot.undeclared.iter().cloned())
-        .collect();
-    let sources = observed_sources(&states);
-    let rows: Vec<[String; 8]> = snapshot
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let serves = sources.contains(&Some(i));
-            status_row(snapshot, h, sources[i], serves)
-        })
-        .collect();
+    let view = status_view(snapshot);
+    let rows: Vec<[String; 8]> = view.iter().map(StatusRow::cells).collect();
     if table {
         let mut t = comfy_table::Table::new();
         t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -168,19 +152,11 @@ pub fn status(
         writeln!(out, "{t}")?;
     } else {
         writeln!(out, "cluster {}", snapshot.cluster)?;
-        // Parent: the observed source; an unreachable host hangs under its declared source.
-        let parent: Vec<Option<usize>> = snapshot
-            .hosts
+        let parent: Vec<Option<usize>> = view
             .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                sources[i].or_else(|| {
-                    if h.state.info().is_some() {
-                        return None;
-                    }
-                    let want = h.desired_source.as_deref()?;
-                    snapshot.hosts.iter().position(|x| x.id == want)
-                })
+            .map(|r| {
+                let p = r.parent.as_deref()?;
+                snapshot.hosts.iter().position(|x| x.id == p)
             })
             .collect();
         for (i, last) in crate::observe::tree_walk(&parent) {
@@ -224,74 +200,152 @@ pub fn status(
     Ok(())
 }
 
-/// host, address, role, source, rw, replication, lag, gtid. `serves`: another observed
-/// server replicates from this one.
+/// One server as `status` shows it: the table's row and the tree's node, also served
+/// by `watch --listen` (`view` in `GET /api/v1/clusters/{cluster}`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StatusRow {
+    pub host: String,
+    pub address: String,
+    /// primary | intermediate | replica | standalone | unreachable
+    pub role: &'static str,
+    /// The tree parent: the observed source, or an unreachable host's declared source.
+    pub parent: Option<String>,
+    /// The observed source: a host id, or the address of a server the file lacks.
+    pub source: Option<String>,
+    pub read_only: Option<bool>,
+    /// yes | connecting | no (None: not a replica, or unreachable)
+    pub io: Option<&'static str>,
+    pub sql: Option<&'static str>,
+    pub lag_seconds: Option<u64>,
+    pub gtid: Option<String>,
+    /// reachable | unreachable
+    pub state: &'static str,
+    /// Why it is unreachable (refused, timeout, ...).
+    pub cause: Option<String>,
+}
+
+impl StatusRow {
+    /// host, address, role, source, rw, replication, lag, gtid.
+    fn cells(&self) -> [String; 8] {
+        let role = match self.role {
+            "unreachable" => "UNREACHABLE".to_string(),
+            r => r.to_string(),
+        };
+        let rw = self
+            .read_only
+            .map_or(String::new(), |ro| if ro { "ro" } else { "rw" }.into());
+        let (repl, lag) = match (self.io, self.sql) {
+            (Some(io), Some(sql)) => (
+                format!("io:{io} sql:{sql}"),
+                self.lag_seconds
+                    .map_or("lag ?".to_string(), |s| format!("lag {s}s")),
+            ),
+            _ => (self.cause.clone().unwrap_or_default(), String::new()),
+        };
+        let gtid = match &self.gtid {
+            Some(g) if g.is_empty() => "(empty)".to_string(),
+            Some(g) => g.clone(),
+            None => String::new(),
+        };
+        [
+            self.host.clone(),
+            self.address.clone(),
+            role,
+            self.source.clone().unwrap_or_default(),
+            rw,
+            repl,
+            lag,
+            gtid,
+        ]
+    }
+}
+
+/// Every declared server of `snapshot` as `status` shows it, in file order.
+pub fn status_view(snapshot: &crate::observe::Snapshot) -> Vec<StatusRow> {
+    use crate::observe::classify::observed_sources;
+    // Undeclared servers too: an intermediate may serve only servers the file lacks.
+    let states: Vec<_> = snapshot
+        .hosts
+        .iter()
+        .map(|h| h.state.clone())
+        .chain(snapshot.undeclared.iter().cloned())
+        .collect();
+    let sources = observed_sources(&states);
+    snapshot
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let serves = sources.contains(&Some(i));
+            status_row(snapshot, h, sources[i], serves)
+        })
+        .collect()
+}
+
+/// `serves`: another observed server replicates from this one.
 fn status_row(
     snapshot: &crate::observe::Snapshot,
     h: &crate::observe::ObservedHost,
     source: Option<usize>,
     serves: bool,
-) -> [String; 8] {
+) -> StatusRow {
     use crate::observe::{IoState, Reach};
-    let id = h.id.clone();
-    let address = h.state.address.to_string();
+    let mut row = StatusRow {
+        host: h.id.clone(),
+        address: h.state.address.to_string(),
+        role: "unreachable",
+        parent: None,
+        source: None,
+        read_only: None,
+        io: None,
+        sql: None,
+        lag_seconds: None,
+        gtid: None,
+        state: "unreachable",
+        cause: None,
+    };
     match &h.state.reach {
         Reach::Unreachable { cause, .. } => {
-            let cause = serde_json::to_value(cause)
+            row.cause = serde_json::to_value(cause)
                 .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            [
-                id,
-                address,
-                "UNREACHABLE".into(),
-                h.desired_source.clone().unwrap_or_default(),
-                String::new(),
-                cause,
-                String::new(),
-                String::new(),
-            ]
+                .and_then(|v| v.as_str().map(str::to_string));
+            // An unreachable host hangs under its declared source.
+            row.parent = h.desired_source.clone();
+            row.source = h.desired_source.clone();
         }
         Reach::Reachable(inf) => {
+            row.state = "reachable";
             // A server without a source is the primary when others replicate from it, or
             // when the file names it the primary and it takes writes; otherwise it stands
             // alone (detached, or a fenced former primary).
-            let role = match &inf.replication {
+            row.role = match &inf.replication {
                 None if serves || (h.desired_source.is_none() && !inf.read_only) => "primary",
                 None => "standalone",
                 Some(_) if serves => "intermediate",
                 Some(_) => "replica",
             };
-            let source_name = match (&inf.replication, source) {
-                (Some(_), Some(s)) => snapshot.hosts[s].id.clone(),
-                (Some(r), None) => format!("{}:{}", r.source_host, r.source_port),
-                (None, _) => String::new(),
+            row.source = match (&inf.replication, source) {
+                (Some(_), Some(s)) => Some(snapshot.hosts[s].id.clone()),
+                (Some(r), None) => Some(format!("{}:{}", r.source_host, r.source_port)),
+                (None, _) => None,
             };
-            let rw = if inf.read_only { "ro" } else { "rw" }.to_string();
-            let (repl, lag) = match &inf.replication {
-                None => (String::new(), String::new()),
-                Some(r) => {
-                    let io = match r.io {
-                        IoState::Running => "yes",
-                        IoState::Connecting => "connecting",
-                        IoState::Stopped => "no",
-                    };
-                    let sql = if r.sql_running { "yes" } else { "no" };
-                    let lag = r
-                        .seconds_behind
-                        .map_or("lag ?".to_string(), |s| format!("lag {s}s"));
-                    (format!("io:{io} sql:{sql}"), lag)
-                }
-            };
-            let gtid = inf.gtid.display_position();
-            let gtid = if gtid.is_empty() {
-                "(empty)".to_string()
-            } else {
-                gtid.to_string()
-            };
-            [id, address, role.into(), source_name, rw, repl, lag, gtid]
+            row.parent = source
+                .filter(|&s| s < snapshot.hosts.len())
+                .map(|s| snapshot.hosts[s].id.clone());
+            row.read_only = Some(inf.read_only);
+            if let Some(r) = &inf.replication {
+                row.io = Some(match r.io {
+                    IoState::Running => "yes",
+                    IoState::Connecting => "connecting",
+                    IoState::Stopped => "no",
+                });
+                row.sql = Some(if r.sql_running { "yes" } else { "no" });
+                row.lag_seconds = r.seconds_behind;
+            }
+            row.gtid = Some(inf.gtid.display_position().to_string());
         }
     }
+    row
 }
 
 /// The statements of one step, for `--show-sql`.

@@ -53,7 +53,12 @@ pub struct Recording<'a> {
     pub sql: &'a dyn Fn(&Step) -> Vec<String>,
     /// The live display, on a terminal.
     pub bar: Option<indicatif::ProgressBar>,
+    /// Told each finished step instead of printing it (watch logs and sends events).
+    pub on_step: Option<&'a OnStep<'a>>,
 }
+
+/// A finished step, its result and how long it took.
+pub type OnStep<'a> = dyn Fn(&Step, &StepResult, Duration) + 'a;
 
 /// How a recorded run ended.
 pub struct Finished {
@@ -82,6 +87,7 @@ pub async fn run_recorded<E: Executor>(
         total: plan.steps.len(),
         sql: r.sql,
         stop: stop.clone(),
+        on_step: r.on_step,
     };
     let report = super::run(exec, cluster, plan, limits, &stop, &mut progress).await;
     for (step, result) in plan.steps.iter().zip(&report.results) {
@@ -176,6 +182,7 @@ struct Recorder<'a> {
     sql: &'a dyn Fn(&Step) -> Vec<String>,
     /// Set when the lock was lost: no further step may run.
     stop: Arc<AtomicBool>,
+    on_step: Option<&'a OnStep<'a>>,
 }
 
 impl Progress for Recorder<'_> {
@@ -208,6 +215,10 @@ impl Progress for Recorder<'_> {
         let number = u32::try_from(step.number).unwrap_or(u32::MAX);
         let _ = self.store.record_step_finished(self.run, number, r, error);
         let ms = elapsed.as_millis();
+        if let Some(on_step) = self.on_step {
+            on_step(step, result, elapsed);
+            return;
+        }
         match self.format {
             Format::Json => println!(
                 "{}",

@@ -19,6 +19,7 @@ use anyhow::{Context, bail};
 
 use crate::apply::record::{Finished, Recording, progress_bar, run_recorded, say};
 use crate::apply::{Cluster, Limits};
+use crate::executor::Executor;
 use crate::executor::mysql::MysqlExecutor;
 use crate::observe::ObserveOptions;
 use crate::plan::{Placement, Plan, PlanOptions};
@@ -176,6 +177,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
             format: args.format,
             sql: &sql,
             bar: bar.clone(),
+            on_step: None,
         };
         let finished =
             run_recorded(exec.clone(), &cluster, &plan, limits, stop.clone(), recording).await;

@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::bail;
-
 use crate::observe::ObserveOptions;
-use crate::plan::Observed;
 use crate::state::{self, Outcome, Who};
 
 pub fn run(
@@ -21,6 +18,7 @@ pub fn run(
     state_dir: Option<PathBuf>,
     observe: ObserveOptions,
 ) -> anyhow::Result<u8> {
+    super::logs::init(crate::cli::LogFormat::Human);
     let dir = state::resolve_dir(state_dir.as_deref(), |n| std::env::var_os(n))?;
     let w = super::watch::watcher(file, &dir, false, observe)?;
     let cluster = w.topology.cluster.clone();
@@ -38,69 +36,30 @@ pub fn run(
         );
         return Ok(0);
     }
-    if let Some(to) = to
-        && !w.desired.hosts.iter().any(|h| h.id == to)
-    {
-        bail!("--to {to}: no such host in {}", file.display());
-    }
+    let mut w = w;
     let rt = super::runtime()?;
-    let snapshot = rt.block_on(w.observe());
-    let primary = w.primary_index();
-    let pid = w.desired.hosts[primary].id.clone();
-    let alive = snapshot.hosts[primary].state.info().is_some();
-    if alive && !force {
-        bail!(
-            "the primary {pid} answers: a failover is for a dead primary; to move the primary to another server, change the file and run orch plan / orch apply (a switchover loses nothing), or pass --force to fence it and fail over anyway. Nothing was changed."
-        );
-    }
-    let lock = w.store.lock(
-        &cluster,
-        &Who::current(),
-        std::time::Duration::from_secs(60),
-    )?;
-    let recovery = crate::watch::recover(&w.desired, &snapshot, &w.policy, primary, to, true)
-        .map_err(|no| {
-            let mut text = format!("no failover: {no}");
-            for c in &no.considered {
-                text.push_str(&format!("\n  {} at {}: {}", c.host, c.position, c.verdict));
-            }
-            anyhow::anyhow!("{text}\nNothing was changed.")
-        })?;
-    let decision = crate::watch::decision_text(&recovery);
-    eprintln!("failover: {decision}");
-    let observed = Observed::from_snapshot(&w.desired, &snapshot).map_err(anyhow::Error::msg)?;
-    let sql = crate::apply::record::sql_of_steps(&w.topology, &w.policy, &w.desired, &observed);
-    let cluster_servers = crate::apply::Cluster::of(&w.desired, &observed);
-    let detection = if alive {
-        format!(
-            "orch failover --force by {}: the primary {pid} still answers; it is fenced first",
-            Who::current().user
-        )
-    } else {
-        format!(
-            "orch failover by {}: the primary {pid} does not answer",
-            Who::current().user
-        )
-    };
-    let (run, outcome) = rt.block_on(crate::watch::record_recovery(
-        &w.store,
-        &lock,
-        &w.exec,
-        &cluster_servers,
-        &recovery,
-        &w.files,
-        &detection,
-        &sql,
-        Arc::new(AtomicBool::new(false)),
-    ))?;
-    if outcome == Outcome::Succeeded {
-        w.store.record_failover(&cluster, &recovery.successor)?;
-    }
-    lock.release()?;
+    let who = Who::current().user;
+    let done = rt.block_on(async {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let _commands = w.attach();
+                let done = w
+                    .failover_now(to, force, &who, &Arc::new(AtomicBool::new(false)))
+                    .await;
+                w.flush_webhooks(std::time::Duration::from_secs(10)).await;
+                done
+            })
+            .await
+    });
+    let done = done.map_err(|e| anyhow::anyhow!("{e:#}\nNothing was changed."))?;
     println!(
-        "failover {}: {decision} (orch history {})",
-        outcome.as_str(),
-        run.0
+        "failover {}: {} (orch history {})",
+        done.outcome, done.decision, done.run
     );
-    Ok(if outcome == Outcome::Succeeded { 0 } else { 1 })
+    Ok(if done.outcome == Outcome::Succeeded.as_str() {
+        0
+    } else {
+        1
+    })
 }

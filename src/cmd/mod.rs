@@ -8,6 +8,7 @@ pub mod discover;
 pub mod downtime;
 pub mod failover;
 pub mod history;
+pub mod logs;
 pub mod plan;
 pub mod sandbox;
 pub mod status;

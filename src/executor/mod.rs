@@ -33,6 +33,11 @@ pub trait Executor: Send + Sync + 'static {
             Hold::Ended
         }
     }
+
+    /// Closes the connections it keeps (none by default).
+    fn close(&self) -> impl Future<Output = ()> {
+        async {}
+    }
 }
 
 /// How a held connection ([`Executor::hold`]) ended.

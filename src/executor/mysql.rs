@@ -123,23 +123,6 @@ impl MysqlExecutor {
         }
     }
 
-    /// Closes the kept connections (a connection merely dropped counts as aborted on the
-    /// server, and logs a warning there).
-    pub async fn close(&self) {
-        let conns: Vec<Conn> = match &self.kept {
-            Some(k) => k
-                .lock()
-                .expect("not poisoned")
-                .drain()
-                .map(|(_, c)| c)
-                .collect(),
-            None => Vec::new(),
-        };
-        for conn in conns {
-            let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
-        }
-    }
-
     /// The executor for a validated topology: its admin user, the password it names
     /// (resolved now, from the environment or a file) and its TLS settings.
     pub fn for_topology(
@@ -397,6 +380,23 @@ impl Executor for MysqlExecutor {
     /// Holds a connection to `address` open in a `DO SLEEP` of `length`, so that a killed
     /// server (its sockets closed by the kernel) is noticed the moment it dies rather than
     /// at the next poll. A hung server is not noticed this way: its socket stays open.
+    /// Closes the kept connections (a connection merely dropped counts as aborted on the
+    /// server, and logs a warning there).
+    async fn close(&self) {
+        let conns: Vec<Conn> = match &self.kept {
+            Some(k) => k
+                .lock()
+                .expect("not poisoned")
+                .drain()
+                .map(|(_, c)| c)
+                .collect(),
+            None => Vec::new(),
+        };
+        for conn in conns {
+            let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
+        }
+    }
+
     async fn hold(&self, address: &Address, length: Duration) -> Hold {
         let Ok(mut conn) = self.connect(address).await else {
             return Hold::NoConnection;

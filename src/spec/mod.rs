@@ -422,7 +422,7 @@ fn check_name(dec: &mut Decoder, name: &Spanned<String>, path: &str, what: &str)
     }
 }
 
-fn decode_secret(
+pub(crate) fn decode_secret(
     dec: &mut Decoder,
     fields: &decode::Fields,
     key: &str,

@@ -118,7 +118,7 @@ pub struct Hooks {
     /// After `orch apply` ran a switchover.
     pub post_switchover: Vec<String>,
     /// URLs that receive each event as a JSON POST.
-    pub webhooks: Vec<String>,
+    pub webhooks: Vec<Webhook>,
     /// A hook still running after this is killed (and counts as failed).
     #[serde(with = "as_text")]
     pub timeout: Duration,
@@ -149,6 +149,15 @@ impl Default for Policy {
             },
         }
     }
+}
+
+/// One webhook: a URL, and the shared secret that signs each body (HMAC-SHA256).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Webhook {
+    pub url: String,
+    /// `secret: ${ENV}` or `secret_file: PATH` (relative to the policy file).
+    #[serde(skip)]
+    pub secret: Option<super::secret::SecretRef>,
 }
 
 mod as_text {
@@ -282,6 +291,59 @@ fn decode_failover(dec: &mut Decoder, node: &Node, f: &mut Failover) {
     }
 }
 
+/// `webhooks:` a list of URLs, or of `{url, secret | secret_file}`.
+fn decode_webhooks(dec: &mut Decoder, node: &Node, path: &str) -> Vec<Webhook> {
+    if node.is_null() {
+        return Vec::new();
+    }
+    let crate::spec::yaml::Kind::Seq(items) = &node.kind else {
+        dec.report(
+            Code::WrongType,
+            node.pos,
+            path,
+            format!("expected a list, found {}", node.describe()),
+        )
+        .hint = Some("write a list of URLs, or of { url: ..., secret: ${ENV} }".into());
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let item_path = format!("{path}[{i}]");
+        let (url, secret) = if matches!(item.kind, crate::spec::yaml::Kind::Map(_)) {
+            let Some(fields) = dec.map(item, &item_path, Some(&["url", "secret", "secret_file"]))
+            else {
+                continue;
+            };
+            let Some(url) = fields.get("url") else {
+                dec.report(Code::MissingKey, item.pos, &item_path, "missing `url`")
+                    .hint = Some("add `url: https://...`".into());
+                continue;
+            };
+            let url = dec.string(url, &fields.child_path("url"));
+            let secret = crate::spec::decode_secret(dec, &fields, "secret", false);
+            (url, secret)
+        } else {
+            (dec.string(item, &item_path), None)
+        };
+        let Some(url) = url else { continue };
+        if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+            dec.report(
+                Code::BadValue,
+                url.pos,
+                path,
+                format!("`{}` is not an http(s) URL", url.value),
+            )
+            .hint = Some("webhooks are URLs like https://hooks.example.com/orch".into());
+            continue;
+        }
+        out.push(Webhook {
+            url: url.value,
+            secret,
+        });
+    }
+    out
+}
+
 fn decode_hooks(dec: &mut Decoder, node: &Node, h: &mut Hooks) {
     let Some(fields) = dec.map(node, "hooks", Some(HOOK_KEYS)) else {
         return;
@@ -290,29 +352,7 @@ fn decode_hooks(dec: &mut Decoder, node: &Node, h: &mut Hooks) {
         let path = fields.child_path(key);
         match key {
             "timeout" => set(&mut h.timeout, dec.duration(value, &path)),
-            "webhooks" => {
-                h.webhooks = dec
-                    .strings(value, &path)
-                    .into_iter()
-                    .filter(|url| {
-                        let ok =
-                            url.value.starts_with("http://") || url.value.starts_with("https://");
-                        if !ok {
-                            dec.report(
-                                Code::BadValue,
-                                url.pos,
-                                &path,
-                                format!("`{}` is not an http(s) URL", url.value),
-                            )
-                            .hint = Some(
-                                "webhooks are URLs like https://hooks.example.com/orch".into(),
-                            );
-                        }
-                        ok
-                    })
-                    .map(|url| url.value)
-                    .collect();
-            }
+            "webhooks" => h.webhooks = decode_webhooks(dec, value, &path),
             _ => {
                 let commands = dec.strings(value, &path);
                 for command in &commands {

@@ -204,6 +204,8 @@ stored_enum! {
         Apply = "apply",
         /// A failover or other recovery (by `orch watch` or `orch failover`).
         Recovery = "recovery",
+        /// `orch watch` read its files again (applied, or refused as invalid).
+        Reload = "reload",
     }
 }
 

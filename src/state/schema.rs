@@ -92,8 +92,42 @@ const V2: &str = r#"
 ALTER TABLE runs ADD COLUMN detail TEXT;
 "#;
 
+/// Version 3: a run may be a `reload` (watch read its files again). SQLite cannot change a
+/// CHECK constraint in place: the table is rebuilt (SQLite's documented procedure, with
+/// foreign keys off during migrations so `run_steps` keeps its rows), and the id sequence
+/// carried over so a number shown to users is still never reused.
+const V3: &str = r#"
+CREATE TABLE runs_v3 (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT    NOT NULL CHECK (kind IN ('apply', 'recovery', 'reload')),
+    cluster     TEXT    NOT NULL,
+    started_at  INTEGER NOT NULL,
+    ended_at    INTEGER,
+    user        TEXT    NOT NULL,
+    host        TEXT    NOT NULL,
+    pid         INTEGER NOT NULL,
+    files       TEXT    NOT NULL DEFAULT '[]',
+    fingerprint TEXT,
+    outcome     TEXT    NOT NULL
+                CHECK (outcome IN ('running', 'succeeded', 'failed', 'interrupted')),
+    error       TEXT,
+    summary     TEXT,
+    detail      TEXT
+);
+INSERT INTO runs_v3 (id, kind, cluster, started_at, ended_at, user, host, pid, files,
+                     fingerprint, outcome, error, summary, detail)
+    SELECT id, kind, cluster, started_at, ended_at, user, host, pid, files,
+           fingerprint, outcome, error, summary, detail FROM runs;
+DELETE FROM sqlite_sequence WHERE name = 'runs_v3';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'runs_v3', seq FROM sqlite_sequence WHERE name = 'runs';
+DROP TABLE runs;
+ALTER TABLE runs_v3 RENAME TO runs;
+CREATE INDEX runs_by_cluster ON runs (cluster, id);
+CREATE INDEX runs_by_start ON runs (started_at);
+"#;
+
 /// Every migration, in order; the schema version this orch writes is `MIGRATIONS.len()`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this orch writes.
 pub fn current_version() -> i64 {
@@ -111,6 +145,26 @@ pub(super) fn migrate(
         source,
     };
     let known = migrations.len() as i64;
+    // A table rebuilt by a migration must not cascade into the tables that refer to it
+    // (SQLite ignores this pragma inside a transaction: set here, restored after).
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(db_err)?;
+    let migrated = run_migrations(conn, migrations, path, known);
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(db_err)?;
+    migrated
+}
+
+fn run_migrations(
+    conn: &mut Connection,
+    migrations: &[&str],
+    path: &Path,
+    known: i64,
+) -> Result<(), StateError> {
+    let db_err = |source| StateError::Db {
+        path: path.to_path_buf(),
+        source,
+    };
     loop {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -136,6 +190,21 @@ pub(super) fn migrate(
             });
         };
         tx.execute_batch(migrations[index]).map_err(db_err)?;
+        // What the rebuilt tables refer to must still be there.
+        let dangling: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)?;
+        if dangling > 0 {
+            return Err(StateError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "migration to version {} left {dangling} rows referring to nothing",
+                    version + 1
+                ),
+            });
+        }
         // PRAGMA takes no parameters; the value is our own integer.
         tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
             .map_err(db_err)?;

@@ -232,6 +232,42 @@ fn a_failing_migration_leaves_the_previous_version() {
 }
 
 #[test]
+fn version_3_keeps_runs_steps_and_the_id_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("m.db");
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    schema::migrate(&mut conn, &schema::MIGRATIONS[..2], &path).unwrap();
+    conn.execute_batch(
+        "INSERT INTO runs (kind, cluster, started_at, user, host, pid, outcome, detail) \
+           VALUES ('apply', 'shop', 1, 'u', 'h', 1, 'succeeded', '{}'); \
+         INSERT INTO runs (kind, cluster, started_at, user, host, pid, outcome) \
+           VALUES ('recovery', 'shop', 2, 'u', 'h', 1, 'failed'); \
+         INSERT INTO run_steps (run_id, number, host, address, action, description) \
+           VALUES (1, 1, 'db1', 'a:1', 'fence', 'd'); \
+         DELETE FROM runs WHERE id = 2;",
+    )
+    .unwrap();
+    schema::migrate(&mut conn, schema::MIGRATIONS, &path).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM runs"), 1);
+    assert_eq!(count("SELECT count(*) FROM run_steps"), 1, "steps kept");
+    assert_eq!(count("SELECT count(*) FROM runs WHERE detail = '{}'"), 1);
+    conn.execute(
+        "INSERT INTO runs (kind, cluster, started_at, user, host, pid, outcome) \
+           VALUES ('reload', 'shop', 3, 'u', 'h', 1, 'succeeded')",
+        [],
+    )
+    .unwrap();
+    // Run 2 was pruned: its number is never given again.
+    assert_eq!(count("SELECT max(id) FROM runs"), 3);
+    // Deleting a run still removes its steps.
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    conn.execute("DELETE FROM runs WHERE id = 1", []).unwrap();
+    assert_eq!(count("SELECT count(*) FROM run_steps"), 0);
+}
+
+#[test]
 fn utc_formats_unix_millis() {
     for (ms, want) in [
         (0, "1970-01-01 00:00:00Z"),

@@ -13,6 +13,10 @@
 //! the clock.
 
 pub mod analyze;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod webhook;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,9 +26,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use analyze::{Code, Evidence, Finding, analyze};
+use hub::{Command, FailoverDone, Hub};
+use webhook::{Target, Webhooks};
 
 use crate::apply::record::{Recording, run_recorded};
-use crate::apply::{Cluster, Limits};
+use crate::apply::{Cluster, Limits, StepResult};
 use crate::executor::Executor;
 use crate::observe::Snapshot;
 use crate::plan::recover::{NoRecovery, Recovery};
@@ -58,12 +64,60 @@ pub struct Watcher<E: Executor> {
     wake: Arc<tokio::sync::Notify>,
     /// After a reconcile that did not succeed, the next waits until then.
     reconcile_after: Instant,
+    /// What this process shares with its HTTP server and other watchers.
+    pub hub: Arc<Hub>,
+    /// Where the policy's webhooks are; their events go there.
+    webhook_targets: Vec<Target>,
+    /// Reads the files again (None: this watcher cannot reload).
+    loader: Option<Box<Loader<E>>>,
+    /// Set by a reload that changed the servers: the sentinels start again.
+    restart_sentinels: bool,
 }
 
-/// Logs one event line on stderr, with the time and the cluster.
+/// What a watcher runs on: the files read and checked, the executor for their servers.
+pub struct Config<E: Executor> {
+    pub topology: Topology,
+    pub policy: Policy,
+    pub files: Vec<RunFile>,
+    pub exec: Arc<E>,
+    pub webhooks: Vec<Target>,
+}
+
+/// Reads a watcher's files again (a reload).
+pub type Loader<E> = dyn Fn() -> anyhow::Result<Config<E>>;
+
+/// How [`Watcher::locked`] ended.
+#[derive(Debug, PartialEq)]
+pub enum Acted {
+    /// The finding was gone when analysed again under the lock.
+    Gone,
+    /// Another process holds the cluster lock.
+    Busy(String),
+    /// No recovery was run: why (recorded in the history unless said before).
+    Refused(String),
+    /// A recovery ran.
+    Ran {
+        run: RunId,
+        outcome: Outcome,
+        decision: String,
+    },
+}
+
+impl Acted {
+    fn succeeded(&self) -> bool {
+        matches!(
+            self,
+            Acted::Ran {
+                outcome: Outcome::Succeeded,
+                ..
+            }
+        )
+    }
+}
+
+/// Logs one event line (with the time and the cluster, on stderr by default).
 fn log(cluster: &str, line: &str) {
-    let now = crate::state::utc(crate::state::now_millis());
-    eprintln!("{now} {cluster}: {line}");
+    tracing::info!(cluster, "{line}");
 }
 
 impl<E: Executor> Watcher<E> {
@@ -95,7 +149,33 @@ impl<E: Executor> Watcher<E> {
             to_fence: HashSet::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
             reconcile_after: Instant::now(),
+            hub: Arc::new(Hub::default()),
+            webhook_targets: Vec::new(),
+            loader: None,
+            restart_sentinels: false,
         })
+    }
+
+    /// A watcher on `config`, sharing `hub`; `loader` reads the files again on reload.
+    pub fn from_config(
+        config: Config<E>,
+        store: Store,
+        dry_run: bool,
+        hub: Arc<Hub>,
+        loader: Option<Box<Loader<E>>>,
+    ) -> anyhow::Result<Watcher<E>> {
+        let mut w = Watcher::new(
+            config.topology,
+            config.policy,
+            config.files,
+            config.exec,
+            store,
+            dry_run,
+        )?;
+        w.hub = hub;
+        w.webhook_targets = config.webhooks;
+        w.loader = loader;
+        Ok(w)
     }
 
     fn max_lag(&self) -> u64 {
@@ -132,7 +212,8 @@ impl<E: Executor> Watcher<E> {
         crate::executor::observe_cluster(self.exec.clone(), &self.topology, &self.policy, 32).await
     }
 
-    /// Watches until `stop`; each poll observes, fences, analyses and acts.
+    /// Watches until `stop`; each poll observes, fences, analyses and acts; between polls,
+    /// the commands of the API and of reloads.
     pub async fn run(mut self, stop: Arc<AtomicBool>) {
         let poll = self.policy.failover.detect.poll_interval;
         log(
@@ -144,26 +225,19 @@ impl<E: Executor> Watcher<E> {
                 if self.dry_run { ", dry run" } else { "" }
             ),
         );
-        // One held connection per server: a killed server wakes the loop at once.
-        let sentinels: Vec<_> = self
-            .desired
-            .hosts
-            .iter()
-            .map(|h| {
-                let (exec, address, wake) =
-                    (self.exec.clone(), h.address.clone(), self.wake.clone());
-                tokio::task::spawn_local(sentinel(exec, address, wake, poll))
-            })
-            .collect();
+        let mut commands = self.attach();
+        let mut sentinels = self.sentinels();
         while !stop.load(Ordering::SeqCst) {
             let began = Instant::now();
             let settling = match self.poll(&stop).await {
                 Ok(settling) => settling,
                 Err(e) => {
-                    log(self.cluster(), &format!("error: {e:#}"));
+                    tracing::error!(cluster = self.cluster(), "error: {e:#}");
                     false
                 }
             };
+            // The policy may have changed at a reload.
+            let poll = self.policy.failover.detect.poll_interval;
             // A server that refuses connections while its replicas have not noticed yet
             // (they do within milliseconds): look again soon rather than a poll later.
             let interval = if settling {
@@ -183,20 +257,108 @@ impl<E: Executor> Watcher<E> {
                         tokio::time::sleep(Duration::from_millis(15)).await;
                         break;
                     }
+                    Some(command) = commands.recv() => {
+                        self.command(command, &stop).await;
+                        break;
+                    }
                 }
+            }
+            if self.restart_sentinels {
+                self.restart_sentinels = false;
+                for s in sentinels.drain(..) {
+                    s.abort();
+                }
+                sentinels = self.sentinels();
             }
         }
         for s in sentinels {
             s.abort();
         }
+        // Events of the last moments still reach their receivers.
+        self.flush_webhooks(Duration::from_secs(5)).await;
         log(self.cluster(), "stopped");
+    }
+
+    /// Joins the hub (the API sees this cluster) and starts the webhooks; gives the
+    /// commands the API sends. Inside a tokio runtime.
+    pub fn attach(&mut self) -> tokio::sync::mpsc::Receiver<Command> {
+        let hosts = self.desired.hosts.iter().map(|h| h.id.clone()).collect();
+        let commands = self.hub.join(self.cluster(), self.id(self.primary), hosts);
+        self.start_webhooks();
+        commands
+    }
+
+    /// Waits (at most `deadline`) for the webhooks to deliver what they hold.
+    pub async fn flush_webhooks(&self, deadline: Duration) {
+        if let Some(hooks) = self.hub.with(self.cluster(), |c| c.webhooks.clone()) {
+            hooks.flush(deadline).await;
+        }
+    }
+
+    /// One held connection per server: a killed server wakes the loop at once.
+    fn sentinels(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let poll = self.policy.failover.detect.poll_interval;
+        self.desired
+            .hosts
+            .iter()
+            .map(|h| {
+                let (exec, address, wake) =
+                    (self.exec.clone(), h.address.clone(), self.wake.clone());
+                tokio::task::spawn_local(sentinel(exec, address, wake, poll))
+            })
+            .collect()
+    }
+
+    /// The policy's webhooks start delivering (the previous ones finish what they hold).
+    fn start_webhooks(&mut self) {
+        let targets = std::mem::take(&mut self.webhook_targets);
+        let hooks = if targets.is_empty() {
+            Webhooks::none()
+        } else {
+            Webhooks::start(targets, self.hub.metrics.webhooks.clone())
+        };
+        self.hub.with(self.cluster(), |c| c.webhooks = hooks);
+    }
+
+    /// Sends an event about this cluster to its webhooks.
+    fn event(
+        &self,
+        kind: &str,
+        host: Option<&str>,
+        message: &str,
+        run: Option<RunId>,
+        data: serde_json::Value,
+    ) {
+        self.hub
+            .event(self.cluster(), kind, host, message, run.map(|r| r.0), data);
+    }
+
+    async fn command(&mut self, command: Command, stop: &Arc<AtomicBool>) {
+        match command {
+            Command::Failover {
+                to,
+                force,
+                who,
+                reply,
+            } => {
+                let done = self
+                    .failover_now(to.as_deref(), force, &who, stop)
+                    .await
+                    .map_err(|e| format!("{e:#}"));
+                let _ = reply.send(done);
+            }
+            Command::Reload { why } => self.reload(&why),
+        }
     }
 
     /// One poll; true when a server refuses connections but its replicas still see it
     /// (the moments after a crash): the caller looks again soon.
     async fn poll(&mut self, stop: &Arc<AtomicBool>) -> anyhow::Result<bool> {
+        let began = Instant::now();
         let snapshot = self.observe().await;
+        let took = began.elapsed();
         self.follow_primary(&snapshot)?;
+        self.publish(&snapshot, took);
         self.fence_returning(&snapshot, stop).await?;
         let findings = analyze(&snapshot, self.primary, self.max_lag());
         // An episode ends when its finding is gone.
@@ -222,6 +384,16 @@ impl<E: Executor> Watcher<E> {
                     f.detail
                 ),
             );
+            if first {
+                self.hub.metrics.detected(self.cluster(), f.code.name());
+                self.event(
+                    "detection",
+                    Some(&f.host),
+                    &format!("{} {}: {}", f.code.name(), f.host, f.detail),
+                    None,
+                    serde_json::json!({"code": f.code.name(), "evidence": evidence_name(f.evidence)}),
+                );
+            }
             if first && f.code.actionable() && !self.policy.hooks.on_detect.is_empty() {
                 let mut values = self.values(f.code.name(), &f.detail);
                 self.set_host(&mut values, "failed", &f.host);
@@ -287,6 +459,26 @@ impl<E: Executor> Watcher<E> {
         Ok(false)
     }
 
+    /// The poll's observation, for the API, the page and the metrics.
+    fn publish(&self, snapshot: &Snapshot, took: Duration) {
+        let primary = self.id(self.primary).to_string();
+        self.hub.metrics.observed(snapshot, &primary, took);
+        let dcs = self
+            .desired
+            .hosts
+            .iter()
+            .map(|h| (h.id.clone(), h.dc.clone()))
+            .collect();
+        let snapshot = Arc::new(snapshot.clone());
+        self.hub.with(self.cluster(), |c| {
+            c.problems = snapshot.problems.len();
+            c.snapshot = Some(snapshot);
+            c.dcs = dcs;
+            c.observed_at = Some(crate::state::now_millis());
+            c.primary = primary;
+        });
+    }
+
     /// `reconcile: repair`: the plan's repairs, moves and joins, run like a recovery; never
     /// a switchover, never a change that loses a replica (those wait for `orch apply`).
     async fn reconcile(
@@ -332,7 +524,7 @@ impl<E: Executor> Watcher<E> {
                 "reconcile/run",
             )
             .await?;
-        if outcome != Some(Outcome::Succeeded) {
+        if !outcome.succeeded() {
             // Not again at every poll: a minute later.
             self.reconcile_after = Instant::now() + Duration::from_secs(60);
         }
@@ -469,7 +661,7 @@ impl<E: Executor> Watcher<E> {
                     &format!("former/{}", self.id(i)),
                 )
                 .await?;
-            if done == Some(Outcome::Succeeded) {
+            if done.succeeded() {
                 self.to_fence.remove(&i);
             }
         }
@@ -629,35 +821,23 @@ impl<E: Executor> Watcher<E> {
             }
             return Ok(());
         }
-        let outcome = self
-            .locked(
-                stop,
-                |w, fresh| {
-                    still(w, fresh)
-                        .then(|| recover(&w.desired, fresh, &w.policy, x, None, dead_primary))
-                },
-                &detection,
-                dead_primary.then_some(f.code.name()),
-                &key,
-            )
-            .await?;
-        if outcome == Some(Outcome::Succeeded) && dead_primary {
-            self.to_fence.insert(x);
-            log(
-                self.cluster(),
-                &format!(
-                    "failover done: {} is the primary; {} will be fenced when it answers",
-                    self.id(self.primary),
-                    self.id(x)
-                ),
-            );
-        }
+        self.locked(
+            stop,
+            |w, fresh| {
+                still(w, fresh)
+                    .then(|| recover(&w.desired, fresh, &w.policy, x, None, dead_primary))
+            },
+            &detection,
+            dead_primary.then_some(f.code.name()),
+            &key,
+        )
+        .await?;
         Ok(())
     }
 
     /// Takes the cluster lock, observes again and lets `decide` look: None when the
     /// finding no longer holds; the recovery to run, or why there is none. Runs it,
-    /// recorded. Returns how it ended (None: nothing ran).
+    /// recorded, with the failover hooks when `failover` names the event.
     async fn locked(
         &mut self,
         stop: &Arc<AtomicBool>,
@@ -665,15 +845,16 @@ impl<E: Executor> Watcher<E> {
         detection: &str,
         failover: Option<&str>,
         key: &str,
-    ) -> anyhow::Result<Option<Outcome>> {
+    ) -> anyhow::Result<Acted> {
         let lock = match self.store.lock(self.cluster(), &Who::current(), LOCK_TTL) {
             Ok(lock) => lock,
             Err(e) => {
                 self.once(format!("{key}/lock"), &format!("not acting now: {e}"));
-                return Ok(None);
+                return Ok(Acted::Busy(e.to_string()));
             }
         };
         // Analysed again under the lock: an apply may have changed things meanwhile.
+        let began = Instant::now();
         let fresh = self.observe().await;
         let recovery = match decide(self, &fresh) {
             None => {
@@ -682,7 +863,7 @@ impl<E: Executor> Watcher<E> {
                     "gone when analysed again under the lock: nothing done",
                 );
                 lock.release()?;
-                return Ok(None);
+                return Ok(Acted::Gone);
             }
             Some(Err(no)) => {
                 let why = format!("no recovery: {no}");
@@ -690,7 +871,11 @@ impl<E: Executor> Watcher<E> {
                     self.record_refusal(detection, &why, Some(&no))?;
                 }
                 lock.release()?;
-                return Ok(None);
+                let mut text = why;
+                for c in &no.considered {
+                    text.push_str(&format!("\n  {} at {}: {}", c.host, c.position, c.verdict));
+                }
+                return Ok(Acted::Refused(text));
             }
             Some(Ok(r)) => r,
         };
@@ -709,7 +894,7 @@ impl<E: Executor> Watcher<E> {
             let aborted = format!("{event}/{}/pre_failover", recovery.dead);
             if self.said.contains(&aborted) {
                 lock.release()?;
-                return Ok(None);
+                return Ok(Acted::Refused("aborted by a pre_failover hook".into()));
             }
             let pre = crate::hooks::run(
                 "pre_failover",
@@ -740,10 +925,24 @@ impl<E: Executor> Watcher<E> {
                 let hooks: Vec<_> = pre.into_iter().chain(post).collect();
                 self.record_refusal_with(detection, &why, None, &hooks)?;
                 lock.release()?;
-                return Ok(None);
+                return Ok(Acted::Refused(why));
             }
         }
         log(self.cluster(), &format!("recovering: {decision}"));
+        let recovery_data = serde_json::json!({
+            "decision": decision,
+            "successor": recovery.successor,
+            "lost": recovery.plan.lost.iter().map(|l| l.host.as_str()).collect::<Vec<_>>(),
+        });
+        self.event(
+            "recovery_started",
+            Some(&recovery.dead)
+                .filter(|d| !d.is_empty())
+                .map(String::as_str),
+            &format!("recovering: {decision}"),
+            None,
+            recovery_data.clone(),
+        );
         let observed =
             Observed::from_snapshot(&self.desired, &fresh).map_err(anyhow::Error::msg)?;
         let sql = crate::apply::record::sql_of_steps(
@@ -753,6 +952,10 @@ impl<E: Executor> Watcher<E> {
             &observed,
         );
         let cluster = Cluster::of(&self.desired, &observed);
+        let total = recovery.plan.steps.len();
+        let on_step = |step: &Step, result: &StepResult, took: Duration| {
+            self.step_done(step, result, took, total);
+        };
         let (run, outcome) = record_recovery(
             &self.store,
             &lock,
@@ -763,6 +966,7 @@ impl<E: Executor> Watcher<E> {
             detection,
             &sql,
             stop.clone(),
+            Some(&on_step),
         )
         .await?;
         let promoted = recovery
@@ -773,57 +977,140 @@ impl<E: Executor> Watcher<E> {
         if outcome == Outcome::Succeeded && promoted {
             self.store
                 .record_failover(self.cluster(), &recovery.successor)?;
+            let old = self.primary;
             self.primary = self.index(&recovery.successor).expect("declared");
-        }
-        lock.release()?;
-        log(
-            self.cluster(),
-            &format!(
-                "recovery {}: {decision} (orch history {})",
-                outcome.as_str(),
-                run.0
-            ),
-        );
-        if let Some(values) = &values {
-            let (hook, commands) = if outcome == Outcome::Succeeded {
-                ("post_failover", &self.policy.hooks.post_failover)
-            } else {
-                (
-                    "post_unsuccessful_failover",
-                    &self.policy.hooks.post_unsuccessful_failover,
-                )
-            };
-            let post =
-                crate::hooks::run(hook, commands, values, self.policy.hooks.timeout, false).await;
-            self.log_hooks(&post);
-            if !post.is_empty() {
-                // Never silent: the hooks' results go into the run, and a failed one marks it.
-                if let Some(mut detail) = self.store.run(run)?.and_then(|r| r.detail) {
-                    detail["hooks"] = serde_json::to_value(&post)?;
-                    self.store.set_run_detail(run, &detail)?;
-                }
-                if let Some(bad) = post.iter().find(|h| !h.ok()) {
-                    let note = format!(
-                        "completed, hook failed: {hook} `{}` ({})",
-                        bad.command,
-                        hook_result(bad)
-                    );
-                    let summary = self
-                        .store
-                        .run(run)?
-                        .and_then(|r| r.run.summary)
-                        .unwrap_or_default();
-                    self.store.finish_run(
-                        run,
-                        outcome,
-                        Some(&note),
-                        &format!("{summary}; {note}"),
-                    )?;
-                    log(self.cluster(), &note);
-                }
+            if self.id(old) == recovery.dead {
+                // Never re-admitted writable: fenced the moment it answers.
+                self.to_fence.insert(old);
             }
         }
-        Ok(Some(outcome))
+        lock.release()?;
+        let took = began.elapsed();
+        self.hub
+            .metrics
+            .recovered(self.cluster(), outcome.as_str(), Some(took));
+        let line = format!(
+            "recovery {}: {decision} (orch history {})",
+            outcome.as_str(),
+            run.0
+        );
+        log(self.cluster(), &line);
+        if outcome == Outcome::Succeeded && promoted {
+            log(
+                self.cluster(),
+                &format!(
+                    "failover done: {} is the primary; {} will be fenced when it answers",
+                    recovery.successor, recovery.dead
+                ),
+            );
+        }
+        let mut data = recovery_data;
+        data["outcome"] = serde_json::json!(outcome.as_str());
+        data["ms"] = serde_json::json!(took.as_millis() as u64);
+        let kind = if outcome == Outcome::Succeeded {
+            "recovery_finished"
+        } else {
+            "recovery_failed"
+        };
+        self.event(
+            kind,
+            Some(&recovery.dead)
+                .filter(|d| !d.is_empty())
+                .map(String::as_str),
+            &line,
+            Some(run),
+            data,
+        );
+        if let Some(values) = &values {
+            self.post_hooks(values, outcome, run).await?;
+        }
+        Ok(Acted::Ran {
+            run,
+            outcome,
+            decision,
+        })
+    }
+
+    /// A recovery's step ended: logged and sent as an event (a fence also as `fence`).
+    fn step_done(&self, step: &Step, result: &StepResult, took: Duration, total: usize) {
+        let ms = took.as_millis() as u64;
+        let head = format!(
+            "step {}/{total} {}: {}",
+            step.number,
+            step.host,
+            step.action.describe()
+        );
+        let (text, error) = match result {
+            StepResult::Done(_) => ("done", None),
+            StepResult::Failed(e) => ("failed", Some(e.as_str())),
+            StepResult::NotRun => return,
+        };
+        let line = match error {
+            None => format!("{head} ... done ({ms} ms)"),
+            Some(e) => format!("{head} ... FAILED ({ms} ms): {e}"),
+        };
+        log(self.cluster(), &line);
+        let action = crate::apply::record::action_name(step);
+        self.event(
+            "recovery_step",
+            Some(&step.host),
+            &line,
+            None,
+            serde_json::json!({"number": step.number, "action": action, "result": text, "ms": ms, "error": error}),
+        );
+        if matches!(step.action, Action::Fence { .. }) && error.is_none() {
+            self.event(
+                "fence",
+                Some(&step.host),
+                &format!("{} fenced: read_only=ON", step.host),
+                None,
+                serde_json::json!({"kill_writers": matches!(step.action, Action::Fence { kill_writers: true })}),
+            );
+        }
+    }
+
+    /// The post hooks of a failover: `post_failover` or `post_unsuccessful_failover`. Never
+    /// silent: their results go into the run, and a failed one marks it.
+    async fn post_hooks(
+        &self,
+        values: &crate::hooks::Values,
+        outcome: Outcome,
+        run: RunId,
+    ) -> anyhow::Result<()> {
+        let (hook, commands) = if outcome == Outcome::Succeeded {
+            ("post_failover", &self.policy.hooks.post_failover)
+        } else {
+            (
+                "post_unsuccessful_failover",
+                &self.policy.hooks.post_unsuccessful_failover,
+            )
+        };
+        let post =
+            crate::hooks::run(hook, commands, values, self.policy.hooks.timeout, false).await;
+        self.log_hooks(&post);
+        if post.is_empty() {
+            return Ok(());
+        }
+        if let Some(mut detail) = self.store.run(run)?.and_then(|r| r.detail) {
+            detail["hooks"] = serde_json::to_value(&post)?;
+            self.store.set_run_detail(run, &detail)?;
+        }
+        if let Some(bad) = post.iter().find(|h| !h.ok()) {
+            let note = format!(
+                "completed, hook failed: {hook} `{}` ({})",
+                bad.command,
+                hook_result(bad)
+            );
+            let summary = self
+                .store
+                .run(run)?
+                .and_then(|r| r.run.summary)
+                .unwrap_or_default();
+            self.store
+                .finish_run(run, outcome, Some(&note), &format!("{summary}; {note}"))?;
+            log(self.cluster(), &note);
+        }
+        Ok(())
     }
 
     /// The placeholder values every hook of this cluster knows.
@@ -903,7 +1190,194 @@ impl<E: Executor> Watcher<E> {
             Outcome::Failed
         };
         self.store.finish_run(run, outcome, Some(why), why)?;
+        self.hub.metrics.recovered(self.cluster(), "refused", None);
+        self.event(
+            "recovery_refused",
+            None,
+            why,
+            Some(run),
+            serde_json::json!({"detection": detection}),
+        );
         Ok(())
+    }
+
+    /// A person's failover (`orch failover`, or the API's): now, whatever anti-flap and
+    /// downtimes say; refused while the primary answers unless `force` (then it is fenced
+    /// first). The failover hooks run as for an automatic one.
+    pub async fn failover_now(
+        &mut self,
+        to: Option<&str>,
+        force: bool,
+        who: &str,
+        stop: &Arc<AtomicBool>,
+    ) -> anyhow::Result<FailoverDone> {
+        if let Some(to) = to
+            && self.index(to).is_none()
+        {
+            anyhow::bail!(
+                "--to {to}: no such host in {}",
+                self.topology.file.display()
+            );
+        }
+        let primary = self.primary;
+        let pid = self.id(primary).to_string();
+        let detection = if force {
+            format!(
+                "orch failover --force by {who}: the primary {pid} is fenced first if it answers"
+            )
+        } else {
+            format!("orch failover by {who}: the primary {pid} does not answer")
+        };
+        let refused_live = format!(
+            "the primary {pid} answers: a failover is for a dead primary; to move the primary to another server, change the file and run orch plan / orch apply (a switchover loses nothing), or pass --force to fence it and fail over anyway"
+        );
+        let key = format!("manual/{}", crate::state::now_millis());
+        let acted = self
+            .locked(
+                stop,
+                |w, fresh| {
+                    let alive = fresh.hosts[primary].state.info().is_some();
+                    if alive && !force {
+                        return Some(Err(NoRecovery {
+                            reason: refused_live.clone(),
+                            considered: Vec::new(),
+                        }));
+                    }
+                    Some(recover(&w.desired, fresh, &w.policy, primary, to, true))
+                },
+                &detection,
+                Some("manual_failover"),
+                &key,
+            )
+            .await?;
+        match acted {
+            Acted::Ran {
+                run,
+                outcome,
+                decision,
+            } => Ok(FailoverDone {
+                run: run.0,
+                outcome: outcome.as_str().to_string(),
+                decision,
+            }),
+            Acted::Refused(why) => anyhow::bail!("{why}"),
+            Acted::Busy(why) => anyhow::bail!("not now: {why}"),
+            Acted::Gone => anyhow::bail!("nothing to do"),
+        }
+    }
+
+    /// Reads the files again: a valid change takes effect now and is recorded; an
+    /// invalid one is refused (logged, recorded) and the running configuration stays.
+    fn reload(&mut self, why: &str) {
+        let Some(loader) = &self.loader else {
+            return;
+        };
+        let loaded = loader().and_then(|config| {
+            if config.topology.cluster != self.topology.cluster {
+                anyhow::bail!(
+                    "the cluster's name changed from {} to {}: a renamed cluster needs a restart of orch watch",
+                    self.topology.cluster,
+                    config.topology.cluster
+                );
+            }
+            let current = self.id(self.primary);
+            if !config.topology.hosts.iter().any(|h| h.id == current) {
+                anyhow::bail!(
+                    "the file no longer declares {current}, the current primary: keep it until the primary moves"
+                );
+            }
+            Ok(config)
+        });
+        let config = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                let text =
+                    format!("reload refused ({why}), the running configuration stays: {e:#}");
+                tracing::error!(cluster = self.cluster(), "{text}");
+                self.hub.metrics.reloaded(self.cluster(), "refused");
+                let run = self.record_reload(Outcome::Failed, &text, &self.files.clone());
+                self.event(
+                    "reload_refused",
+                    None,
+                    &text,
+                    run,
+                    serde_json::json!({"why": why}),
+                );
+                return;
+            }
+        };
+        if config.files == self.files {
+            if why == "SIGHUP" {
+                log(self.cluster(), "reload (SIGHUP): the files did not change");
+            }
+            return;
+        }
+        let changed: Vec<String> = config
+            .files
+            .iter()
+            .filter(|f| !self.files.contains(f))
+            .map(|f| f.path.clone())
+            .collect();
+        let primary_id = self.id(self.primary).to_string();
+        let former: Vec<String> = self
+            .to_fence
+            .iter()
+            .map(|&i| self.id(i).to_string())
+            .collect();
+        let old_exec = std::mem::replace(&mut self.exec, config.exec);
+        tokio::task::spawn_local(async move { old_exec.close().await });
+        self.desired = Desired::from_topology(&config.topology);
+        self.topology = config.topology;
+        self.policy = config.policy;
+        self.files = config.files;
+        self.webhook_targets = config.webhooks;
+        self.primary = self.index(&primary_id).expect("checked above");
+        self.to_fence = former.iter().filter_map(|id| self.index(id)).collect();
+        self.seen.clear();
+        self.said.clear();
+        self.restart_sentinels = true;
+        let hosts: Vec<String> = self.desired.hosts.iter().map(|h| h.id.clone()).collect();
+        self.hub.with(self.cluster(), |c| c.hosts = hosts);
+        self.start_webhooks();
+        let text = format!(
+            "reloaded ({why}): {} changed; now {} servers, poll every {:?}",
+            changed.join(", "),
+            self.desired.hosts.len(),
+            self.policy.failover.detect.poll_interval
+        );
+        log(self.cluster(), &text);
+        self.hub.metrics.reloaded(self.cluster(), "applied");
+        let run = self.record_reload(Outcome::Succeeded, &text, &self.files.clone());
+        self.event(
+            "reload",
+            None,
+            &text,
+            run,
+            serde_json::json!({"why": why, "changed": changed}),
+        );
+    }
+
+    /// A reload in the history (an error to record it is logged, not fatal).
+    fn record_reload(&self, outcome: Outcome, text: &str, files: &[RunFile]) -> Option<RunId> {
+        let recorded = (|| -> anyhow::Result<RunId> {
+            let run = self.store.begin_run(NewRun {
+                kind: RunKind::Reload,
+                cluster: self.cluster().to_string(),
+                who: Who::current(),
+                files: files.to_vec(),
+                fingerprint: None,
+            })?;
+            let error = (outcome != Outcome::Succeeded).then_some(text);
+            self.store.finish_run(run, outcome, error, text)?;
+            Ok(run)
+        })();
+        match recorded {
+            Ok(run) => Some(run),
+            Err(e) => {
+                tracing::error!(cluster = self.cluster(), "recording the reload: {e:#}");
+                None
+            }
+        }
     }
 }
 
@@ -958,6 +1432,7 @@ pub async fn record_recovery<E: Executor>(
     detection: &str,
     sql: &dyn Fn(&Step) -> Vec<String>,
     stop: Arc<AtomicBool>,
+    on_step: Option<&crate::apply::record::OnStep<'_>>,
 ) -> anyhow::Result<(RunId, Outcome)> {
     let plan = &recovery.plan;
     let run = store.begin_run(NewRun {
@@ -989,6 +1464,7 @@ pub async fn record_recovery<E: Executor>(
             format: Format::Human,
             sql,
             bar: None,
+            on_step,
         },
     )
     .await?;

@@ -1,0 +1,540 @@
+//! `orch watch --listen ADDR`: the HTTP API (JSON, schema 1), the live topology page and
+//! `/metrics`. Reads come from the [`Hub`] the watchers fill after every poll and from the
+//! state store; a failover is sent to the cluster's watcher, which runs it between polls
+//! under the cluster lock like any recovery. I/O: the listening socket, the state store.
+//!
+//! | endpoint | what |
+//! |---|---|
+//! | `GET /` | the live topology page (one embedded file) |
+//! | `GET /health` | 200 while the process runs |
+//! | `GET /ready` | 200 once every cluster was observed, else 503 and which are not |
+//! | `GET /metrics` | Prometheus text exposition |
+//! | `GET /api/v1/clusters` | each cluster: primary, hosts, problems, observed_at |
+//! | `GET /api/v1/clusters/{cluster}` | the `status --format json` document + `observed_at`, `view` |
+//! | `GET /api/v1/clusters/{cluster}/problems` | its problems |
+//! | `GET /api/v1/history[?cluster=&limit=]` | runs, newest first (`history --format json`) |
+//! | `GET /api/v1/history/{id}` | one run with its steps (`history ID --format json`) |
+//! | `GET /api/v1/downtimes` | the downtimes in force |
+//! | `GET /api/v1/leader` | the process that acts (this one, until HA through etcd) |
+//! | `POST /api/v1/clusters/{cluster}/failover` | `{"to": HOST?, "force": bool?}`: as `orch failover` |
+//! | `POST /api/v1/clusters/{cluster}/ack` | clear the anti-flap block |
+//! | `POST /api/v1/downtimes` | `{"cluster", "host"?, "for": "1h", "reason"}` |
+//! | `DELETE /api/v1/downtimes?cluster=C[&host=H]` | end a host's (or the cluster's) downtime |
+//!
+//! Actions need `Authorization: Bearer TOKEN` (`--api-token-file`); without a token file
+//! they answer 403 (disabled), with a missing or wrong token 401, and change nothing.
+//! With `--api-auth all` every endpoint but /health and /ready needs the token too.
+//! Errors are `{"error": "..."}`.
+
+// A refusal is the response itself, built once at the check: boxing it would only add
+// noise to every handler.
+#![allow(clippy::result_large_err)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::hub::{Command, Hub, SCHEMA};
+use crate::cli::ApiAuth;
+use crate::spec::secret::Secret;
+use crate::state::{RunFilter, RunId, Store, now_millis, utc};
+
+/// What the handlers share.
+pub struct Api {
+    pub hub: Arc<Hub>,
+    pub store: Mutex<Store>,
+    /// The bearer token actions need; None: actions are disabled.
+    pub token: Option<Secret>,
+    pub auth: ApiAuth,
+    /// The address this process listens on (the leader's address, for HA).
+    pub listen: String,
+}
+
+type Shared = State<Arc<Api>>;
+
+/// Serves until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>) {
+    let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("the HTTP server stopped: {e}");
+    }
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/clusters", get(clusters))
+        .route("/api/v1/clusters/{cluster}", get(cluster))
+        .route("/api/v1/clusters/{cluster}/problems", get(problems))
+        .route("/api/v1/clusters/{cluster}/failover", post(failover))
+        .route("/api/v1/clusters/{cluster}/ack", post(ack))
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/history/{id}", get(history_run))
+        .route(
+            "/api/v1/downtimes",
+            get(downtimes).post(add_downtime).delete(end_downtime),
+        )
+        .route("/api/v1/leader", get(leader))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint (see GET /api/v1/clusters)",
+            )
+        })
+        .with_state(api)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+fn ok(value: Value) -> Response {
+    axum::Json(value).into_response()
+}
+
+/// Refuses a request without the right token: `action` endpoints always need it, reads
+/// only with `--api-auth all`.
+fn authorize(api: &Api, headers: &HeaderMap, action: bool) -> Result<(), Response> {
+    if !action && api.auth == ApiAuth::Actions {
+        return Ok(());
+    }
+    let Some(token) = &api.token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "actions are disabled: start orch watch with --api-token-file FILE",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Digests compared in full: the time to refuse says nothing about the token.
+    let digest = |t: &str| ring::digest::digest(&ring::digest::SHA256, t.as_bytes());
+    let (a, b) = (digest(given), digest(token.expose()));
+    let same = a
+        .as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0;
+    if same {
+        return Ok(());
+    }
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "a valid token is required: Authorization: Bearer TOKEN (the --api-token-file of orch watch)",
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Err(r)
+}
+
+async fn page() -> Response {
+    let mut r = (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("page.html"),
+    )
+        .into_response();
+    // Everything is inline and same-origin: nothing else may load or run.
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; connect-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
+        ),
+    );
+    r
+}
+
+async fn health() -> Response {
+    ok(json!({"status": "ok"}))
+}
+
+async fn ready(State(api): Shared) -> Response {
+    match api.hub.ready() {
+        Ok(()) => ok(json!({"status": "ready"})),
+        Err(waiting) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "starting", "not_observed_yet": waiting})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(api): Shared, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&api, &headers, false) {
+        return r;
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        api.hub.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn clusters(State(api): Shared, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&api, &headers, false) {
+        return r;
+    }
+    ok(api.hub.clusters_json())
+}
+
+fn unknown(cluster: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no cluster {cluster} is watched here (GET /api/v1/clusters lists them)"),
+    )
+}
+
+fn not_observed(cluster: &str) -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("cluster {cluster} has not been observed yet"),
+    )
+}
+
+async fn cluster(State(api): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    if let Err(r) = authorize(&api, &headers, false) {
+        return r;
+    }
+    match api.hub.cluster_json(&name) {
+        None => unknown(&name),
+        Some(None) => not_observed(&name),
+        Some(Some(doc)) => ok(doc),
+    }
+}
+
+async fn problems(State(api): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    if let Err(r) = authorize(&api, &headers, false) {
+        return r;
+    }
+    match api.hub.with(&name, |c| c.snapshot.clone()) {
+        None => unknown(&name),
+        Some(None) => not_observed(&name),
+        Some(Some(s)) => ok(json!({"schema": SCHEMA, "cluster": name, "problems": s.problems})),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    cluster: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(api): Shared,
+    headers: HeaderMap,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    if let Err(r) = authorize(&api, &headers, false) {
+        return r;
+    }
+    let filter = RunFilter {
+        cluster: q.cluster,
+        since: None,
+        limit: Some(q.limit.unwrap_or(50).min(1000)),
+    };
+    let runs = api
+        .store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .runs(&filter);
+    match runs {
+        Ok(runs) => ok(json!({"schema": SCHEMA, "runs": runs})),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn history_run(State(api): Shared, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    if let Err(r) = authorize(&api, &headers, false) {
+        return r;
+    }
+    let run = api
+        .store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .run(RunId(id));
+    match run {
+        Ok(Some(run)) => ok(json!({"schema": SCHEMA, "run": run})),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn downtimes(State(api): Shared, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&api, &headers, false) {
+        return r;
+    }
+    let store = api.store.lock().unwrap_or_else(|e| e.into_inner());
+    let mut all = Vec::new();
+    for name in api.hub.names() {
+        match store.downtimes(&name) {
+            Ok(list) => all.extend(list),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    ok(json!({"schema": SCHEMA, "downtimes": all}))
+}
+
+async fn leader(State(api): Shared, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&api, &headers, false) {
+        return r;
+    }
+    let who = crate::state::Who::current();
+    ok(json!({
+        "schema": SCHEMA,
+        "leader": {"user": who.user, "host": who.host, "pid": who.pid, "listen": api.listen},
+        "this_process": true,
+    }))
+}
+
+/// A JSON body, or `{}` when there is none.
+fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("the request body: {e}")))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailoverBody {
+    to: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn failover(
+    State(api): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&api, &headers, true) {
+        return r;
+    }
+    let b: FailoverBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(tx) = api.hub.with(&name, |c| c.commands.clone()) else {
+        return unknown(&name);
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let command = Command::Failover {
+        to: b.to,
+        force: b.force,
+        who: format!("the API (from {peer})"),
+        reply,
+    };
+    if tx.send(command).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster's watcher stopped",
+        );
+    }
+    match answer.await {
+        Ok(Ok(done)) => {
+            let status = if done.outcome == "succeeded" {
+                StatusCode::OK
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            (
+                status,
+                axum::Json(json!({"schema": SCHEMA, "failover": done})),
+            )
+                .into_response()
+        }
+        Ok(Err(why)) => error(StatusCode::CONFLICT, format!("{why}; nothing was changed")),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster's watcher stopped",
+        ),
+    }
+}
+
+async fn ack(
+    State(api): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&api, &headers, true) {
+        return r;
+    }
+    if api.hub.with(&name, |_| ()).is_none() {
+        return unknown(&name);
+    }
+    let cleared = api
+        .store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .ack_failover(&name);
+    match cleared {
+        Ok(cleared) => {
+            if cleared {
+                api.hub.event(
+                    &name,
+                    "ack",
+                    None,
+                    &format!("anti-flap cleared through the API (from {peer})"),
+                    None,
+                    json!({}),
+                );
+            }
+            ok(json!({"schema": SCHEMA, "cluster": name, "cleared": cleared}))
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DowntimeBody {
+    cluster: String,
+    host: Option<String>,
+    #[serde(rename = "for")]
+    length: String,
+    reason: String,
+}
+
+/// The cluster is watched here and the host (if any) is one of its.
+fn check_target(api: &Api, cluster: &str, host: Option<&str>) -> Result<(), Response> {
+    let Some(hosts) = api.hub.with(cluster, |c| c.hosts.clone()) else {
+        return Err(unknown(cluster));
+    };
+    if let Some(h) = host
+        && !hosts.iter().any(|x| x == h)
+    {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("{h}: no such host in cluster {cluster}"),
+        ));
+    }
+    Ok(())
+}
+
+async fn add_downtime(
+    State(api): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&api, &headers, true) {
+        return r;
+    }
+    let b: DowntimeBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_target(&api, &b.cluster, b.host.as_deref()) {
+        return r;
+    }
+    let length = match crate::spec::decode::parse_duration(&b.length) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "for: a downtime lasts longer than 0s",
+            );
+        }
+        Err(why) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("for: `{}`: {why} (write 30m, 2h, 1d)", b.length),
+            );
+        }
+    };
+    if b.reason.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "reason: say why (it is shown to whoever looks)",
+        );
+    }
+    let until = now_millis().saturating_add(i64::try_from(length.as_millis()).unwrap_or(i64::MAX));
+    let by = format!("the API (from {peer})");
+    let added = api
+        .store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .add_downtime(&b.cluster, b.host.as_deref(), until, &b.reason, &by);
+    match added {
+        Ok(id) => {
+            let what = b.host.clone().unwrap_or_else(|| "the whole cluster".into());
+            api.hub.event(
+                &b.cluster,
+                "downtime_added",
+                b.host.as_deref(),
+                &format!("{what} downtimed until {} ({})", utc(until), b.reason),
+                None,
+                json!({"until": until, "reason": b.reason, "by": by}),
+            );
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"schema": SCHEMA, "id": id, "until": until})),
+            )
+                .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct EndQuery {
+    cluster: String,
+    host: Option<String>,
+}
+
+async fn end_downtime(
+    State(api): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<EndQuery>,
+) -> Response {
+    if let Err(r) = authorize(&api, &headers, true) {
+        return r;
+    }
+    if let Err(r) = check_target(&api, &q.cluster, q.host.as_deref()) {
+        return r;
+    }
+    let ended = api
+        .store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .end_downtime(&q.cluster, q.host.as_deref());
+    match ended {
+        Ok(n) => {
+            if n > 0 {
+                let what = q.host.clone().unwrap_or_else(|| "the whole cluster".into());
+                api.hub.event(
+                    &q.cluster,
+                    "downtime_ended",
+                    q.host.as_deref(),
+                    &format!("{what}: downtime ended through the API (from {peer})"),
+                    None,
+                    json!({"by": format!("the API (from {peer})")}),
+                );
+            }
+            ok(json!({"schema": SCHEMA, "ended": n}))
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
