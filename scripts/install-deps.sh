@@ -2,7 +2,8 @@
 # Installs what orch's sandboxes and tests need, from the distribution's packages, when it
 # is missing: a MariaDB server (mariadb-server; orch starts its own mariadbd processes, so
 # the packaged service is never started: policy-rc.d), the openssl command (sandbox
-# --tls makes its certificates with it) and nftables (a test cuts orch off from a server).
+# --tls makes its certificates with it), nftables (a test cuts orch off from a server) and
+# Chromium with its WebDriver (a test drives the live topology page in a real browser).
 set -euo pipefail
 
 missing=()
@@ -15,6 +16,12 @@ fi
 # nft: the partition test cuts orch (not the replicas) off from a server.
 if ! { command -v nft || [ -x /usr/sbin/nft ]; } >/dev/null 2>&1; then
   missing+=(nftables)
+fi
+if ! [ -x /usr/bin/chromium ]; then
+  missing+=(chromium)
+fi
+if ! [ -x /usr/bin/chromedriver ]; then
+  missing+=(chromium-driver)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -15,3 +15,4 @@ mod status;
 mod steps;
 mod validate;
 mod watch;
+mod watch_http;

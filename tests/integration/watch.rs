@@ -16,7 +16,7 @@ use crate::plan::write_topology;
 use crate::sandbox::{Sandbox, eventually, first, orch, orch_ok};
 
 /// A policy that polls every 200 ms, with a 2 s grace period.
-fn write_policy(sb: &Sandbox, extra: &str) -> String {
+pub(crate) fn write_policy(sb: &Sandbox, extra: &str) -> String {
     let path = sb.dir.join("fast.yaml");
     std::fs::write(
         &path,
@@ -27,7 +27,7 @@ fn write_policy(sb: &Sandbox, extra: &str) -> String {
 }
 
 /// The sandbox's star as a topology file using `policy`.
-fn topology(sb: &Sandbox, n: usize, policy: &str) -> String {
+pub(crate) fn topology(sb: &Sandbox, n: usize, policy: &str) -> String {
     let sources: Vec<Option<usize>> = (1..=n).map(|i| (i > 1).then_some(1)).collect();
     let file = write_topology(sb, "watched.yaml", &sources);
     let text = std::fs::read_to_string(&file)
@@ -38,15 +38,21 @@ fn topology(sb: &Sandbox, n: usize, policy: &str) -> String {
 }
 
 /// `orch watch` in the background, its stderr collected; stopped (SIGTERM) on drop.
-struct Watch {
+pub(crate) struct Watch {
     child: Child,
     log: Arc<Mutex<String>>,
 }
 
 impl Watch {
-    fn start(file: &str, state: &str) -> Watch {
+    pub(crate) fn start(file: &str, state: &str) -> Watch {
+        Watch::start_with(file, state, &[])
+    }
+
+    /// With more arguments (`--listen ...`).
+    pub(crate) fn start_with(file: &str, state: &str, extra: &[&str]) -> Watch {
         let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
             .args(["watch", file, "--state", state])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -60,12 +66,12 @@ impl Watch {
         w
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     /// Waits until the log contains `needle`; panics with the log when it does not.
-    fn wait_for(&self, needle: &str, secs: u64) {
+    pub(crate) fn wait_for(&self, needle: &str, secs: u64) {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         while !self.log().contains(needle) {
             assert!(
@@ -78,7 +84,7 @@ impl Watch {
     }
 
     /// SIGTERM, then the exit code.
-    fn stop(mut self) -> i32 {
+    pub(crate) fn stop(mut self) -> i32 {
         // SAFETY: kill(2) on our own running child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap().code().unwrap_or(-1)
@@ -94,7 +100,7 @@ impl Drop for Watch {
     }
 }
 
-fn read_only(sb: &Sandbox, i: usize) -> String {
+pub(crate) fn read_only(sb: &Sandbox, i: usize) -> String {
     first(&sb.root(i, "SELECT @@read_only AS r"), "r")
 }
 
@@ -102,11 +108,11 @@ fn source_ip(sb: &Sandbox, i: usize) -> String {
     first(&sb.root(i, "SHOW SLAVE STATUS"), "Master_Host")
 }
 
-fn ip(sb: &Sandbox, i: usize) -> String {
+pub(crate) fn ip(sb: &Sandbox, i: usize) -> String {
     sb.address(i).split(':').next().unwrap().to_string()
 }
 
-fn history(state: &str) -> serde_json::Value {
+pub(crate) fn history(state: &str) -> serde_json::Value {
     let (code, out, err) = orch(&["history", "--state", state, "--format", "json"]);
     assert_eq!(code, 0, "{err}");
     serde_json::from_str(&out).unwrap()
