@@ -1085,7 +1085,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__watch)
-            opts="-h -V --dry-run --state --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-h -V --dry-run --state --listen --api-token-file --api-auth --log-format --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1093,6 +1093,22 @@ _orch() {
             case "${prev}" in
                 --state)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-auth)
+                    COMPREPLY=($(compgen -W "actions all" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
                     return 0
                     ;;
                 --connect-timeout)

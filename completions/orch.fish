@@ -88,6 +88,12 @@ complete -c orch -n "__fish_orch_using_subcommand apply" -l allow-lost-replicas 
 complete -c orch -n "__fish_orch_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_using_subcommand watch" -l state -d 'orch\'s state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else ~/.local/state/orch]' -r -F
+complete -c orch -n "__fish_orch_using_subcommand watch" -l listen -d 'Serve the HTTP API, the live topology page and /metrics on this address (e.g. 127.0.0.1:8080). Off by default' -r
+complete -c orch -n "__fish_orch_using_subcommand watch" -l api-token-file -d 'A file (mode 0600) holding the bearer token the API\'s actions require. Without it, the actions (failover, downtime, ack) are disabled' -r -F
+complete -c orch -n "__fish_orch_using_subcommand watch" -l api-auth -d 'Which endpoints require the token: the actions only, or every endpoint but /health and /ready' -r -f -a "actions\t'The actions (failover, downtime, ack); reading is open'
+all\t'Every endpoint but /health and /ready'"
+complete -c orch -n "__fish_orch_using_subcommand watch" -l log-format -d 'Log lines for people, or one JSON object per line for log shippers' -r -f -a "human\t'`TIME CLUSTER: what happened`, for people'
+json\t'One JSON object per line (timestamp, level, cluster, message), for log shippers'"
 complete -c orch -n "__fish_orch_using_subcommand watch" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l concurrency -d 'Servers observed at once' -r
