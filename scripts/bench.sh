@@ -77,15 +77,44 @@ target/release/examples/switchover_load "$O" "$DIR/sb" 10
 "$O" sandbox down "$DIR/sb" >/dev/null
 cargo build --release --quiet --example failover_bench
 for n in 3 10; do target/release/examples/failover_bench "$O" "$DIR" "$n" 10; done
-# orch watch on 10 servers for a minute: resident memory and CPU.
+# orch watch on 10 servers for a minute: resident memory and CPU; then the same with the
+# HTTP server on, the live page open (its three requests every second) and /metrics
+# scraped every 15 s.
 "$O" sandbox up "$DIR/sb" -n 10 >/dev/null
-"$O" watch "$DIR/sb/topology.yaml" --state "$DIR/watch-state" 2>/dev/null &
+watch_minute() {
+  local label=$1; shift
+  "$O" watch "$DIR/sb/topology.yaml" --state "$DIR/watch-state" "$@" 2>/dev/null &
+  WPID=$!
+  sleep 5
+  local client=""
+  if [ "$#" -gt 0 ]; then
+    ( i=0; while true; do
+        curl -s -o /dev/null http://127.0.0.1:18099/api/v1/clusters
+        curl -s -o /dev/null http://127.0.0.1:18099/api/v1/clusters/sandbox
+        curl -s -o /dev/null "http://127.0.0.1:18099/api/v1/history?limit=10"
+        if [ $((i % 15)) -eq 0 ]; then curl -s -o /dev/null http://127.0.0.1:18099/metrics; fi
+        i=$((i + 1)); sleep 1
+      done ) &
+    client=$!
+  fi
+  local t0 t1 rss hz
+  t0=$(awk '{print $14+$15}' /proc/$WPID/stat)
+  sleep 60
+  t1=$(awk '{print $14+$15}' /proc/$WPID/stat)
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$WPID/status)
+  if [ -n "$client" ]; then kill "$client"; wait "$client" 2>/dev/null || true; fi
+  kill $WPID; wait $WPID 2>/dev/null || true
+  hz=$(getconf CLK_TCK)
+  echo "orch watch, 10 servers, poll 1s, one minute$label: RSS ${rss} KiB, CPU $(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN {printf "%.2f", (b-a)/hz/60*100}') % of a core"
+}
+watch_minute ""
+watch_minute " with --listen, the page open and /metrics scraped" --listen 127.0.0.1:18099
+# The page and its API answers as the server sends them (median of 20).
+"$O" watch "$DIR/sb/topology.yaml" --state "$DIR/watch-state" --listen 127.0.0.1:18099 2>/dev/null &
 WPID=$!
-sleep 5
-t0=$(awk '{print $14+$15}' /proc/$WPID/stat)
-sleep 60
-t1=$(awk '{print $14+$15}' /proc/$WPID/stat)
-rss=$(awk '/VmRSS/ {print $2}' /proc/$WPID/status)
+sleep 3
+for path in / /api/v1/clusters/sandbox /metrics; do
+  for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:18099$path"; done \
+    | sort -n | awk -v p="$path" '{a[NR]=$1} END {printf "GET %s: median %.2f ms\n", p, a[int((NR+1)/2)]*1000}'
+done
 kill $WPID; wait $WPID 2>/dev/null || true
-hz=$(getconf CLK_TCK)
-echo "orch watch, 10 servers, poll 1s, one minute: RSS ${rss} KiB, CPU $(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN {printf "%.2f", (b-a)/hz/60*100}') % of a core"

@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 use super::hub::{Command, Hub, SCHEMA};
 use crate::cli::ApiAuth;
 use crate::spec::secret::Secret;
-use crate::state::{RunFilter, RunId, Store, now_millis, utc};
+use crate::state::{RunFilter, RunId, Store, now_millis};
 
 /// What the handlers share.
 pub struct Api {
@@ -477,22 +477,12 @@ async fn add_downtime(
         .unwrap_or_else(|e| e.into_inner())
         .add_downtime(&b.cluster, b.host.as_deref(), until, &b.reason, &by);
     match added {
-        Ok(id) => {
-            let what = b.host.clone().unwrap_or_else(|| "the whole cluster".into());
-            api.hub.event(
-                &b.cluster,
-                "downtime_added",
-                b.host.as_deref(),
-                &format!("{what} downtimed until {} ({})", utc(until), b.reason),
-                None,
-                json!({"until": until, "reason": b.reason, "by": by}),
-            );
-            (
-                StatusCode::CREATED,
-                axum::Json(json!({"schema": SCHEMA, "id": id, "until": until})),
-            )
-                .into_response()
-        }
+        // The watcher sends the event at its next poll, as for `orch downtime`.
+        Ok(id) => (
+            StatusCode::CREATED,
+            axum::Json(json!({"schema": SCHEMA, "id": id, "until": until})),
+        )
+            .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -505,7 +495,6 @@ struct EndQuery {
 
 async fn end_downtime(
     State(api): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<EndQuery>,
 ) -> Response {
@@ -521,20 +510,7 @@ async fn end_downtime(
         .unwrap_or_else(|e| e.into_inner())
         .end_downtime(&q.cluster, q.host.as_deref());
     match ended {
-        Ok(n) => {
-            if n > 0 {
-                let what = q.host.clone().unwrap_or_else(|| "the whole cluster".into());
-                api.hub.event(
-                    &q.cluster,
-                    "downtime_ended",
-                    q.host.as_deref(),
-                    &format!("{what}: downtime ended through the API (from {peer})"),
-                    None,
-                    json!({"by": format!("the API (from {peer})")}),
-                );
-            }
-            ok(json!({"schema": SCHEMA, "ended": n}))
-        }
+        Ok(n) => ok(json!({"schema": SCHEMA, "ended": n})),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

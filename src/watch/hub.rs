@@ -13,8 +13,8 @@
 //! {"schema": 1,
 //!  "id": "1767261600000-17",          unique per watch process: its start (ms) and a counter
 //!  "kind": "detection" | "recovery_started" | "recovery_step" | "recovery_finished"
-//!        | "recovery_failed" | "fence" | "downtime_added" | "downtime_ended" | "ack"
-//!        | "reload" | "reload_refused",
+//!        | "recovery_failed" | "recovery_refused" | "fence" | "downtime_added"
+//!        | "downtime_ended" | "ack" | "reload" | "reload_refused",
 //!  "time": "2026-12-02T15:37:14.123Z", "time_ms": 1767261600000,
 //!  "cluster": "shop",
 //!  "host": "db1" | null,              the server it is about
@@ -23,7 +23,8 @@
 //!  "data": {...}}                      per kind: detection {code, evidence}; recovery_*
 //!                                      {decision, successor, lost, outcome}; recovery_step
 //!                                      {number, action, result, ms, error}; downtime_*
-//!                                      {until, reason, by}
+//!                                      {until, reason, by} (sent by the watcher at the
+//!                                      poll after it starts or ends, whoever set it)
 //! ```
 
 use std::collections::{BTreeMap, HashMap};

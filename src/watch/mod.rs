@@ -72,6 +72,9 @@ pub struct Watcher<E: Executor> {
     loader: Option<Box<Loader<E>>>,
     /// Set by a reload that changed the servers: the sentinels start again.
     restart_sentinels: bool,
+    /// The downtimes in force at the last poll (whoever set them: this process's API,
+    /// `orch downtime`), to send an event when one starts or ends.
+    downtimes: Vec<crate::state::Downtime>,
 }
 
 /// What a watcher runs on: the files read and checked, the executor for their servers.
@@ -153,6 +156,7 @@ impl<E: Executor> Watcher<E> {
             webhook_targets: Vec::new(),
             loader: None,
             restart_sentinels: false,
+            downtimes: Vec::new(),
         })
     }
 
@@ -285,6 +289,8 @@ impl<E: Executor> Watcher<E> {
         let hosts = self.desired.hosts.iter().map(|h| h.id.clone()).collect();
         let commands = self.hub.join(self.cluster(), self.id(self.primary), hosts);
         self.start_webhooks();
+        // Those already in force are not news.
+        self.downtimes = self.store.downtimes(self.cluster()).unwrap_or_default();
         commands
     }
 
@@ -359,6 +365,7 @@ impl<E: Executor> Watcher<E> {
         let took = began.elapsed();
         self.follow_primary(&snapshot)?;
         self.publish(&snapshot, took);
+        self.downtime_events()?;
         self.fence_returning(&snapshot, stop).await?;
         let findings = analyze(&snapshot, self.primary, self.max_lag());
         // An episode ends when its finding is gone.
@@ -477,6 +484,49 @@ impl<E: Executor> Watcher<E> {
             c.observed_at = Some(crate::state::now_millis());
             c.primary = primary;
         });
+    }
+
+    /// An event for each downtime that started or ended since the last poll.
+    fn downtime_events(&mut self) -> anyhow::Result<()> {
+        let now = self.store.downtimes(self.cluster())?;
+        let what = |d: &crate::state::Downtime| {
+            d.host
+                .clone()
+                .unwrap_or_else(|| "the whole cluster".to_string())
+        };
+        for d in now
+            .iter()
+            .filter(|d| !self.downtimes.iter().any(|o| o.id == d.id))
+        {
+            self.event(
+                "downtime_added",
+                d.host.as_deref(),
+                &format!(
+                    "{} downtimed until {} ({}; by {})",
+                    what(d),
+                    crate::state::utc(d.until),
+                    d.reason,
+                    d.created_by
+                ),
+                None,
+                serde_json::json!({"until": d.until, "reason": d.reason, "by": d.created_by}),
+            );
+        }
+        for d in self
+            .downtimes
+            .iter()
+            .filter(|o| !now.iter().any(|d| d.id == o.id))
+        {
+            self.event(
+                "downtime_ended",
+                d.host.as_deref(),
+                &format!("{}: downtime ended ({})", what(d), d.reason),
+                None,
+                serde_json::json!({"reason": d.reason, "by": d.created_by}),
+            );
+        }
+        self.downtimes = now;
+        Ok(())
     }
 
     /// `reconcile: repair`: the plan's repairs, moves and joins, run like a recovery; never

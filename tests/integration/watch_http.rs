@@ -419,6 +419,16 @@ fn a_webhook_receiver_gets_a_real_failover_signed() {
     let file = topology(&sb, 3, &policy);
     let state = sb.dir.join("state").to_str().unwrap().to_string();
     let watch = Watch::start(&file, &state);
+    // A downtime set by another process is an event too (node3's: no bearing on node1).
+    orch_ok(&[
+        "downtime", &file, "node3", "--for", "1h", "--reason", "disk swap", "--state", &state,
+    ]);
+    eventually("the downtime's event", Duration::from_secs(10), || {
+        receiver
+            .events()
+            .iter()
+            .any(|(_, b)| b.contains("\"downtime_added\"") && b.contains("disk swap"))
+    });
     orch_ok(&["sandbox", "kill", sb.d(), "1"]);
     watch.wait_for("failover done", 20);
     eventually("the recovery's last event", Duration::from_secs(10), || {
