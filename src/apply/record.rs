@@ -88,6 +88,7 @@ pub async fn run_recorded<E: Executor>(
         sql: r.sql,
         stop: stop.clone(),
         on_step: r.on_step,
+        cluster: &plan.cluster,
     };
     let report = super::run(exec, cluster, plan, limits, &stop, &mut progress).await;
     for (step, result) in plan.steps.iter().zip(&report.results) {
@@ -183,6 +184,7 @@ struct Recorder<'a> {
     /// Set when the lock was lost: no further step may run.
     stop: Arc<AtomicBool>,
     on_step: Option<&'a OnStep<'a>>,
+    cluster: &'a str,
 }
 
 impl Progress for Recorder<'_> {
@@ -209,7 +211,7 @@ impl Progress for Recorder<'_> {
             StepResult::NotRun => (state::StepResult::NotRun, None),
         };
         if let Err(e) = self.lock.heartbeat() {
-            say(self.bar.as_ref(), &format!("stopping after this step: {e}"));
+            self.note(&format!("stopping after this step: {e}"));
             self.stop.store(true, Ordering::SeqCst);
         }
         let number = u32::try_from(step.number).unwrap_or(u32::MAX);
@@ -249,6 +251,10 @@ impl Progress for Recorder<'_> {
     }
 
     fn note(&mut self, message: &str) {
-        say(self.bar.as_ref(), message);
+        match self.on_step {
+            // Watch: a log line like the steps'.
+            Some(_) => tracing::info!(cluster = self.cluster, "{message}"),
+            None => say(self.bar.as_ref(), message),
+        }
     }
 }

@@ -40,7 +40,7 @@ pub(crate) fn topology(sb: &Sandbox, n: usize, policy: &str) -> String {
 /// `orch watch` in the background, its stderr collected; stopped (SIGTERM) on drop.
 pub(crate) struct Watch {
     child: Child,
-    log: Arc<Mutex<String>>,
+    pub(crate) log: Arc<Mutex<String>>,
 }
 
 impl Watch {

@@ -421,7 +421,15 @@ fn a_webhook_receiver_gets_a_real_failover_signed() {
     let watch = Watch::start(&file, &state);
     // A downtime set by another process is an event too (node3's: no bearing on node1).
     orch_ok(&[
-        "downtime", &file, "node3", "--for", "1h", "--reason", "disk swap", "--state", &state,
+        "downtime",
+        &file,
+        "node3",
+        "--for",
+        "1h",
+        "--reason",
+        "disk swap",
+        "--state",
+        &state,
     ]);
     eventually("the downtime's event", Duration::from_secs(10), || {
         receiver
@@ -680,7 +688,7 @@ fn an_invalid_policy_edit_is_refused_and_a_valid_one_takes_effect() {
     let policy_path = sb.dir.join(&policy);
     let file = topology(&sb, 3, &policy);
     let state = sb.dir.join("state").to_str().unwrap().to_string();
-    let watch = Watch::start(&file, &state);
+    let watch = Watch::start_with(&file, &state, &["--log-format", "json"]);
     let good = std::fs::read_to_string(&policy_path).unwrap();
     // Invalid: refused, recorded, and the running policy stays.
     std::fs::write(&policy_path, format!("{good}  automatic: maybe\n")).unwrap();
@@ -715,6 +723,20 @@ fn an_invalid_policy_edit_is_refused_and_a_valid_one_takes_effect() {
             .any(|r| r["kind"] == "reload" && r["outcome"] == "succeeded"),
         "{runs}"
     );
-    watch.stop();
+    let collected = watch.log.clone();
+    assert_eq!(watch.stop(), 0);
+    // --log-format json: one object per line, each with its message; never a password.
+    eventually("the last log line", Duration::from_secs(5), || {
+        collected.lock().unwrap().contains("stopped")
+    });
+    let log = collected.lock().unwrap().clone();
+    let password = std::fs::read_to_string(sb.dir.join("secrets/orch.password")).unwrap();
+    assert!(!log.contains(password.trim()), "a password in the log");
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["message"].is_string() && v["level"].is_string(), "{line}");
+    }
+    assert!(log.contains(r#""cluster":"sandbox""#), "{log}");
     sb.down();
 }
