@@ -338,7 +338,7 @@ fn metrics_parse_and_follow_a_dead_replica() {
 /// A webhook receiver on loopback: answers 204 and keeps each request's headers and body.
 struct Receiver {
     addr: String,
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>,
+    got: Arc<Requests>,
 }
 
 impl Receiver {
@@ -359,12 +359,14 @@ impl Receiver {
         Receiver { addr, got }
     }
 
-    fn events(&self) -> Vec<(Vec<(String, String)>, String)> {
+    fn events(&self) -> Vec<Request> {
         self.got.lock().unwrap().clone()
     }
 }
 
-type Requests = Mutex<Vec<(Vec<(String, String)>, String)>>;
+/// A request's headers (names in lower case) and body.
+type Request = (Vec<(String, String)>, String);
+type Requests = Mutex<Vec<Request>>;
 
 /// Reads requests off one (keep-alive) connection until it closes.
 fn serve_requests(stream: TcpStream, keep: &Requests) -> std::io::Result<()> {
