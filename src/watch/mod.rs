@@ -13,6 +13,7 @@
 //! the clock.
 
 pub mod analyze;
+pub mod webhook;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
