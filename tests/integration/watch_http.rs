@@ -77,14 +77,20 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
-/// A token file (mode 0600) in the sandbox; gives its path and the token.
-fn token_file(sb: &Sandbox) -> (String, String) {
+/// A file only its owner may read (as orch requires of secrets) in the sandbox's directory.
+fn private_file(sb: &Sandbox, name: &str, text: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
-    let path = sb.dir.join("api.token");
-    let token = "t0ken-for-the-integration-tests-only".to_string();
-    std::fs::write(&path, format!("{token}\n")).unwrap();
+    let path = sb.dir.join(name);
+    std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    (path.to_str().unwrap().to_string(), token)
+    path.to_str().unwrap().to_string()
+}
+
+/// A token file in the sandbox; gives its path and the token.
+fn token_file(sb: &Sandbox) -> (String, String) {
+    let token = "t0ken-for-the-integration-tests-only".to_string();
+    let path = private_file(sb, "api.token", &format!("{token}\n"));
+    (path, token)
 }
 
 /// The address watch listens on: the sandbox's own loopback address (unique per test).
@@ -98,6 +104,16 @@ fn wait_ready(addr: &str) {
     });
 }
 
+/// A 3-node sandbox, its topology file with the fast policy (plus `extra`), and a state
+/// directory.
+fn watched(extra: &str) -> (Sandbox, String, String) {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let policy = write_policy(&sb, extra);
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    (sb, file, state)
+}
+
 fn recoveries(state: &str) -> usize {
     history(state)["runs"]
         .as_array()
@@ -109,10 +125,7 @@ fn recoveries(state: &str) -> usize {
 
 #[test]
 fn api_actions_need_the_token_and_change_nothing_without_it() {
-    let sb = Sandbox::up(&["-n", "3"]);
-    let policy = write_policy(&sb, "");
-    let file = topology(&sb, 3, &policy);
-    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let (sb, file, state) = watched("");
     let addr = listen(&sb);
     // Without a token file, actions are disabled.
     let watch = Watch::start_with(&file, &state, &["--listen", &addr]);
@@ -148,6 +161,22 @@ fn api_actions_need_the_token_and_change_nothing_without_it() {
     );
     let (code, _) = http(&addr, "GET", "/api/v1/clusters/nope", None, None);
     assert_eq!(code, 404);
+    let (code, body) = http(
+        &addr,
+        "GET",
+        "/api/v1/clusters/sandbox/problems",
+        None,
+        None,
+    );
+    assert_eq!(
+        (code, json(&body)["problems"].clone()),
+        (200, serde_json::json!([]))
+    );
+    let (code, body) = http(&addr, "GET", "/api/v1/leader", None, None);
+    assert_eq!(
+        (code, json(&body)["this_process"].clone()),
+        (200, true.into())
+    );
 
     // Missing or wrong token: 401, and nothing changes.
     let failover = r#"{"to": "node2", "force": true}"#;
@@ -270,10 +299,7 @@ fn sample(text: &str, metric: &str, label: (&str, &str)) -> Option<f64> {
 
 #[test]
 fn metrics_parse_and_follow_a_dead_replica() {
-    let sb = Sandbox::up(&["-n", "3"]);
-    let policy = write_policy(&sb, "");
-    let file = topology(&sb, 3, &policy);
-    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let (sb, file, state) = watched("");
     let addr = listen(&sb);
     let (token_path, token) = token_file(&sb);
     let watch = Watch::start_with(
@@ -404,22 +430,13 @@ fn serve_requests(stream: TcpStream, keep: &Requests) -> std::io::Result<()> {
 
 #[test]
 fn a_webhook_receiver_gets_a_real_failover_signed() {
-    use std::os::unix::fs::PermissionsExt;
-    let sb = Sandbox::up(&["-n", "3"]);
     let receiver = Receiver::start();
     let secret = "webhook-secret-for-tests";
-    let secret_file = sb.dir.join("webhook.secret");
-    std::fs::write(&secret_file, secret).unwrap();
-    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let policy = write_policy(
-        &sb,
-        &format!(
-            "hooks:\n  webhooks:\n    - url: http://{}/orch\n      secret_file: webhook.secret\n",
-            receiver.addr
-        ),
-    );
-    let file = topology(&sb, 3, &policy);
-    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let (sb, file, state) = watched(&format!(
+        "hooks:\n  webhooks:\n    - url: http://{}/orch\n      secret_file: webhook.secret\n",
+        receiver.addr
+    ));
+    private_file(&sb, "webhook.secret", secret);
     let watch = Watch::start(&file, &state);
     // A downtime set by another process is an event too (node3's: no bearing on node1).
     orch_ok(&[
@@ -592,10 +609,7 @@ impl Drop for Browser {
 
 #[test]
 fn the_live_page_shows_the_tree_and_a_killed_replica_within_2s() {
-    let sb = Sandbox::up(&["-n", "3"]);
-    let policy = write_policy(&sb, "");
-    let file = topology(&sb, 3, &policy);
-    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let (sb, file, state) = watched("");
     let addr = listen(&sb);
     let watch = Watch::start_with(&file, &state, &["--listen", &addr]);
     wait_ready(&addr);
@@ -685,11 +699,9 @@ fn base64(text: &str) -> Vec<u8> {
 
 #[test]
 fn an_invalid_policy_edit_is_refused_and_a_valid_one_takes_effect() {
-    let sb = Sandbox::up(&["-n", "3"]);
-    let policy = write_policy(&sb, "");
-    let policy_path = sb.dir.join(&policy);
-    let file = topology(&sb, 3, &policy);
-    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let (sb, file, state) = watched("");
+    // write_policy's file.
+    let policy_path = sb.dir.join("fast.yaml");
     let watch = Watch::start_with(&file, &state, &["--log-format", "json"]);
     let good = std::fs::read_to_string(&policy_path).unwrap();
     // Invalid: refused, recorded, and the running policy stays.
