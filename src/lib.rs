@@ -12,6 +12,7 @@ pub mod discover;
 pub mod executor;
 pub mod gtid;
 pub mod hooks;
+pub mod httpc;
 pub mod observe;
 pub mod plan;
 pub mod render;

@@ -1,0 +1,440 @@
+//! The HTTP/1.1 client pieces orch's outgoing requests share (webhooks, etcd's JSON
+//! gateway): URLs parsed without ever echoing their secrets, a kept-alive connection over
+//! TCP or TLS (rustls with webpki-roots' roots, or a given CA), and a JSON exchange with a
+//! deadline. I/O: TCP and TLS connections.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    Connect(std::io::Error),
+    Tls(std::io::Error),
+    Http(hyper::Error),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Connect(e) => write!(f, "cannot connect: {e}"),
+            ConnectError::Tls(e) => write!(f, "TLS: {e}"),
+            ConnectError::Http(e) => write!(f, "HTTP: {e}"),
+        }
+    }
+}
+
+/// A request to send with [`exchange`].
+pub struct Call<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    pub headers: &'a [(&'static str, HeaderValue)],
+    pub body: Bytes,
+}
+
+/// One request on `conn` (made first when None): the status and the whole body, within
+/// `deadline`. Any error drops the connection (the next request makes a new one).
+pub async fn exchange(
+    conn: &mut Option<Conn>,
+    ep: &Endpoint,
+    tls: Option<&TlsConnector>,
+    call: Call<'_>,
+    deadline: Duration,
+) -> Result<(StatusCode, Bytes), String> {
+    let result = match tokio::time::timeout(deadline, send_on(conn, ep, tls, call)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {deadline:?}")),
+    };
+    if result.is_err() {
+        *conn = None;
+    }
+    result
+}
+
+async fn send_on(
+    conn: &mut Option<Conn>,
+    ep: &Endpoint,
+    tls: Option<&TlsConnector>,
+    call: Call<'_>,
+) -> Result<(StatusCode, Bytes), String> {
+    let c = match conn {
+        Some(c) => c,
+        slot @ None => slot.insert(connect(ep, tls).await.map_err(|e| e.to_string())?),
+    };
+    c.sender.ready().await.map_err(|e| format!("HTTP: {e}"))?;
+    let mut request = Request::builder()
+        .method(call.method)
+        .uri(call.path)
+        .header(header::HOST, ep.host_header.clone())
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
+        .header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    for (name, value) in call.headers {
+        request = request.header(*name, value.clone());
+    }
+    let request = request
+        .body(Full::new(call.body))
+        .map_err(|e| format!("the request: {e}"))?;
+    let answer = c
+        .sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    let status = answer.status();
+    let body = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+pub const USER_AGENT: &str = concat!("orch/", env!("CARGO_PKG_VERSION"));
+
+/// A kept-alive connection; its driving task ends with it.
+pub struct Conn {
+    pub sender: SendRequest<Full<Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn connect(ep: &Endpoint, tls: Option<&TlsConnector>) -> Result<Conn, ConnectError> {
+    let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
+        .await
+        .map_err(ConnectError::Connect)?;
+    // Small requests answered at once: do not let Nagle wait for the peer's delayed ACK.
+    let _ = tcp.set_nodelay(true);
+    match (&ep.server_name, tls) {
+        (Some(name), Some(tls)) => {
+            let stream = tls
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(ConnectError::Tls)?;
+            handshake(TokioIo::new(stream)).await
+        }
+        _ => handshake(TokioIo::new(tcp)).await,
+    }
+}
+
+async fn handshake<I>(io: I) -> Result<Conn, ConnectError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(ConnectError::Http)?;
+    let task = tokio::spawn(async move {
+        // Its errors reach the request that was in flight; nothing more to say here.
+        let _ = connection.await;
+    });
+    Ok(Conn { sender, task })
+}
+
+/// rustls with the Mozilla roots of webpki-roots (no system store: the same trust on every
+/// machine orch runs on).
+pub fn tls_connector() -> Result<TlsConnector, String> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// A parsed webhook URL.
+pub struct Endpoint {
+    /// The host to connect to (an IPv6 literal without its brackets).
+    pub host: String,
+    pub port: u16,
+    /// `Host:` as written (brackets kept), with the port when it is not the default.
+    pub host_header: HeaderValue,
+    /// Path and query, at least `/`.
+    pub path: String,
+    /// HTTPS: the name the certificate must carry (also sent as SNI).
+    pub server_name: Option<ServerName<'static>>,
+    /// The userinfo as HTTP Basic.
+    pub authorization: Option<HeaderValue>,
+    /// The URL without userinfo, query or fragment ([`url_label`]): what logs show.
+    pub label: String,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The query may hold a token, the userinfo a password.
+        write!(f, "Endpoint({})", self.label)
+    }
+}
+
+impl Endpoint {
+    /// Parses `scheme://[userinfo@]host[:port][/path][?query][#fragment]` for http and
+    /// https. Errors never repeat the URL (it may hold a password).
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or("not a URL: expected http://HOST/PATH or https://HOST/PATH")?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "http" => false,
+            "https" => true,
+            _ => {
+                return Err(format!(
+                    "scheme `{scheme}` is not supported: use http:// or https://"
+                ));
+            }
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        // The fragment is the client's own business: never sent.
+        let tail = tail.split('#').next().unwrap_or("");
+        let path = match tail.chars().next() {
+            None => "/".to_string(),
+            Some('?') => format!("/{tail}"),
+            _ => tail.to_string(),
+        };
+        if path.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+            return Err("the path has spaces or non-ASCII characters: percent-encode them".into());
+        }
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (host, host_written, port) = if let Some(after) = hostport.strip_prefix('[') {
+            let (ip, after) = after
+                .split_once(']')
+                .ok_or("an IPv6 address in brackets is not closed by `]`")?;
+            ip.parse::<Ipv6Addr>()
+                .map_err(|_| format!("`[{ip}]` is not an IPv6 address"))?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or("expected `:PORT` after `]`")?),
+            };
+            (ip.to_string(), &hostport[..ip.len() + 2], port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), h, Some(p)),
+                None => (hostport.to_string(), hostport, None),
+            }
+        };
+        if host.is_empty() {
+            return Err("the URL has no host".into());
+        }
+        if host_written == host && host.contains(':') {
+            return Err("an IPv6 address must be in brackets: http://[::1]:8080/".into());
+        }
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%:".contains(&b))
+        {
+            return Err(format!("`{host_written}` is not a host name or address"));
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let port = match port {
+            None | Some("") => default_port,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("port `{p}` is not a number from 1 to 65535"))?,
+        };
+        let host_header = if port == default_port {
+            host_written.to_string()
+        } else {
+            format!("{host_written}:{port}")
+        };
+        let host_header = HeaderValue::from_str(&host_header)
+            .map_err(|_| format!("`{host_written}` is not a host name or address"))?;
+        // Exactly what the request builder will parse, so that building cannot fail later.
+        hyper::Uri::try_from(path.as_str()).map_err(|e| format!("the path is not valid: {e}"))?;
+        let server_name = if tls {
+            Some(
+                ServerName::try_from(host.clone())
+                    .map_err(|_| format!("`{host}` is not a valid TLS server name"))?,
+            )
+        } else {
+            None
+        };
+        let authorization = match userinfo {
+            None => None,
+            Some(u) => {
+                let decoded = percent_decode(u).ok_or("the userinfo has a bad %-escape")?;
+                let mut value = HeaderValue::from_str(&format!("Basic {}", base64(&decoded)))
+                    .map_err(|_| "the userinfo cannot be sent as a header")?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(Endpoint {
+            host,
+            port,
+            host_header,
+            path,
+            server_name,
+            authorization,
+            label: url_label(url),
+        })
+    }
+}
+
+/// `url` without userinfo (`user:password@`), query or fragment: what logs and metric
+/// labels show. Works on any string, parsed or not.
+pub fn url_label(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let path = tail.split(['?', '#']).next().unwrap_or("");
+    match scheme {
+        Some(s) => format!("{s}://{host}{path}"),
+        None => format!("{host}{path}"),
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// Standard base64 with padding (RFC 4648), for HTTP Basic.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes (userinfo in a URL is percent-encoded: `p%40ss` is `p@ss`).
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = (bytes.next()? as char).to_digit(16)?;
+            let lo = (bytes.next()? as char).to_digit(16)?;
+            out.push((hi * 16 + lo) as u8);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
+
+/// Decodes standard base64 (with or without padding); None when it is not base64.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for &c in chunk {
+            n = n << 6 | value(c)?;
+        }
+        n <<= 6 * (4 - chunk.len() as u32);
+        let keep = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        out.extend_from_slice(&n.to_be_bytes()[1..1 + keep]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        for text in [
+            "",
+            "f",
+            "fo",
+            "foo",
+            "foob",
+            "fooba",
+            "foobar",
+            "orch/clusters/shop",
+        ] {
+            let encoded = base64(text.as_bytes());
+            assert_eq!(
+                base64_decode(&encoded).unwrap(),
+                text.as_bytes(),
+                "{encoded}"
+            );
+        }
+        assert_eq!(base64_decode("b3JjaC9sZWFkZXI").unwrap(), b"orch/leader");
+        assert!(base64_decode("a$==").is_none());
+    }
+
+    #[test]
+    fn base64_and_hex() {
+        for (input, out) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), out);
+        }
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+    }
+}
