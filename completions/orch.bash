@@ -1085,7 +1085,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__watch)
-            opts="-h -V --dry-run --state --listen --api-token-file --api-auth --log-format --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-h -V --dry-run --state --listen --api-token-file --api-auth --log-format --etcd --etcd-prefix --etcd-user --etcd-password-file --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1109,6 +1109,22 @@ _orch() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --connect-timeout)

@@ -94,6 +94,10 @@ complete -c orch -n "__fish_orch_using_subcommand watch" -l api-auth -d 'Which e
 all\t'Every endpoint but /health and /ready'"
 complete -c orch -n "__fish_orch_using_subcommand watch" -l log-format -d 'Log lines for people, or one JSON object per line for log shippers' -r -f -a "human\t'`TIME CLUSTER: what happened`, for people'
 json\t'One JSON object per line (timestamp, level, cluster, message), for log shippers'"
+complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd -d 'etcd members (http(s)://HOST:PORT, comma-separated): several watchers elect one leader there; only it acts, and it publishes each cluster\'s primary' -r
+complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-prefix -d 'Where orch\'s keys live in etcd' -r
+complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-user -d 'etcd user (with --etcd-password-file, mode 0600)' -r
+complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-password-file -r -F
 complete -c orch -n "__fish_orch_using_subcommand watch" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l concurrency -d 'Servers observed at once' -r

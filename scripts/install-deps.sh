@@ -3,7 +3,8 @@
 # is missing: a MariaDB server (mariadb-server; orch starts its own mariadbd processes, so
 # the packaged service is never started: policy-rc.d), the openssl command (sandbox
 # --tls makes its certificates with it), nftables (a test cuts orch off from a server) and
-# Chromium with its WebDriver (a test drives the live topology page in a real browser).
+# Chromium with its WebDriver (a test drives the live topology page in a real browser) and
+# etcd (several watchers elect a leader there).
 set -euo pipefail
 
 missing=()
@@ -16,6 +17,10 @@ fi
 # nft: the partition test cuts orch (not the replicas) off from a server.
 if ! { command -v nft || [ -x /usr/sbin/nft ]; } >/dev/null 2>&1; then
   missing+=(nftables)
+fi
+# etcd: watchers elect their leader there (the HA tests start their own).
+if ! { command -v etcd || [ -x /usr/bin/etcd ]; } >/dev/null 2>&1; then
+  missing+=(etcd-server)
 fi
 if ! [ -x /usr/bin/chromium ]; then
   missing+=(chromium)

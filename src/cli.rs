@@ -253,6 +253,23 @@ pub enum CliCommand {
         /// Log lines for people, or one JSON object per line for log shippers.
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
+        /// etcd members (http(s)://HOST:PORT, comma-separated): several watchers elect one
+        /// leader there; only it acts, and it publishes each cluster's primary.
+        #[arg(long, value_name = "URLS", value_delimiter = ',')]
+        etcd: Vec<String>,
+        /// Where orch's keys live in etcd.
+        #[arg(
+            long,
+            value_name = "PREFIX",
+            default_value = "orch/",
+            requires = "etcd"
+        )]
+        etcd_prefix: String,
+        /// etcd user (with --etcd-password-file, mode 0600).
+        #[arg(long, value_name = "USER", requires = "etcd_password_file")]
+        etcd_user: Option<String>,
+        #[arg(long, value_name = "FILE", requires = "etcd_user")]
+        etcd_password_file: Option<PathBuf>,
         #[command(flatten)]
         timeouts: Timeouts,
     },

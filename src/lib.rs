@@ -118,8 +118,18 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             api_token_file,
             api_auth,
             log_format,
+            etcd,
+            etcd_prefix,
+            etcd_user,
+            etcd_password_file,
             timeouts,
         } => cmd::watch::run(cmd::watch::WatchArgs {
+            etcd: cmd::watch::EtcdArgs {
+                urls: etcd,
+                prefix: etcd_prefix,
+                user: etcd_user,
+                password_file: etcd_password_file,
+            },
             files,
             dry_run,
             state,

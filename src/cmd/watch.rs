@@ -17,6 +17,7 @@ use crate::observe::ObserveOptions;
 use crate::spec::secret::{Secret, SecretRef};
 use crate::state::{self, RunFile, Store};
 use crate::watch::hub::{Command, Hub};
+use crate::watch::leader::{Fenced, Leadership};
 use crate::watch::webhook::Target;
 use crate::watch::{Config, Watcher};
 
@@ -30,26 +31,41 @@ pub struct WatchArgs {
     pub api_auth: ApiAuth,
     pub log_format: LogFormat,
     pub observe: ObserveOptions,
+    pub etcd: EtcdArgs,
 }
+
+/// `--etcd` and its options (no URL: no etcd).
+pub struct EtcdArgs {
+    pub urls: Vec<String>,
+    pub prefix: String,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// The executor of a watcher: MySQL, each step checked against the leadership.
+type Exec = Fenced<MysqlExecutor>;
 
 pub fn run(args: WatchArgs) -> anyhow::Result<u8> {
     super::logs::init(args.log_format);
     let dir = state::resolve_dir(args.state.as_deref(), |n| std::env::var_os(n))?;
-    let hub = Arc::new(Hub::default());
+    let leadership = leadership(&args)?;
+    let hub = Arc::new(Hub::led_by(leadership.clone()));
     let mut watchers = Vec::new();
     let mut watched = Vec::new();
     for file in &args.files {
-        let config = load(file, args.observe)?;
+        let config = load(file, args.observe, leadership.clone())?;
         watched.extend(config.files.iter().map(|f| PathBuf::from(&f.path)));
-        let (file, observe) = (file.clone(), args.observe);
-        let loader = Box::new(move || load(&file, observe));
-        watchers.push(Watcher::from_config(
+        let (file, observe, l) = (file.clone(), args.observe, leadership.clone());
+        let loader = Box::new(move || load(&file, observe, l.clone()));
+        let mut w = Watcher::from_config(
             config,
             Store::open(&dir)?,
             args.dry_run,
             hub.clone(),
             Some(loader),
-        )?);
+        )?;
+        w.leadership = leadership.clone();
+        watchers.push(w);
     }
     let token = match &args.api_token_file {
         Some(path) => Some(
@@ -80,6 +96,9 @@ pub fn run(args: WatchArgs) -> anyhow::Result<u8> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         let mut execs = Vec::new();
+        let campaign = leadership
+            .clone()
+            .map(|l| tokio::task::spawn_local(l.run(stop.clone())));
         for w in watchers {
             execs.push(w.exec.clone());
             tasks.push(tokio::task::spawn_local(w.run(stop.clone())));
@@ -113,6 +132,10 @@ pub fn run(args: WatchArgs) -> anyhow::Result<u8> {
         stop.store(true, Ordering::SeqCst);
         for t in tasks {
             let _ = t.await;
+        }
+        if let Some(c) = campaign {
+            // Resigns: another watcher leads at once.
+            let _ = c.await;
         }
         for e in execs {
             e.close().await;
@@ -182,9 +205,44 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// With `--etcd`: the client and this process's candidacy.
+fn leadership(args: &WatchArgs) -> anyhow::Result<Option<Arc<Leadership>>> {
+    let e = &args.etcd;
+    if e.urls.is_empty() {
+        return Ok(None);
+    }
+    let user = match (&e.user, &e.password_file) {
+        (Some(u), Some(f)) => Some((
+            u.clone(),
+            SecretRef::File(f.clone()).resolve_from_env("--etcd-password-file", Path::new("."))?,
+        )),
+        _ => None,
+    };
+    let etcd = crate::state::etcd::Etcd::new(crate::state::etcd::EtcdOptions {
+        urls: e.urls.clone(),
+        user,
+    })?;
+    let who = state::Who::current();
+    let me = serde_json::json!({
+        "id": format!("{}:{}", who.host, who.pid),
+        "host": who.host,
+        "pid": who.pid,
+        "listen": args.listen.map(|a| a.to_string()).unwrap_or_default(),
+    });
+    Ok(Some(Arc::new(Leadership::new(
+        Arc::new(etcd),
+        &e.prefix,
+        me,
+    ))))
+}
+
 /// Reads and checks a topology file and its policy, resolves what they name (credentials,
 /// webhook secrets): what a watcher runs on, at start and at every reload.
-pub fn load(file: &Path, observe: ObserveOptions) -> anyhow::Result<Config<MysqlExecutor>> {
+pub fn load(
+    file: &Path,
+    observe: ObserveOptions,
+    leadership: Option<Arc<Leadership>>,
+) -> anyhow::Result<Config<Exec>> {
     let (topology, policy) = crate::spec::load_valid(file)?;
     let files: Vec<RunFile> = super::plan::plan_files(&topology)?
         .into_iter()
@@ -224,8 +282,10 @@ pub fn load(file: &Path, observe: ObserveOptions) -> anyhow::Result<Config<Mysql
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Connections are kept between observations and steps: a recovery's steps each observe
     // their server twice, and a handshake per observation was most of a step.
-    let exec =
-        Arc::new(MysqlExecutor::for_changes(&topology, &policy, observe)?.keeping_connections());
+    let exec = Arc::new(Fenced {
+        inner: MysqlExecutor::for_changes(&topology, &policy, observe)?.keeping_connections(),
+        leadership,
+    });
     Ok(Config {
         topology,
         policy,
@@ -241,8 +301,8 @@ pub fn watcher(
     state_dir: &Path,
     dry_run: bool,
     observe: ObserveOptions,
-) -> anyhow::Result<Watcher<MysqlExecutor>> {
-    let config = load(file, observe)?;
+) -> anyhow::Result<Watcher<Exec>> {
+    let config = load(file, observe, None)?;
     Watcher::from_config(
         config,
         Store::open(state_dir)?,

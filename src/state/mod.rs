@@ -27,6 +27,7 @@
 //! as `orch plan --show-sql` prints them.
 
 mod cluster;
+pub mod etcd;
 pub use cluster::{ClusterState, Downtime};
 mod lock;
 mod runs;

@@ -102,6 +102,39 @@ fn ok(value: Value) -> Response {
     axum::Json(value).into_response()
 }
 
+/// An action sent to a watcher that does not lead: 307 to the leader's address (a client
+/// that follows redirects repeats the request there), or 503 when nobody leads.
+fn not_leader(api: &Api, uri: &axum::http::Uri) -> Option<Response> {
+    let l = api.hub.leadership.as_ref()?;
+    if l.is_leader() {
+        return None;
+    }
+    let leader = l.leader();
+    let listen = leader
+        .as_ref()
+        .and_then(|v| v["listen"].as_str())
+        .filter(|a| !a.is_empty());
+    let Some(listen) = listen else {
+        return Some(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leader now (or it serves no API): try again in a few seconds",
+        ));
+    };
+    let location = format!(
+        "http://{listen}{}",
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut r = (
+        StatusCode::TEMPORARY_REDIRECT,
+        axum::Json(json!({"error": "this watcher is not the leader: only the leader acts", "leader": leader})),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Some(r)
+}
+
 /// Refuses a request without the right token: `action` endpoints always need it, reads
 /// only with `--api-auth all`.
 fn authorize(api: &Api, headers: &HeaderMap, action: bool) -> Result<(), Response> {
@@ -294,11 +327,16 @@ async fn leader(State(api): Shared, headers: HeaderMap) -> Response {
         return r;
     }
     let who = crate::state::Who::current();
-    ok(json!({
-        "schema": SCHEMA,
-        "leader": {"user": who.user, "host": who.host, "pid": who.pid, "listen": api.listen},
-        "this_process": true,
-    }))
+    let me = json!({"user": who.user, "host": who.host, "pid": who.pid, "listen": api.listen});
+    match &api.hub.leadership {
+        None => ok(json!({"schema": SCHEMA, "leader": me, "this_process": true, "etcd": false})),
+        Some(l) => ok(json!({
+            "schema": SCHEMA,
+            "leader": l.leader(),
+            "this_process": l.is_leader(),
+            "etcd": true,
+        })),
+    }
 }
 
 /// A JSON body, or `{}` when there is none.
@@ -323,11 +361,15 @@ struct FailoverBody {
 async fn failover(
     State(api): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> Response {
     if let Err(r) = authorize(&api, &headers, true) {
+        return r;
+    }
+    if let Some(r) = not_leader(&api, &uri) {
         return r;
     }
     let b: FailoverBody = match body(&bytes) {
@@ -374,10 +416,14 @@ async fn failover(
 async fn ack(
     State(api): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = authorize(&api, &headers, true) {
+        return r;
+    }
+    if let Some(r) = not_leader(&api, &uri) {
         return r;
     }
     if api.hub.with(&name, |_| ()).is_none() {
@@ -435,10 +481,14 @@ fn check_target(api: &Api, cluster: &str, host: Option<&str>) -> Result<(), Resp
 async fn add_downtime(
     State(api): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
     if let Err(r) = authorize(&api, &headers, true) {
+        return r;
+    }
+    if let Some(r) = not_leader(&api, &uri) {
         return r;
     }
     let b: DowntimeBody = match body(&bytes) {
@@ -495,10 +545,14 @@ struct EndQuery {
 
 async fn end_downtime(
     State(api): Shared,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Query(q): Query<EndQuery>,
 ) -> Response {
     if let Err(r) = authorize(&api, &headers, true) {
+        return r;
+    }
+    if let Some(r) = not_leader(&api, &uri) {
         return r;
     }
     if let Err(r) = check_target(&api, &q.cluster, q.host.as_deref()) {

@@ -85,6 +85,8 @@ pub struct ClusterLive {
 pub struct Hub {
     clusters: Mutex<BTreeMap<String, ClusterLive>>,
     pub metrics: Metrics,
+    /// With etcd: who leads (only the leader acts).
+    pub leadership: Option<Arc<super::leader::Leadership>>,
     started_at: UnixMillis,
     next_event: AtomicU64,
 }
@@ -94,6 +96,7 @@ impl Default for Hub {
         Hub {
             clusters: Mutex::new(BTreeMap::new()),
             metrics: Metrics::default(),
+            leadership: None,
             started_at: now_millis(),
             next_event: AtomicU64::new(0),
         }
@@ -101,6 +104,14 @@ impl Default for Hub {
 }
 
 impl Hub {
+    /// A hub whose actions only the etcd leader takes (None: this process acts).
+    pub fn led_by(leadership: Option<Arc<super::leader::Leadership>>) -> Hub {
+        Hub {
+            leadership,
+            ..Hub::default()
+        }
+    }
+
     /// Registers a cluster's watcher; gives the receiving end of its commands.
     pub fn join(
         &self,

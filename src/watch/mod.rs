@@ -15,6 +15,7 @@
 pub mod analyze;
 pub mod http;
 pub mod hub;
+pub mod leader;
 pub mod metrics;
 pub mod webhook;
 
@@ -72,6 +73,10 @@ pub struct Watcher<E: Executor> {
     loader: Option<Box<Loader<E>>>,
     /// Set by a reload that changed the servers: the sentinels start again.
     restart_sentinels: bool,
+    /// With etcd: only the leader acts (None: this process always acts).
+    pub leadership: Option<Arc<leader::Leadership>>,
+    /// The primary last published in etcd, and when.
+    published: Option<(String, Instant)>,
     /// The downtimes in force at the last poll (whoever set them: this process's API,
     /// `orch downtime`), to send an event when one starts or ends.
     downtimes: Vec<crate::state::Downtime>,
@@ -157,6 +162,8 @@ impl<E: Executor> Watcher<E> {
             loader: None,
             restart_sentinels: false,
             downtimes: Vec::new(),
+            leadership: None,
+            published: None,
         })
     }
 
@@ -368,6 +375,7 @@ impl<E: Executor> Watcher<E> {
         self.downtime_events()?;
         self.fence_returning(&snapshot, stop).await?;
         let findings = analyze(&snapshot, self.primary, self.max_lag());
+        self.publish_primary(&snapshot, &findings).await;
         // An episode ends when its finding is gone.
         let now_keys: HashSet<(Code, String)> =
             findings.iter().map(|f| (f.code, f.host.clone())).collect();
@@ -401,7 +409,11 @@ impl<E: Executor> Watcher<E> {
                     serde_json::json!({"code": f.code.name(), "evidence": evidence_name(f.evidence)}),
                 );
             }
-            if first && f.code.actionable() && !self.policy.hooks.on_detect.is_empty() {
+            if first
+                && f.code.actionable()
+                && !self.policy.hooks.on_detect.is_empty()
+                && self.leadership.as_ref().is_none_or(|l| l.is_leader())
+            {
                 let mut values = self.values(f.code.name(), &f.detail);
                 self.set_host(&mut values, "failed", &f.host);
                 let runs = crate::hooks::run(
@@ -484,6 +496,89 @@ impl<E: Executor> Watcher<E> {
             c.observed_at = Some(crate::state::now_millis());
             c.primary = primary;
         });
+    }
+
+    /// With etcd, the leader publishes the primary's `host:port` at
+    /// `PREFIX/clusters/CLUSTER/primary` (and a JSON document beside it, `primary.json`):
+    /// only once it answers and is writable, again every 30 s to repair drift, within a
+    /// transaction that holds only while this process leads. A primary judged dead is
+    /// unpublished: proxies must never be sent to a dead server.
+    async fn publish_primary(&mut self, snapshot: &Snapshot, findings: &[Finding]) {
+        let Some(l) = self.leadership.clone() else {
+            return;
+        };
+        let Some(token) = l.token() else {
+            self.published = None;
+            return;
+        };
+        let key = format!("{}clusters/{}/primary", l.prefix, self.cluster());
+        let primary = self.id(self.primary).to_string();
+        let dead = findings.iter().any(|f| {
+            f.host == primary
+                && matches!(
+                    f.code,
+                    Code::DeadPrimary
+                        | Code::DeadPrimaryAndSomeReplicas
+                        | Code::DeadPrimaryAndReplicas
+                        | Code::DeadPrimaryWithoutReplicas
+                )
+        });
+        if dead {
+            if self.published.is_some() {
+                match l.etcd.delete_while_held(&l.key(), token, &key).await {
+                    Ok(true) => {
+                        log(
+                            self.cluster(),
+                            &format!("unpublished {key}: the primary {primary} is dead"),
+                        );
+                        self.published = None;
+                    }
+                    Ok(false) => {}
+                    Err(e) => log(self.cluster(), &format!("unpublishing {key}: {e}")),
+                }
+            }
+            return;
+        }
+        let host = &snapshot.hosts[self.primary];
+        let writable = host
+            .state
+            .info()
+            .is_some_and(|x| !x.read_only && x.replication.is_none());
+        if !writable {
+            return;
+        }
+        let address = host.state.address.to_string();
+        let fresh = self
+            .published
+            .as_ref()
+            .is_some_and(|(a, at)| *a == address && at.elapsed() < Duration::from_secs(30));
+        if fresh {
+            return;
+        }
+        let doc = serde_json::json!({
+            "cluster": self.cluster(),
+            "host": primary,
+            "address": address,
+            "gtid": host.state.info().map(|x| x.gtid.display_position().to_string()),
+            "published_at": crate::state::utc(crate::state::now_millis()),
+            "by": l.me,
+        })
+        .to_string();
+        let json_key = format!("{key}.json");
+        let puts: [(&str, &[u8]); 2] = [(&key, address.as_bytes()), (&json_key, doc.as_bytes())];
+        match l.etcd.while_held(&l.key(), token, &puts).await {
+            Ok(true) => {
+                if self.published.as_ref().is_none_or(|(a, _)| *a != address) {
+                    log(
+                        self.cluster(),
+                        &format!("published {key} = {address} ({primary})"),
+                    );
+                }
+                self.published = Some((address, Instant::now()));
+            }
+            Ok(false) => {}
+            Err(e) => log(self.cluster(), &format!("publishing {key}: {e}")),
+        }
     }
 
     /// An event for each downtime that started or ended since the last poll.
@@ -634,7 +729,9 @@ impl<E: Executor> Watcher<E> {
             .collect();
         if let [p] = serving.as_slice()
             && *p != self.primary
-            && states[self.primary].info().is_some_and(|x| x.read_only)
+            // The held primary is fenced, or gone (another watcher, the etcd leader, failed
+            // it over: a follower follows what it sees).
+            && states[self.primary].info().is_none_or(|x| x.read_only)
         {
             log(
                 self.cluster(),
@@ -896,6 +993,14 @@ impl<E: Executor> Watcher<E> {
         failover: Option<&str>,
         key: &str,
     ) -> anyhow::Result<Acted> {
+        if let Some(l) = &self.leadership
+            && !l.is_leader()
+        {
+            let leader = l.leader().map_or("none yet".to_string(), |v| v.to_string());
+            let why = format!("not acting: this watcher is not the leader (the leader: {leader})");
+            self.once(format!("{key}/follower"), &why);
+            return Ok(Acted::Busy(why));
+        }
         let lock = match self.store.lock(self.cluster(), &Who::current(), LOCK_TTL) {
             Ok(lock) => lock,
             Err(e) => {

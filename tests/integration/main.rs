@@ -15,4 +15,5 @@ mod status;
 mod steps;
 mod validate;
 mod watch;
+mod watch_ha;
 mod watch_http;

@@ -87,7 +87,7 @@ fn private_file(sb: &Sandbox, name: &str, text: &str) -> String {
 }
 
 /// A token file in the sandbox; gives its path and the token.
-fn token_file(sb: &Sandbox) -> (String, String) {
+pub(crate) fn token_file(sb: &Sandbox) -> (String, String) {
     let token = "t0ken-for-the-integration-tests-only".to_string();
     let path = private_file(sb, "api.token", &format!("{token}\n"));
     (path, token)
@@ -106,7 +106,7 @@ fn wait_ready(addr: &str) {
 
 /// A 3-node sandbox, its topology file with the fast policy (plus `extra`), and a state
 /// directory.
-fn watched(extra: &str) -> (Sandbox, String, String) {
+pub(crate) fn watched(extra: &str) -> (Sandbox, String, String) {
     let sb = Sandbox::up(&["-n", "3"]);
     let policy = write_policy(&sb, extra);
     let file = topology(&sb, 3, &policy);

@@ -1,0 +1,294 @@
+//! A small etcd v3 client over etcd's JSON gateway (`POST /v3/...`, keys and values in
+//! base64, 64-bit numbers as strings), on the HTTP/1.1 client orch already has
+//! ([`crate::httpc`]): what several watchers need to elect one leader (a lease kept alive,
+//! a key created only if absent) and to write only while they lead (a transaction that
+//! compares the leader key's create revision: the fencing token). The gRPC client crates
+//! need protoc and a gRPC stack to build; these few calls do not.
+//!
+//! Endpoints are tried in order from the one that answered last: a member that does not
+//! answer is skipped. With a user, a token from `auth/authenticate` is sent with every
+//! call and renewed when etcd refuses it. I/O: TCP (or TLS) to etcd.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::Method;
+use hyper::body::Bytes;
+use hyper::header::HeaderValue;
+use serde_json::{Value, json};
+use tokio_rustls::TlsConnector;
+
+use crate::httpc::{Call, Conn, Endpoint, base64, base64_decode, exchange, tls_connector};
+use crate::spec::secret::Secret;
+
+/// One request to etcd: connect, send, the whole answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A key as etcd holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kv {
+    pub value: Vec<u8>,
+    /// The revision that created it: a leader key's fencing token.
+    pub create_revision: i64,
+    pub lease: i64,
+}
+
+/// How to reach etcd.
+pub struct EtcdOptions {
+    /// `http(s)://host:port`, one per member.
+    pub urls: Vec<String>,
+    pub user: Option<(String, Secret)>,
+}
+
+pub struct Etcd {
+    endpoints: Vec<Endpoint>,
+    tls: Option<TlsConnector>,
+    /// One kept connection per endpoint; calls are one at a time (they are few).
+    conns: tokio::sync::Mutex<Vec<Option<Conn>>>,
+    /// The endpoint that answered last.
+    current: AtomicUsize,
+    user: Option<(String, Secret)>,
+    token: std::sync::Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Etcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<&str> = self.endpoints.iter().map(|e| e.label.as_str()).collect();
+        write!(f, "Etcd({})", urls.join(","))
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn b64(text: &str) -> String {
+    base64(text.as_bytes())
+}
+
+impl Etcd {
+    pub fn new(options: EtcdOptions) -> anyhow::Result<Etcd> {
+        let mut endpoints = Vec::new();
+        for url in &options.urls {
+            let ep = Endpoint::parse(url)
+                .map_err(|e| anyhow::anyhow!("--etcd {}: {e}", crate::httpc::url_label(url)))?;
+            endpoints.push(ep);
+        }
+        anyhow::ensure!(!endpoints.is_empty(), "--etcd: give at least one URL");
+        let tls = if endpoints.iter().any(|e| e.server_name.is_some()) {
+            Some(tls_connector().map_err(anyhow::Error::msg)?)
+        } else {
+            None
+        };
+        let n = endpoints.len();
+        Ok(Etcd {
+            endpoints,
+            tls,
+            conns: tokio::sync::Mutex::new((0..n).map(|_| None).collect()),
+            current: AtomicUsize::new(0),
+            user: options.user,
+            token: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// One gateway call (`rpc` like `kv/range`), on the first member that answers.
+    pub async fn call(&self, rpc: &str, body: Value) -> Result<Value, String> {
+        if self.user.is_some() && self.token.lock().expect("not poisoned").is_none() {
+            self.authenticate().await?;
+        }
+        match self.call_once(rpc, &body).await {
+            Err(e) if self.user.is_some() && e.contains("token") => {
+                // Tokens expire (etcd's --auth-token-ttl): once more with a new one.
+                self.authenticate().await?;
+                self.call_once(rpc, &body).await
+            }
+            r => r,
+        }
+    }
+
+    async fn authenticate(&self) -> Result<(), String> {
+        let (user, password) = self.user.as_ref().expect("called with a user");
+        let answer = self
+            .call_once(
+                "auth/authenticate",
+                &json!({"name": user, "password": password.expose()}),
+            )
+            .await?;
+        let token = answer["token"]
+            .as_str()
+            .ok_or("etcd authentication gave no token")?;
+        *self.token.lock().expect("not poisoned") = Some(token.to_string());
+        Ok(())
+    }
+
+    async fn call_once(&self, rpc: &str, body: &Value) -> Result<Value, String> {
+        let path = format!("/v3/{rpc}");
+        let body = Bytes::from(body.to_string());
+        let mut headers = Vec::new();
+        if rpc != "auth/authenticate"
+            && let Some(t) = self.token.lock().expect("not poisoned").clone()
+        {
+            let mut v = HeaderValue::from_str(&t).map_err(|_| "a bad etcd token")?;
+            v.set_sensitive(true);
+            headers.push(("authorization", v));
+        }
+        let mut conns = self.conns.lock().await;
+        let n = self.endpoints.len();
+        let first = self.current.load(Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for k in 0..n {
+            let i = (first + k) % n;
+            let ep = &self.endpoints[i];
+            let call = Call {
+                method: Method::POST,
+                path: &path,
+                headers: &headers,
+                body: body.clone(),
+            };
+            match exchange(&mut conns[i], ep, self.tls.as_ref(), call, CALL_TIMEOUT).await {
+                Ok((status, answer)) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    let v: Value = serde_json::from_slice(&answer)
+                        .map_err(|e| format!("etcd {}: not JSON ({e})", ep.label))?;
+                    if !status.is_success() {
+                        let message = v["error"].as_str().or(v["message"].as_str()).unwrap_or("");
+                        return Err(format!("etcd {}: {status}: {message}", ep.label));
+                    }
+                    return Ok(v);
+                }
+                Err(e) => errors.push(format!("{}: {e}", ep.label)),
+            }
+        }
+        Err(format!("no etcd member answered ({})", errors.join("; ")))
+    }
+
+    /// A lease of `ttl`; its id.
+    pub async fn grant(&self, ttl: Duration) -> Result<i64, String> {
+        let v = self
+            .call(
+                "lease/grant",
+                json!({"TTL": ttl.as_secs().max(1).to_string()}),
+            )
+            .await?;
+        match int(&v["ID"]) {
+            0 => Err(format!("etcd granted no lease: {v}")),
+            id => Ok(id),
+        }
+    }
+
+    /// Renews a lease; the seconds it has left (0: it is gone).
+    pub async fn keepalive(&self, lease: i64) -> Result<i64, String> {
+        let v = self
+            .call("lease/keepalive", json!({"ID": lease.to_string()}))
+            .await?;
+        Ok(int(&v["result"]["TTL"]))
+    }
+
+    /// Ends a lease: the keys attached to it go at once.
+    pub async fn revoke(&self, lease: i64) -> Result<(), String> {
+        self.call("lease/revoke", json!({"ID": lease.to_string()}))
+            .await
+            .map(|_| ())
+    }
+
+    fn kv(v: &Value) -> Option<Kv> {
+        let kv = v.get("kvs")?.as_array()?.first()?;
+        Some(Kv {
+            value: base64_decode(kv["value"].as_str().unwrap_or("")).unwrap_or_default(),
+            create_revision: int(&kv["create_revision"]),
+            lease: int(&kv["lease"]),
+        })
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Kv>, String> {
+        let v = self.call("kv/range", json!({"key": b64(key)})).await?;
+        Ok(Etcd::kv(&v))
+    }
+
+    pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.call("kv/put", json!({"key": b64(key), "value": base64(value)}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates `key` (attached to `lease`) unless it exists: Ok(its create revision), or
+    /// Err(the key as it is).
+    pub async fn create(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: i64,
+    ) -> Result<Result<i64, Kv>, String> {
+        let k = b64(key);
+        let v = self
+            .call(
+                "kv/txn",
+                json!({
+                    "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                    "success": [{"request_put": {"key": k, "value": base64(value), "lease": lease.to_string()}},
+                                {"request_range": {"key": k}}],
+                    "failure": [{"request_range": {"key": k}}],
+                }),
+            )
+            .await?;
+        let succeeded = v["succeeded"].as_bool().unwrap_or(false);
+        let responses = v["responses"].as_array().cloned().unwrap_or_default();
+        let range = responses
+            .iter()
+            .find_map(|r| r.get("response_range"))
+            .and_then(Etcd::kv)
+            .ok_or_else(|| format!("etcd's answer has no key: {v}"))?;
+        Ok(if succeeded {
+            Ok(range.create_revision)
+        } else {
+            Err(range)
+        })
+    }
+
+    /// Whether `guard` still exists with `revision` (a leader still leads); with `then`,
+    /// those puts are made in the same transaction, only if it does.
+    pub async fn while_held(
+        &self,
+        guard: &str,
+        revision: i64,
+        then: &[(&str, &[u8])],
+    ) -> Result<bool, String> {
+        let success: Vec<Value> = then
+            .iter()
+            .map(|(k, v)| json!({"request_put": {"key": b64(k), "value": base64(v)}}))
+            .collect();
+        let v = self
+            .call(
+                "kv/txn",
+                json!({
+                    "compare": [{"key": b64(guard), "target": "CREATE", "result": "EQUAL", "create_revision": revision.to_string()}],
+                    "success": success,
+                }),
+            )
+            .await?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// Deletes `key` if `guard` still has `revision`.
+    pub async fn delete_while_held(
+        &self,
+        guard: &str,
+        revision: i64,
+        key: &str,
+    ) -> Result<bool, String> {
+        let v = self
+            .call(
+                "kv/txn",
+                json!({
+                    "compare": [{"key": b64(guard), "target": "CREATE", "result": "EQUAL", "create_revision": revision.to_string()}],
+                    "success": [{"request_delete_range": {"key": b64(key)}}],
+                }),
+            )
+            .await?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+}

@@ -1,0 +1,230 @@
+//! One leader among the watchers that share an etcd (`orch watch --etcd URLS`): only the
+//! leader recovers, fences, runs hooks and publishes each cluster's primary; the others
+//! observe, serve the read API and point actions at the leader.
+//!
+//! The leader holds the key `PREFIX/leader`, attached to a lease of [`TTL`] it keeps
+//! alive every third of it. It counts itself the leader only until the last renewal's
+//! send time + the TTL it was given − [`MARGIN`]: etcd cannot let the lease expire before
+//! then, so a leader that cannot reach etcd stops acting before anyone else can win. Every
+//! step of a recovery first checks in etcd that the key still has the create revision it
+//! won with (the fencing token, [`Leadership::check`]). A leader that stops revokes its
+//! lease: the next is elected at once rather than a TTL later. I/O: etcd, the clock.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::state::etcd::Etcd;
+
+/// The leader lease. A dead leader is replaced within about this long; a shorter TTL
+/// replaces it sooner but makes a slow etcd cost the leadership.
+pub const TTL: Duration = Duration::from_secs(5);
+/// How often a watcher that does not lead tries to.
+pub const CAMPAIGN: Duration = Duration::from_millis(500);
+/// Stop counting as leader this long before the lease could expire.
+pub const MARGIN: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+struct State {
+    lease: Option<i64>,
+    /// The leader key's create revision while this process leads.
+    revision: Option<i64>,
+    valid_until: Option<Instant>,
+    /// Who leads, as the leader key says (None: nobody, or not known yet).
+    leader: Option<Value>,
+}
+
+pub struct Leadership {
+    pub etcd: Arc<Etcd>,
+    pub prefix: String,
+    /// This process, as the leader key will say: `{"id", "host", "pid", "listen"}`.
+    pub me: Value,
+    state: Mutex<State>,
+}
+
+impl Leadership {
+    pub fn new(etcd: Arc<Etcd>, prefix: &str, me: Value) -> Leadership {
+        Leadership {
+            etcd,
+            prefix: prefix.to_string(),
+            me,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}leader", self.prefix)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this process leads now (by the clock: see the module's rules).
+    pub fn is_leader(&self) -> bool {
+        let s = self.state();
+        s.revision.is_some() && s.valid_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// The fencing token while this process leads.
+    pub fn token(&self) -> Option<i64> {
+        if self.is_leader() {
+            self.state().revision
+        } else {
+            None
+        }
+    }
+
+    /// Who leads, as last seen.
+    pub fn leader(&self) -> Option<Value> {
+        if self.is_leader() {
+            return Some(self.me.clone());
+        }
+        self.state().leader.clone()
+    }
+
+    /// Before a step: this process still leads, by the clock and in etcd.
+    pub async fn check(&self) -> Result<(), String> {
+        let Some(revision) = self.token() else {
+            return Err("this watcher is no longer the leader".into());
+        };
+        match self.etcd.while_held(&self.key(), revision, &[]).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("this watcher lost the leadership (the leader key changed)".into()),
+            Err(e) => Err(format!("leadership not confirmed: {e}")),
+        }
+    }
+
+    /// Campaigns and keeps the lease until `stop`; then resigns.
+    pub async fn run(self: Arc<Self>, stop: Arc<std::sync::atomic::AtomicBool>) {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let was = self.is_leader();
+            if let Err(e) = self.round().await {
+                tracing::warn!("leadership: {e}");
+            }
+            let now = self.is_leader();
+            if now && !was {
+                tracing::info!(
+                    "leading: this watcher acts (etcd key {}, revision {})",
+                    self.key(),
+                    self.state().revision.unwrap_or(0)
+                );
+            } else if was && !now {
+                tracing::warn!("no longer the leader: this watcher stops acting");
+            }
+            // The leader renews every third of the TTL; the others try every
+            // [`CAMPAIGN`] (one transaction), so a dead leader's lease is taken over soon
+            // after it expires.
+            let period = if now { TTL / 3 } else { CAMPAIGN };
+            tokio::time::sleep(period).await;
+        }
+        let lease = self.state().lease.take();
+        *self.state() = State::default();
+        if let Some(lease) = lease {
+            // Resign: another watcher is elected at once.
+            let _ = self.etcd.revoke(lease).await;
+        }
+    }
+
+    /// One round: renew the lease, or campaign.
+    async fn round(&self) -> Result<(), String> {
+        let lease = self.state().lease;
+        if let Some(lease) = lease {
+            let sent = Instant::now();
+            match self.etcd.keepalive(lease).await {
+                Ok(ttl) if ttl > 0 => {
+                    let mut s = self.state();
+                    let until = sent + Duration::from_secs(ttl as u64);
+                    s.valid_until = Some(until.checked_sub(MARGIN).unwrap_or(sent));
+                }
+                Ok(_) => {
+                    // Expired: start over.
+                    *self.state() = State::default();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let held = self.state().revision;
+        if let Some(revision) = held {
+            // Still ours in etcd (someone may have deleted the key by hand)?
+            if !self.etcd.while_held(&self.key(), revision, &[]).await? {
+                self.state().revision = None;
+            } else {
+                return Ok(());
+            }
+        }
+        // Not leading: a lease of our own, then try to create the key.
+        // Bound first: a guard in a match scrutinee would live across the await below.
+        let held = self.state().lease;
+        let lease = match held {
+            Some(l) => l,
+            None => {
+                let sent = Instant::now();
+                let l = self.etcd.grant(TTL).await?;
+                let mut s = self.state();
+                s.lease = Some(l);
+                s.valid_until = Some(sent + TTL - MARGIN);
+                l
+            }
+        };
+        let value = self.me.to_string();
+        match self
+            .etcd
+            .create(&self.key(), value.as_bytes(), lease)
+            .await?
+        {
+            Ok(revision) => {
+                let mut s = self.state();
+                s.revision = Some(revision);
+                s.leader = Some(self.me.clone());
+            }
+            Err(holder) => {
+                let who = serde_json::from_slice(&holder.value).unwrap_or(json!(null));
+                self.state().leader = Some(who);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An executor whose steps each first check [`Leadership::check`] (None: no etcd, every
+/// step runs). Observations and held connections pass through.
+pub struct Fenced<E> {
+    pub inner: E,
+    pub leadership: Option<Arc<Leadership>>,
+}
+
+impl<E: crate::executor::Executor> crate::executor::Executor for Fenced<E> {
+    fn observe(
+        &self,
+        address: &crate::topology::Address,
+    ) -> impl std::future::Future<Output = crate::observe::ServerState> + Send {
+        self.inner.observe(address)
+    }
+
+    async fn execute(
+        &self,
+        step: &crate::step::Step,
+    ) -> Result<crate::step::StepOutcome, crate::step::StepError> {
+        if let Some(l) = &self.leadership {
+            l.check()
+                .await
+                .map_err(|why| crate::step::StepError::Precondition(format!("{why}: not run")))?;
+        }
+        self.inner.execute(step).await
+    }
+
+    fn hold(
+        &self,
+        address: &crate::topology::Address,
+        length: Duration,
+    ) -> impl std::future::Future<Output = crate::executor::Hold> {
+        self.inner.hold(address, length)
+    }
+
+    fn close(&self) -> impl std::future::Future<Output = ()> {
+        self.inner.close()
+    }
+}

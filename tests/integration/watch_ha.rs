@@ -1,0 +1,195 @@
+//! Several `orch watch` on one etcd, on real MariaDB: one leader; only it fails a killed
+//! primary over (exactly one recovery), the follower follows the new primary and sends
+//! actions to the leader; the published primary key follows the failover; the leader
+//! killed, the follower leads within the lease TTL. etcd (Debian's etcd-server) runs on
+//! the sandbox's own loopback address and is stopped by PID, even when a test fails.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sandbox::{Sandbox, eventually, orch_ok};
+use crate::watch::{Watch, history, ip};
+use crate::watch_http::{http, token_file, watched};
+
+/// A single-member etcd on `HOST:2379`, its data in the sandbox; killed on drop.
+pub(crate) struct EtcdServer {
+    child: Child,
+    pub(crate) addr: String,
+}
+
+impl EtcdServer {
+    pub(crate) fn start(sb: &Sandbox) -> EtcdServer {
+        let host = ip(sb, 1);
+        let addr = format!("{host}:2379");
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "orch-test",
+                "--data-dir",
+                sb.dir.join("etcd").to_str().unwrap(),
+                "--listen-client-urls",
+                &format!("http://{addr}"),
+                "--advertise-client-urls",
+                &format!("http://{addr}"),
+                "--listen-peer-urls",
+                &format!("http://{host}:2380"),
+                "--initial-advertise-peer-urls",
+                &format!("http://{host}:2380"),
+                "--initial-cluster",
+                &format!("orch-test=http://{host}:2380"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd is missing: scripts/install-deps.sh installs etcd-server");
+        let e = EtcdServer { child, addr };
+        eventually("etcd up", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(&e.addr).is_ok()
+                && http(
+                    &e.addr,
+                    "POST",
+                    "/v3/kv/range",
+                    None,
+                    Some(r#"{"key": "AA=="}"#),
+                )
+                .0 == 200
+        });
+        e
+    }
+
+    /// The value of `key`, if any.
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
+        let body = serde_json::json!({"key": b64(key.as_bytes())}).to_string();
+        let (code, text) = http(&self.addr, "POST", "/v3/kv/range", None, Some(&body));
+        assert_eq!(code, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let value = v["kvs"][0]["value"].as_str()?;
+        Some(String::from_utf8(orch::httpc::base64_decode(value).unwrap()).unwrap())
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    orch::httpc::base64(bytes)
+}
+
+/// Which of the API addresses says its process leads.
+fn leaders(apis: &[&str]) -> Vec<usize> {
+    (0..apis.len())
+        .filter(|&i| {
+            std::net::TcpStream::connect(apis[i]).is_ok() && {
+                let (code, body) = http(apis[i], "GET", "/api/v1/leader", None, None);
+                code == 200 && body.contains(r#""this_process":true"#)
+            }
+        })
+        .collect()
+}
+
+fn succeeded_recoveries(state: &str) -> usize {
+    history(state)["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "recovery" && r["outcome"] == "succeeded")
+        .count()
+}
+
+#[test]
+fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
+    let (sb, file, _) = watched("");
+    let etcd = EtcdServer::start(&sb);
+    let (token_path, token) = token_file(&sb);
+    let url = format!("http://{}", etcd.addr);
+    let apis = [
+        format!("{}:18081", ip(&sb, 1)),
+        format!("{}:18082", ip(&sb, 1)),
+    ];
+    let states = [
+        sb.dir.join("state-a").to_str().unwrap().to_string(),
+        sb.dir.join("state-b").to_str().unwrap().to_string(),
+    ];
+    let mut watches: Vec<Option<Watch>> = (0..2)
+        .map(|i| {
+            Some(Watch::start_with(
+                &file,
+                &states[i],
+                &[
+                    "--etcd",
+                    &url,
+                    "--listen",
+                    &apis[i],
+                    "--api-token-file",
+                    &token_path,
+                ],
+            ))
+        })
+        .collect();
+    let apis: Vec<&str> = apis.iter().map(String::as_str).collect();
+    eventually("one leader", Duration::from_secs(15), || {
+        leaders(&apis).len() == 1
+    });
+    let leader = leaders(&apis)[0];
+    let follower = 1 - leader;
+    let key = "orch/clusters/sandbox/primary";
+    eventually("node1 published", Duration::from_secs(10), || {
+        etcd.get(key) == Some(sb.address(1))
+    });
+    // An action on the follower is sent to the leader, and changes nothing there.
+    let (code, body) = http(
+        apis[follower],
+        "POST",
+        "/api/v1/clusters/sandbox/ack",
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 307, "{body}");
+    assert!(body.contains(apis[leader]), "{body}");
+
+    // The primary dies: exactly one failover, by the leader; the key follows.
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    watches[leader]
+        .as_ref()
+        .unwrap()
+        .wait_for("failover done", 20);
+    let new = (2..=3)
+        .find(|&k| crate::watch::read_only(&sb, k) == "0")
+        .expect("a new primary");
+    eventually("the new primary published", Duration::from_secs(10), || {
+        etcd.get(key) == Some(sb.address(new))
+    });
+    assert!(
+        watches[follower]
+            .as_ref()
+            .unwrap()
+            .log()
+            .contains("not the leader"),
+        "{}",
+        watches[follower].as_ref().unwrap().log()
+    );
+    assert_eq!(succeeded_recoveries(&states[leader]), 1);
+    assert_eq!(succeeded_recoveries(&states[follower]), 0);
+    // The follower follows the new primary.
+    eventually("the follower follows", Duration::from_secs(10), || {
+        let (_, body) = http(apis[follower], "GET", "/api/v1/clusters", None, None);
+        body.contains(&format!(r#""primary":"node{new}""#))
+    });
+
+    // The leader dies (kill -9: no resignation): the follower leads within the TTL.
+    let killed = Instant::now();
+    drop(watches[leader].take());
+    eventually("a new leader", Duration::from_secs(15), || {
+        leaders(&apis) == vec![follower]
+    });
+    let took = killed.elapsed();
+    eprintln!("leader killed -> new leader in {took:?}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    watches[follower].take().unwrap().stop();
+    drop(etcd);
+    sb.down();
+}
