@@ -99,8 +99,9 @@ impl Leadership {
 
     /// Campaigns and keeps the lease until `stop`; then resigns.
     pub async fn run(self: Arc<Self>, stop: Arc<std::sync::atomic::AtomicBool>) {
+        // What was said last: leading or not.
+        let mut was = false;
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            let was = self.is_leader();
             if let Err(e) = self.round().await {
                 tracing::warn!("leadership: {e}");
             }
@@ -118,7 +119,14 @@ impl Leadership {
             // [`CAMPAIGN`] (one transaction), so a dead leader's lease is taken over soon
             // after it expires.
             let period = if now { TTL / 3 } else { CAMPAIGN };
-            tokio::time::sleep(period).await;
+            was = now;
+            // Woken early when the lease runs out, so that the loss is said at once.
+            let until = self.state().valid_until;
+            let wake = match until {
+                Some(t) if now => t.saturating_duration_since(Instant::now()).min(period),
+                _ => period,
+            };
+            tokio::time::sleep(wake.max(Duration::from_millis(10))).await;
         }
         let lease = self.state().lease.take();
         *self.state() = State::default();

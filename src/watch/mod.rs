@@ -75,11 +75,19 @@ pub struct Watcher<E: Executor> {
     restart_sentinels: bool,
     /// With etcd: only the leader acts (None: this process always acts).
     pub leadership: Option<Arc<leader::Leadership>>,
-    /// The primary last published in etcd, and when.
-    published: Option<(String, Instant)>,
+    /// The primary last published in etcd, and whether a write is under way.
+    published: Arc<std::sync::Mutex<Published>>,
     /// The downtimes in force at the last poll (whoever set them: this process's API,
     /// `orch downtime`), to send an event when one starts or ends.
     downtimes: Vec<crate::state::Downtime>,
+}
+
+/// The primary this watcher last published in etcd (and when), and whether a write is
+/// under way.
+#[derive(Default)]
+struct Published {
+    address: Option<(String, Instant)>,
+    busy: bool,
 }
 
 /// What a watcher runs on: the files read and checked, the executor for their servers.
@@ -163,7 +171,7 @@ impl<E: Executor> Watcher<E> {
             restart_sentinels: false,
             downtimes: Vec::new(),
             leadership: None,
-            published: None,
+            published: Arc::default(),
         })
     }
 
@@ -375,7 +383,7 @@ impl<E: Executor> Watcher<E> {
         self.downtime_events()?;
         self.fence_returning(&snapshot, stop).await?;
         let findings = analyze(&snapshot, self.primary, self.max_lag());
-        self.publish_primary(&snapshot, &findings).await;
+        self.publish_primary(&snapshot, &findings);
         // An episode ends when its finding is gone.
         let now_keys: HashSet<(Code, String)> =
             findings.iter().map(|f| (f.code, f.host.clone())).collect();
@@ -502,13 +510,14 @@ impl<E: Executor> Watcher<E> {
     /// `PREFIX/clusters/CLUSTER/primary` (and a JSON document beside it, `primary.json`):
     /// only once it answers and is writable, again every 30 s to repair drift, within a
     /// transaction that holds only while this process leads. A primary judged dead is
-    /// unpublished: proxies must never be sent to a dead server.
-    async fn publish_primary(&mut self, snapshot: &Snapshot, findings: &[Finding]) {
+    /// unpublished: proxies must never be sent to a dead server. The write runs beside the
+    /// poll loop (one at a time): a slow etcd never delays detection.
+    fn publish_primary(&mut self, snapshot: &Snapshot, findings: &[Finding]) {
         let Some(l) = self.leadership.clone() else {
             return;
         };
         let Some(token) = l.token() else {
-            self.published = None;
+            self.published.lock().expect("not poisoned").address = None;
             return;
         };
         let key = format!("{}clusters/{}/primary", l.prefix, self.cluster());
@@ -523,37 +532,26 @@ impl<E: Executor> Watcher<E> {
                         | Code::DeadPrimaryWithoutReplicas
                 )
         });
-        if dead {
-            if self.published.is_some() {
-                match l.etcd.delete_while_held(&l.key(), token, &key).await {
-                    Ok(true) => {
-                        log(
-                            self.cluster(),
-                            &format!("unpublished {key}: the primary {primary} is dead"),
-                        );
-                        self.published = None;
-                    }
-                    Ok(false) => {}
-                    Err(e) => log(self.cluster(), &format!("unpublishing {key}: {e}")),
-                }
-            }
-            return;
-        }
         let host = &snapshot.hosts[self.primary];
+        let address = host.state.address.to_string();
         let writable = host
             .state
             .info()
             .is_some_and(|x| !x.read_only && x.replication.is_none());
-        if !writable {
-            return;
-        }
-        let address = host.state.address.to_string();
-        let fresh = self
-            .published
-            .as_ref()
-            .is_some_and(|(a, at)| *a == address && at.elapsed() < Duration::from_secs(30));
-        if fresh {
-            return;
+        {
+            let p = self.published.lock().expect("not poisoned");
+            let fresh = p
+                .address
+                .as_ref()
+                .is_some_and(|(a, at)| *a == address && at.elapsed() < Duration::from_secs(30));
+            let nothing = if dead {
+                p.address.is_none()
+            } else {
+                !writable || fresh
+            };
+            if p.busy || nothing {
+                return;
+            }
         }
         let doc = serde_json::json!({
             "cluster": self.cluster(),
@@ -564,21 +562,42 @@ impl<E: Executor> Watcher<E> {
             "by": l.me,
         })
         .to_string();
-        let json_key = format!("{key}.json");
-        let puts: [(&str, &[u8]); 2] = [(&key, address.as_bytes()), (&json_key, doc.as_bytes())];
-        match l.etcd.while_held(&l.key(), token, &puts).await {
-            Ok(true) => {
-                if self.published.as_ref().is_none_or(|(a, _)| *a != address) {
+        let cluster = self.cluster().to_string();
+        let published = self.published.clone();
+        published.lock().expect("not poisoned").busy = true;
+        tokio::task::spawn_local(async move {
+            let result = if dead {
+                l.etcd.delete_while_held(&l.key(), token, &key).await
+            } else {
+                let json_key = format!("{key}.json");
+                let puts: [(&str, &[u8]); 2] =
+                    [(&key, address.as_bytes()), (&json_key, doc.as_bytes())];
+                l.etcd.while_held(&l.key(), token, &puts).await
+            };
+            let mut p = published.lock().expect("not poisoned");
+            p.busy = false;
+            match result {
+                Ok(true) if dead => {
                     log(
-                        self.cluster(),
-                        &format!("published {key} = {address} ({primary})"),
+                        &cluster,
+                        &format!("unpublished {key}: the primary {primary} is dead"),
                     );
+                    p.address = None;
                 }
-                self.published = Some((address, Instant::now()));
+                Ok(true) => {
+                    if p.address.as_ref().is_none_or(|(a, _)| *a != address) {
+                        log(
+                            &cluster,
+                            &format!("published {key} = {address} ({primary})"),
+                        );
+                    }
+                    p.address = Some((address, Instant::now()));
+                }
+                // No longer the leader: the next one publishes.
+                Ok(false) => {}
+                Err(e) => log(&cluster, &format!("publishing {key}: {e}")),
             }
-            Ok(false) => {}
-            Err(e) => log(self.cluster(), &format!("publishing {key}: {e}")),
-        }
+        });
     }
 
     /// An event for each downtime that started or ended since the last poll.

@@ -140,6 +140,10 @@ fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
     eventually("node1 published", Duration::from_secs(10), || {
         etcd.get(key) == Some(sb.address(1))
     });
+    eventually("the follower knows the leader", Duration::from_secs(10), || {
+        let (_, body) = http(apis[follower], "GET", "/api/v1/leader", None, None);
+        body.contains(apis[leader])
+    });
     // An action on the follower is sent to the leader, and changes nothing there.
     let (code, body) = http(
         apis[follower],
@@ -190,6 +194,37 @@ fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
     eprintln!("leader killed -> new leader in {took:?}");
     assert!(took < Duration::from_secs(8), "{took:?}");
     watches[follower].take().unwrap().stop();
+    drop(etcd);
+    sb.down();
+}
+
+/// Sends `signal` to etcd (SIGSTOP: it stops answering, as when cut off).
+fn signal(etcd: &EtcdServer, signal: i32) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(etcd.child.id() as i32, signal) };
+}
+
+#[test]
+fn a_leader_that_loses_etcd_stops_acting_and_acts_again_once_it_leads() {
+    let (sb, file, state) = watched("");
+    let etcd = EtcdServer::start(&sb);
+    let url = format!("http://{}", etcd.addr);
+    let watch = Watch::start_with(&file, &state, &["--etcd", &url]);
+    watch.wait_for("leading", 15);
+    // etcd stops answering: within the lease TTL the leader stops counting itself one.
+    signal(&etcd, libc::SIGSTOP);
+    watch.wait_for("no longer the leader", 15);
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    watch.wait_for("not acting: this watcher is not the leader", 20);
+    assert_eq!(crate::watch::read_only(&sb, 2), "1");
+    assert_eq!(crate::watch::read_only(&sb, 3), "1");
+    assert_eq!(succeeded_recoveries(&state), 0);
+    // etcd answers again: the watcher leads again and recovers.
+    signal(&etcd, libc::SIGCONT);
+    watch.wait_for("failover done", 30);
+    assert_eq!(succeeded_recoveries(&state), 1);
+    watch.stop();
+    signal(&etcd, libc::SIGCONT);
     drop(etcd);
     sb.down();
 }
