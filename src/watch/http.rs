@@ -429,11 +429,28 @@ async fn ack(
     if api.hub.with(&name, |_| ()).is_none() {
         return unknown(&name);
     }
+    // With etcd, the anti-flap record every leader reads is cleared too.
+    let mut shared = false;
+    if let Some(l) = &api.hub.leadership {
+        let Some(token) = l.token() else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no longer the leader: try again",
+            );
+        };
+        let key = l.failover_key(&name);
+        let existed = matches!(l.etcd.get(&key).await, Ok(Some(_)));
+        match l.etcd.delete_while_held(&l.key(), token, &key).await {
+            Ok(done) => shared = done && existed,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}")),
+        }
+    }
     let cleared = api
         .store
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .ack_failover(&name);
+        .ack_failover(&name)
+        .map(|local| local || shared);
     match cleared {
         Ok(cleared) => {
             if cleared {

@@ -58,6 +58,11 @@ impl Leadership {
         format!("{}leader", self.prefix)
     }
 
+    /// Where a cluster's last failover is recorded (anti-flap across leaders).
+    pub fn failover_key(&self, cluster: &str) -> String {
+        format!("{}clusters/{cluster}/last_failover", self.prefix)
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

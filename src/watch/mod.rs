@@ -600,6 +600,51 @@ impl<E: Executor> Watcher<E> {
         });
     }
 
+    /// The etcd key of this cluster's last failover (with etcd).
+    fn failover_key(&self, l: &leader::Leadership) -> String {
+        l.failover_key(self.cluster())
+    }
+
+    /// When this cluster last failed over: the state store's, and with etcd the one any
+    /// leader recorded there (anti-flap holds across a leader change), the later of both.
+    async fn last_failover_at(&self) -> anyhow::Result<Option<i64>> {
+        let local = self.store.cluster_state(self.cluster())?.last_failover_at;
+        let Some(l) = &self.leadership else {
+            return Ok(local);
+        };
+        let shared = l
+            .etcd
+            .get(&self.failover_key(l))
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the last failover from etcd: {e}"))?
+            .and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok())
+            .and_then(|v| v["at"].as_i64());
+        Ok(local.max(shared))
+    }
+
+    /// With etcd: the failover recorded there too, while this process leads.
+    async fn share_failover(&self, successor: &str) {
+        let Some(l) = &self.leadership else { return };
+        let Some(token) = l.token() else { return };
+        let doc = serde_json::json!({
+            "at": crate::state::now_millis(),
+            "successor": successor,
+            "by": l.me,
+        })
+        .to_string();
+        let key = self.failover_key(l);
+        if let Err(e) = l
+            .etcd
+            .while_held(&l.key(), token, &[(&key, doc.as_bytes())])
+            .await
+        {
+            tracing::error!(
+                cluster = self.cluster(),
+                "recording the failover in etcd: {e}"
+            );
+        }
+    }
+
     /// An event for each downtime that started or ended since the last poll.
     fn downtime_events(&mut self) -> anyhow::Result<()> {
         let now = self.store.downtimes(self.cluster())?;
@@ -879,6 +924,10 @@ impl<E: Executor> Watcher<E> {
         let Some(x) = self.index(&f.host) else {
             return Ok(());
         };
+        // Nothing read from etcd or the store for a decision that is not ours.
+        if self.follower(&key).is_some() {
+            return Ok(());
+        }
         let (code, host) = (f.code, f.host.clone());
         let still = move |w: &Watcher<E>, fresh: &Snapshot| {
             analyze(fresh, w.primary, w.max_lag())
@@ -952,8 +1001,7 @@ impl<E: Executor> Watcher<E> {
             return Ok(());
         }
         let dead_primary = matches!(f.code, Code::DeadPrimary | Code::DeadPrimaryAndSomeReplicas);
-        if dead_primary && let Some(at) = self.store.cluster_state(self.cluster())?.last_failover_at
-        {
+        if dead_primary && let Some(at) = self.last_failover_at().await? {
             let since =
                 Duration::from_millis(u64::try_from(crate::state::now_millis() - at).unwrap_or(0));
             let window = self.policy.failover.anti_flap;
@@ -1001,6 +1049,19 @@ impl<E: Executor> Watcher<E> {
         Ok(())
     }
 
+    /// With etcd, when another watcher leads: why this one does not act (said once per
+    /// finding `key`).
+    fn follower(&mut self, key: &str) -> Option<String> {
+        let l = self.leadership.as_ref()?;
+        if l.is_leader() {
+            return None;
+        }
+        let leader = l.leader().map_or("none yet".to_string(), |v| v.to_string());
+        let why = format!("not acting: this watcher is not the leader (the leader: {leader})");
+        self.once(format!("{key}/follower"), &why);
+        Some(why)
+    }
+
     /// Takes the cluster lock, observes again and lets `decide` look: None when the
     /// finding no longer holds; the recovery to run, or why there is none. Runs it,
     /// recorded, with the failover hooks when `failover` names the event.
@@ -1012,12 +1073,7 @@ impl<E: Executor> Watcher<E> {
         failover: Option<&str>,
         key: &str,
     ) -> anyhow::Result<Acted> {
-        if let Some(l) = &self.leadership
-            && !l.is_leader()
-        {
-            let leader = l.leader().map_or("none yet".to_string(), |v| v.to_string());
-            let why = format!("not acting: this watcher is not the leader (the leader: {leader})");
-            self.once(format!("{key}/follower"), &why);
+        if let Some(why) = self.follower(key) {
             return Ok(Acted::Busy(why));
         }
         let lock = match self.store.lock(self.cluster(), &Who::current(), LOCK_TTL) {
@@ -1151,6 +1207,7 @@ impl<E: Executor> Watcher<E> {
         if outcome == Outcome::Succeeded && promoted {
             self.store
                 .record_failover(self.cluster(), &recovery.successor)?;
+            self.share_failover(&recovery.successor).await;
             let old = self.primary;
             self.primary = self.index(&recovery.successor).expect("declared");
             if self.id(old) == recovery.dead {

@@ -140,10 +140,14 @@ fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
     eventually("node1 published", Duration::from_secs(10), || {
         etcd.get(key) == Some(sb.address(1))
     });
-    eventually("the follower knows the leader", Duration::from_secs(10), || {
-        let (_, body) = http(apis[follower], "GET", "/api/v1/leader", None, None);
-        body.contains(apis[leader])
-    });
+    eventually(
+        "the follower knows the leader",
+        Duration::from_secs(10),
+        || {
+            let (_, body) = http(apis[follower], "GET", "/api/v1/leader", None, None);
+            body.contains(apis[leader])
+        },
+    );
     // An action on the follower is sent to the leader, and changes nothing there.
     let (code, body) = http(
         apis[follower],
@@ -193,6 +197,24 @@ fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
     let took = killed.elapsed();
     eprintln!("leader killed -> new leader in {took:?}");
     assert!(took < Duration::from_secs(8), "{took:?}");
+    // Anti-flap holds across the leader change: the new primary dies too, within the
+    // window the old leader's failover opened; the new leader does not fail over again.
+    orch_ok(&["sandbox", "kill", sb.d(), &new.to_string()]);
+    let w = watches[follower].as_ref().unwrap();
+    w.wait_for("blocked by anti-flap", 20);
+    assert_eq!(succeeded_recoveries(&states[follower]), 0);
+    // Acknowledged through the API (on the leader, with the token): the next poll acts.
+    let (code, body) = http(
+        apis[follower],
+        "POST",
+        "/api/v1/clusters/sandbox/ack",
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""cleared":true"#), "{body}");
+    w.wait_for("failover done", 20);
+    assert_eq!(succeeded_recoveries(&states[follower]), 1);
     watches[follower].take().unwrap().stop();
     drop(etcd);
     sb.down();
