@@ -135,6 +135,12 @@ fn not_leader(api: &Api, uri: &axum::http::Uri) -> Option<Response> {
     Some(r)
 }
 
+/// An action's checks: the token, then that this process leads.
+fn may_act(api: &Api, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<(), Response> {
+    authorize(api, headers, true)?;
+    not_leader(api, uri).map_or(Ok(()), Err)
+}
+
 /// Refuses a request without the right token: `action` endpoints always need it, reads
 /// only with `--api-auth all`.
 fn authorize(api: &Api, headers: &HeaderMap, action: bool) -> Result<(), Response> {
@@ -366,10 +372,7 @@ async fn failover(
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&api, &headers, true) {
-        return r;
-    }
-    if let Some(r) = not_leader(&api, &uri) {
+    if let Err(r) = may_act(&api, &headers, &uri) {
         return r;
     }
     let b: FailoverBody = match body(&bytes) {
@@ -420,10 +423,7 @@ async fn ack(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize(&api, &headers, true) {
-        return r;
-    }
-    if let Some(r) = not_leader(&api, &uri) {
+    if let Err(r) = may_act(&api, &headers, &uri) {
         return r;
     }
     if api.hub.with(&name, |_| ()).is_none() {
@@ -502,10 +502,7 @@ async fn add_downtime(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&api, &headers, true) {
-        return r;
-    }
-    if let Some(r) = not_leader(&api, &uri) {
+    if let Err(r) = may_act(&api, &headers, &uri) {
         return r;
     }
     let b: DowntimeBody = match body(&bytes) {
@@ -566,10 +563,7 @@ async fn end_downtime(
     headers: HeaderMap,
     Query(q): Query<EndQuery>,
 ) -> Response {
-    if let Err(r) = authorize(&api, &headers, true) {
-        return r;
-    }
-    if let Some(r) = not_leader(&api, &uri) {
+    if let Err(r) = may_act(&api, &headers, &uri) {
         return r;
     }
     if let Err(r) = check_target(&api, &q.cluster, q.host.as_deref()) {

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sandbox::{Sandbox, eventually, orch_ok};
-use crate::watch::{Watch, history, ip};
-use crate::watch_http::{http, token_file, watched};
+use crate::watch::{Watch, ip};
+use crate::watch_http::{http, recoveries, token_file, watched};
 
 /// A single-member etcd on `HOST:2379`, its data in the sandbox; killed on drop.
 pub(crate) struct EtcdServer {
@@ -89,15 +89,6 @@ fn leaders(apis: &[&str]) -> Vec<usize> {
             }
         })
         .collect()
-}
-
-fn succeeded_recoveries(state: &str) -> usize {
-    history(state)["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kind"] == "recovery" && r["outcome"] == "succeeded")
-        .count()
 }
 
 #[test]
@@ -180,8 +171,8 @@ fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
         "{}",
         watches[follower].as_ref().unwrap().log()
     );
-    assert_eq!(succeeded_recoveries(&states[leader]), 1);
-    assert_eq!(succeeded_recoveries(&states[follower]), 0);
+    assert_eq!(recoveries(&states[leader]), 1);
+    assert_eq!(recoveries(&states[follower]), 0);
     // The follower follows the new primary.
     eventually("the follower follows", Duration::from_secs(10), || {
         let (_, body) = http(apis[follower], "GET", "/api/v1/clusters", None, None);
@@ -202,7 +193,7 @@ fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
     orch_ok(&["sandbox", "kill", sb.d(), &new.to_string()]);
     let w = watches[follower].as_ref().unwrap();
     w.wait_for("blocked by anti-flap", 20);
-    assert_eq!(succeeded_recoveries(&states[follower]), 0);
+    assert_eq!(recoveries(&states[follower]), 0);
     // Acknowledged through the API (on the leader, with the token): the next poll acts.
     let (code, body) = http(
         apis[follower],
@@ -214,7 +205,7 @@ fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(r#""cleared":true"#), "{body}");
     w.wait_for("failover done", 20);
-    assert_eq!(succeeded_recoveries(&states[follower]), 1);
+    assert_eq!(recoveries(&states[follower]), 1);
     watches[follower].take().unwrap().stop();
     drop(etcd);
     sb.down();
@@ -240,11 +231,11 @@ fn a_leader_that_loses_etcd_stops_acting_and_acts_again_once_it_leads() {
     watch.wait_for("not acting: this watcher is not the leader", 20);
     assert_eq!(crate::watch::read_only(&sb, 2), "1");
     assert_eq!(crate::watch::read_only(&sb, 3), "1");
-    assert_eq!(succeeded_recoveries(&state), 0);
+    assert_eq!(recoveries(&state), 0);
     // etcd answers again: the watcher leads again and recovers.
     signal(&etcd, libc::SIGCONT);
     watch.wait_for("failover done", 30);
-    assert_eq!(succeeded_recoveries(&state), 1);
+    assert_eq!(recoveries(&state), 1);
     watch.stop();
     signal(&etcd, libc::SIGCONT);
     drop(etcd);

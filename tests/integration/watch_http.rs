@@ -114,7 +114,7 @@ pub(crate) fn watched(extra: &str) -> (Sandbox, String, String) {
     (sb, file, state)
 }
 
-fn recoveries(state: &str) -> usize {
+pub(crate) fn recoveries(state: &str) -> usize {
     history(state)["runs"]
         .as_array()
         .unwrap()
