@@ -195,7 +195,16 @@ impl Leadership {
             }
             Err(holder) => {
                 let who = serde_json::from_slice(&holder.value).unwrap_or(json!(null));
-                self.state().leader = Some(who);
+                let mut s = self.state();
+                if holder.lease == 0 && s.leader.as_ref() != Some(&who) {
+                    // Written by hand, without a lease: it never expires, nobody will lead.
+                    tracing::warn!(
+                        "the leader key {} has no lease and will never expire: nobody can lead until it is deleted (etcdctl del {})",
+                        self.key(),
+                        self.key()
+                    );
+                }
+                s.leader = Some(who);
             }
         }
         Ok(())
