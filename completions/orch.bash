@@ -187,7 +187,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__apply)
-            opts="-h -V --auto-approve --detach-removed --allow-switch-back --allow-lost-replicas --format --state --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-h -V --auto-approve --detach-removed --allow-switch-back --allow-lost-replicas --format --state --etcd --etcd-prefix --etcd-user --etcd-password-file --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -198,6 +198,22 @@ _orch() {
                     return 0
                     ;;
                 --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-password-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -78,6 +78,10 @@ complete -c orch -n "__fish_orch_using_subcommand plan" -s V -l version -d 'Prin
 complete -c orch -n "__fish_orch_using_subcommand apply" -l format -r -f -a "human\t'Text for people'
 json\t'One JSON document on stdout, with a documented, stable schema'"
 complete -c orch -n "__fish_orch_using_subcommand apply" -l state -d 'orch\'s state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else ~/.local/state/orch]' -r -F
+complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd -d 'etcd members (http(s)://HOST:PORT, comma-separated). watch: several watchers elect one leader there; only it acts, and it publishes each cluster\'s primary. apply: the cluster lock is taken there too, so an apply and a watch leader exclude each other' -r
+complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd-prefix -d 'Where orch\'s keys live in etcd' -r
+complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd-user -d 'etcd user (with --etcd-password-file, mode 0600)' -r
+complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd-password-file -r -F
 complete -c orch -n "__fish_orch_using_subcommand apply" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand apply" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand apply" -l concurrency -d 'Servers observed at once' -r
@@ -94,7 +98,7 @@ complete -c orch -n "__fish_orch_using_subcommand watch" -l api-auth -d 'Which e
 all\t'Every endpoint but /health and /ready'"
 complete -c orch -n "__fish_orch_using_subcommand watch" -l log-format -d 'Log lines for people, or one JSON object per line for log shippers' -r -f -a "human\t'`TIME CLUSTER: what happened`, for people'
 json\t'One JSON object per line (timestamp, level, cluster, message), for log shippers'"
-complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd -d 'etcd members (http(s)://HOST:PORT, comma-separated): several watchers elect one leader there; only it acts, and it publishes each cluster\'s primary' -r
+complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd -d 'etcd members (http(s)://HOST:PORT, comma-separated). watch: several watchers elect one leader there; only it acts, and it publishes each cluster\'s primary. apply: the cluster lock is taken there too, so an apply and a watch leader exclude each other' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-prefix -d 'Where orch\'s keys live in etcd' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-user -d 'etcd user (with --etcd-password-file, mode 0600)' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-password-file -r -F

@@ -8,6 +8,24 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// etcd, for watchers that elect a leader and for applies that lock a cluster there.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EtcdFlags {
+    /// etcd members (http(s)://HOST:PORT, comma-separated). watch: several watchers elect
+    /// one leader there; only it acts, and it publishes each cluster's primary. apply: the
+    /// cluster lock is taken there too, so an apply and a watch leader exclude each other.
+    #[arg(long = "etcd", value_name = "URLS", value_delimiter = ',')]
+    pub urls: Vec<String>,
+    /// Where orch's keys live in etcd.
+    #[arg(long = "etcd-prefix", value_name = "PREFIX", default_value = "orch/")]
+    pub prefix: String,
+    /// etcd user (with --etcd-password-file, mode 0600).
+    #[arg(long = "etcd-user", value_name = "USER", requires = "password_file")]
+    pub user: Option<String>,
+    #[arg(long = "etcd-password-file", value_name = "FILE", requires = "user")]
+    pub password_file: Option<PathBuf>,
+}
+
 /// Which endpoints of `watch --listen` require the bearer token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ApiAuth {
@@ -214,6 +232,8 @@ pub enum CliCommand {
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
         #[command(flatten)]
+        etcd: EtcdFlags,
+        #[command(flatten)]
         timeouts: Timeouts,
     },
     /// Watch clusters: detect failures holistically and recover per policy (failover of a
@@ -253,23 +273,8 @@ pub enum CliCommand {
         /// Log lines for people, or one JSON object per line for log shippers.
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
-        /// etcd members (http(s)://HOST:PORT, comma-separated): several watchers elect one
-        /// leader there; only it acts, and it publishes each cluster's primary.
-        #[arg(long, value_name = "URLS", value_delimiter = ',')]
-        etcd: Vec<String>,
-        /// Where orch's keys live in etcd.
-        #[arg(
-            long,
-            value_name = "PREFIX",
-            default_value = "orch/",
-            requires = "etcd"
-        )]
-        etcd_prefix: String,
-        /// etcd user (with --etcd-password-file, mode 0600).
-        #[arg(long, value_name = "USER", requires = "etcd_password_file")]
-        etcd_user: Option<String>,
-        #[arg(long, value_name = "FILE", requires = "etcd_user")]
-        etcd_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        etcd: EtcdFlags,
         #[command(flatten)]
         timeouts: Timeouts,
     },

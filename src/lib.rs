@@ -97,12 +97,14 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             allow_lost_replicas,
             format,
             state,
+            etcd,
             timeouts,
         } => cmd::apply::run(cmd::apply::ApplyArgs {
             target,
             auto_approve,
             format,
             state,
+            etcd,
             options: plan::PlanOptions {
                 detach_removed,
                 allow_switch_back,
@@ -119,17 +121,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             api_auth,
             log_format,
             etcd,
-            etcd_prefix,
-            etcd_user,
-            etcd_password_file,
             timeouts,
         } => cmd::watch::run(cmd::watch::WatchArgs {
-            etcd: cmd::watch::EtcdArgs {
-                urls: etcd,
-                prefix: etcd_prefix,
-                user: etcd_user,
-                password_file: etcd_password_file,
-            },
+            etcd,
             files,
             dry_run,
             state,

@@ -34,6 +34,7 @@ pub struct ApplyArgs {
     pub state: Option<PathBuf>,
     pub options: PlanOptions,
     pub observe: ObserveOptions,
+    pub etcd: crate::cli::EtcdFlags,
 }
 
 /// How long a lock outlives its holder's last heartbeat (the engine beats at every step).
@@ -83,6 +84,24 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     let store = Store::open(&dir)?;
     let who = Who::current();
     let lock = store.lock(&plan.cluster, &who, LOCK_TTL)?;
+    let rt = super::runtime()?;
+    // With etcd, the cluster's lock there too: a watch leader on another machine takes
+    // the same one.
+    let etcd_lock = match super::watch::etcd(&args.etcd)? {
+        None => None,
+        Some(etcd) => {
+            let key = format!("{}clusters/{}/lock", args.etcd.prefix, plan.cluster);
+            let me =
+                serde_json::json!({"apply": format!("{}@{} pid {}", who.user, who.host, who.pid)});
+            match rt.block_on(crate::state::etcd::EtcdLock::acquire(etcd, &key, &me)) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    lock.release()?;
+                    bail!("{e}; nothing was changed");
+                }
+            }
+        }
+    };
     // Between the plan and the lock, another apply (or a failover) may have changed the
     // cluster: the steps run only against the world they were planned for.
     let planned = current(&args, &plan)?;
@@ -114,7 +133,6 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
             .wait_relay_log
             .max(Duration::from_secs(10)),
     };
-    let rt = super::runtime()?;
     // A switchover's hooks: the old and the new primary are known from the steps.
     let hook_values = switchover_values(&plan, &planned);
     if let Some(values) = &hook_values {
@@ -136,6 +154,9 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
             store.set_run_detail(run, &serde_json::json!({ "hooks": pre }))?;
             store.finish_run(run, Outcome::Failed, Some(&why), "aborted by a hook")?;
             lock.release()?;
+            if let Some(l) = etcd_lock {
+                let _ = rt.block_on(l.release());
+            }
             bail!("{why} (orch history {})", run.0);
         }
     }
@@ -195,6 +216,12 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         error,
     } = finished;
     lock.release()?;
+    if let Some(l) = etcd_lock
+        && let Err(e) = rt.block_on(l.release())
+    {
+        // It expires on its own within its TTL.
+        eprintln!("releasing the etcd lock: {e}");
+    }
     let mut error = error;
     if let Some(values) = hook_values.filter(|_| outcome == Outcome::Succeeded) {
         let hooks = &planned.policy.hooks;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::{ApiAuth, LogFormat};
+use crate::cli::{ApiAuth, EtcdFlags, LogFormat};
 use crate::executor::Executor;
 use crate::executor::mysql::MysqlExecutor;
 use crate::observe::ObserveOptions;
@@ -31,15 +31,7 @@ pub struct WatchArgs {
     pub api_auth: ApiAuth,
     pub log_format: LogFormat,
     pub observe: ObserveOptions,
-    pub etcd: EtcdArgs,
-}
-
-/// `--etcd` and its options (no URL: no etcd).
-pub struct EtcdArgs {
-    pub urls: Vec<String>,
-    pub prefix: String,
-    pub user: Option<String>,
-    pub password_file: Option<PathBuf>,
+    pub etcd: EtcdFlags,
 }
 
 /// The executor of a watcher: MySQL, each step checked against the leadership.
@@ -205,9 +197,8 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// With `--etcd`: the client and this process's candidacy.
-fn leadership(args: &WatchArgs) -> anyhow::Result<Option<Arc<Leadership>>> {
-    let e = &args.etcd;
+/// With `--etcd`: the client (None: no etcd).
+pub fn etcd(e: &EtcdFlags) -> anyhow::Result<Option<Arc<crate::state::etcd::Etcd>>> {
     if e.urls.is_empty() {
         return Ok(None);
     }
@@ -218,10 +209,19 @@ fn leadership(args: &WatchArgs) -> anyhow::Result<Option<Arc<Leadership>>> {
         )),
         _ => None,
     };
-    let etcd = crate::state::etcd::Etcd::new(crate::state::etcd::EtcdOptions {
-        urls: e.urls.clone(),
-        user,
-    })?;
+    Ok(Some(Arc::new(crate::state::etcd::Etcd::new(
+        crate::state::etcd::EtcdOptions {
+            urls: e.urls.clone(),
+            user,
+        },
+    )?)))
+}
+
+/// With `--etcd`: this process's candidacy.
+fn leadership(args: &WatchArgs) -> anyhow::Result<Option<Arc<Leadership>>> {
+    let Some(etcd) = etcd(&args.etcd)? else {
+        return Ok(None);
+    };
     let who = state::Who::current();
     let me = serde_json::json!({
         "id": format!("{}:{}", who.host, who.pid),
@@ -229,11 +229,7 @@ fn leadership(args: &WatchArgs) -> anyhow::Result<Option<Arc<Leadership>>> {
         "pid": who.pid,
         "listen": args.listen.map(|a| a.to_string()).unwrap_or_default(),
     });
-    Ok(Some(Arc::new(Leadership::new(
-        Arc::new(etcd),
-        &e.prefix,
-        me,
-    ))))
+    Ok(Some(Arc::new(Leadership::new(etcd, &args.etcd.prefix, me))))
 }
 
 /// Reads and checks a topology file and its policy, resolves what they name (credentials,

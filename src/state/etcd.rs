@@ -292,3 +292,63 @@ impl Etcd {
         Ok(v["succeeded"].as_bool().unwrap_or(false))
     }
 }
+
+/// A cluster lock in etcd (`PREFIX/clusters/CLUSTER/lock`), shared by `orch apply --etcd`
+/// and the watch leader: a key created only if absent, on a lease of its own kept alive
+/// while it is held. A holder that dies leaves it for at most [`LOCK_TTL`]; dropped
+/// without [`EtcdLock::release`], it stops being renewed and expires the same way.
+pub struct EtcdLock {
+    etcd: std::sync::Arc<Etcd>,
+    lease: i64,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+/// How long an etcd lock outlives a holder that stopped renewing it.
+pub const LOCK_TTL: Duration = Duration::from_secs(15);
+
+impl EtcdLock {
+    /// Takes `key` for `who`; Err says who holds it (or why etcd could not be asked).
+    pub async fn acquire(
+        etcd: std::sync::Arc<Etcd>,
+        key: &str,
+        who: &Value,
+    ) -> Result<EtcdLock, String> {
+        let lease = etcd.grant(LOCK_TTL).await?;
+        match etcd.create(key, who.to_string().as_bytes(), lease).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(holder)) => {
+                let _ = etcd.revoke(lease).await;
+                return Err(format!(
+                    "the cluster is locked in etcd ({key}) by {}",
+                    String::from_utf8_lossy(&holder.value)
+                ));
+            }
+            Err(e) => {
+                let _ = etcd.revoke(lease).await;
+                return Err(e);
+            }
+        }
+        let renewer = etcd.clone();
+        let renew = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOCK_TTL / 3).await;
+                if let Err(e) = renewer.keepalive(lease).await {
+                    tracing::warn!("renewing the etcd lock: {e}");
+                }
+            }
+        });
+        Ok(EtcdLock { etcd, lease, renew })
+    }
+
+    /// Releases it now (the lease and the key go).
+    pub async fn release(self) -> Result<(), String> {
+        self.renew.abort();
+        self.etcd.revoke(self.lease).await
+    }
+}
+
+impl Drop for EtcdLock {
+    fn drop(&mut self) {
+        self.renew.abort();
+    }
+}

@@ -1083,6 +1083,44 @@ impl<E: Executor> Watcher<E> {
                 return Ok(Acted::Busy(e.to_string()));
             }
         };
+        // With etcd, the cluster's lock there too: `orch apply --etcd` on another machine
+        // takes the same one.
+        let etcd_lock = match &self.leadership {
+            None => None,
+            Some(l) => {
+                let key = format!("{}clusters/{}/lock", l.prefix, self.cluster());
+                let me = serde_json::json!({"watch": l.me});
+                match crate::state::etcd::EtcdLock::acquire(l.etcd.clone(), &key, &me).await {
+                    Ok(held) => Some(held),
+                    Err(e) => {
+                        self.once(format!("{key}/lock"), &format!("not acting now: {e}"));
+                        lock.release()?;
+                        return Ok(Acted::Busy(e));
+                    }
+                }
+            }
+        };
+        let acted = self
+            .locked_run(lock, stop, decide, detection, failover, key)
+            .await;
+        if let Some(l) = etcd_lock
+            && let Err(e) = l.release().await
+        {
+            tracing::warn!(cluster = self.cluster(), "releasing the etcd lock: {e}");
+        }
+        acted
+    }
+
+    /// [`Watcher::locked`] once the locks are held; releases the state store's.
+    async fn locked_run(
+        &mut self,
+        lock: crate::state::ClusterLock,
+        stop: &Arc<AtomicBool>,
+        decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
+        detection: &str,
+        failover: Option<&str>,
+        key: &str,
+    ) -> anyhow::Result<Acted> {
         // Analysed again under the lock: an apply may have changed things meanwhile.
         let began = Instant::now();
         let fresh = self.observe().await;

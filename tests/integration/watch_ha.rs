@@ -241,3 +241,83 @@ fn a_leader_that_loses_etcd_stops_acting_and_acts_again_once_it_leads() {
     drop(etcd);
     sb.down();
 }
+
+impl EtcdServer {
+    /// Takes `key` on a lease of its own (as another orch would); gives the lease.
+    fn hold(&self, key: &str) -> String {
+        let (_, body) = http(
+            &self.addr,
+            "POST",
+            "/v3/lease/grant",
+            None,
+            Some(r#"{"TTL": "60"}"#),
+        );
+        let lease = serde_json::from_str::<serde_json::Value>(&body).unwrap()["ID"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let put = serde_json::json!({"key": b64(key.as_bytes()), "value": b64(br#"{"test": "holder"}"#), "lease": lease});
+        let (code, body) = http(
+            &self.addr,
+            "POST",
+            "/v3/kv/put",
+            None,
+            Some(&put.to_string()),
+        );
+        assert_eq!(code, 200, "{body}");
+        lease
+    }
+
+    fn revoke(&self, lease: &str) {
+        let body = serde_json::json!({"ID": lease}).to_string();
+        let (code, text) = http(&self.addr, "POST", "/v3/lease/revoke", None, Some(&body));
+        assert_eq!(code, 200, "{text}");
+    }
+}
+
+#[test]
+fn the_etcd_cluster_lock_holds_back_apply_and_the_watch_leader() {
+    let (sb, file, state) = watched("");
+    let etcd = EtcdServer::start(&sb);
+    let url = format!("http://{}", etcd.addr);
+    let key = "orch/clusters/sandbox/lock";
+    // Something to apply: node3's replication stopped.
+    sb.root(3, "STOP SLAVE");
+    let lease = etcd.hold(key);
+    let apply = [
+        "apply",
+        &file,
+        "--auto-approve",
+        "--state",
+        &state,
+        "--etcd",
+        &url,
+    ];
+    let (code, _, err) = crate::sandbox::orch(&apply);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("locked in etcd") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(
+        crate::sandbox::first(&sb.root(3, "SHOW SLAVE STATUS"), "Slave_SQL_Running"),
+        "No"
+    );
+    etcd.revoke(&lease);
+    orch_ok(&apply);
+    assert_eq!(etcd.get(key), None, "apply released its lock");
+    // The watch leader waits for the lock too.
+    let lease = etcd.hold(key);
+    let watch = Watch::start_with(&file, &state, &["--etcd", &url]);
+    watch.wait_for("leading", 15);
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    watch.wait_for("locked in etcd", 20);
+    assert_eq!(recoveries(&state), 0);
+    etcd.revoke(&lease);
+    watch.wait_for("failover done", 20);
+    assert_eq!(recoveries(&state), 1);
+    assert_eq!(etcd.get(key), None, "the leader released its lock");
+    watch.stop();
+    drop(etcd);
+    sb.down();
+}
