@@ -80,7 +80,7 @@ impl Store {
 }
 
 /// A period during which orch never recovers a host (or a whole cluster) automatically.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Downtime {
     pub id: i64,
     pub cluster: String,

@@ -209,6 +209,46 @@ impl Etcd {
         Ok(Etcd::kv(&v))
     }
 
+    /// Every key under `prefix`, with its value.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let v = self
+            .call(
+                "kv/range",
+                json!({"key": b64(prefix), "range_end": base64(&end)}),
+            )
+            .await?;
+        let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
+        Ok(kvs
+            .iter()
+            .map(|kv| {
+                let key = base64_decode(kv["key"].as_str().unwrap_or("")).unwrap_or_default();
+                let value = base64_decode(kv["value"].as_str().unwrap_or("")).unwrap_or_default();
+                (String::from_utf8_lossy(&key).into_owned(), value)
+            })
+            .collect())
+    }
+
+    /// Puts `key` on a lease of its own that ends after `ttl`: the key goes with it.
+    pub async fn put_expiring(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+        let lease = self.grant(ttl).await?;
+        self.call(
+            "kv/put",
+            json!({"key": b64(key), "value": base64(value), "lease": lease.to_string()}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), String> {
+        self.call("kv/deleterange", json!({"key": b64(key)}))
+            .await
+            .map(|_| ())
+    }
+
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), String> {
         self.call("kv/put", json!({"key": b64(key), "value": base64(value)}))
             .await

@@ -540,15 +540,38 @@ async fn add_downtime(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .add_downtime(&b.cluster, b.host.as_deref(), until, &b.reason, &by);
-    match added {
-        // The watcher sends the event at its next poll, as for `orch downtime`.
-        Ok(id) => (
-            StatusCode::CREATED,
-            axum::Json(json!({"schema": SCHEMA, "id": id, "until": until})),
-        )
-            .into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let id = match added {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    // With etcd, where every leader reads it too; the key expires with the downtime.
+    if let Some(l) = &api.hub.leadership {
+        let d = crate::state::Downtime {
+            id,
+            cluster: b.cluster.clone(),
+            host: b.host.clone(),
+            until,
+            reason: b.reason.clone(),
+            created_by: by.clone(),
+            created_at: now_millis(),
+        };
+        let key = format!("{}{id}", l.downtimes_prefix(&b.cluster));
+        let doc = serde_json::to_vec(&d).expect("a downtime serializes");
+        if let Err(e) = l.etcd.put_expiring(&key, &doc, length).await {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "recorded here but not in etcd ({e}): a new leader would not see it; try again"
+                ),
+            );
+        }
     }
+    // The watcher sends the event at its next poll, as for `orch downtime`.
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"schema": SCHEMA, "id": id, "until": until})),
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -574,8 +597,31 @@ async fn end_downtime(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .end_downtime(&q.cluster, q.host.as_deref());
-    match ended {
-        Ok(n) => ok(json!({"schema": SCHEMA, "ended": n})),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let mut n = match ended {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if let Some(l) = &api.hub.leadership {
+        let prefix = l.downtimes_prefix(&q.cluster);
+        let mut removed = 0;
+        let listed = match l.etcd.list(&prefix).await {
+            Ok(list) => list,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}")),
+        };
+        for (key, value) in listed {
+            let Ok(d) = serde_json::from_slice::<crate::state::Downtime>(&value) else {
+                continue;
+            };
+            if d.host != q.host {
+                continue;
+            }
+            if let Err(e) = l.etcd.delete(&key).await {
+                return error(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}"));
+            }
+            removed += 1;
+        }
+        // A downtime set through this process is in its store and in etcd: counted once.
+        n = n.max(removed);
     }
+    ok(json!({"schema": SCHEMA, "ended": n}))
 }

@@ -58,6 +58,24 @@ impl Leadership {
         format!("{}leader", self.prefix)
     }
 
+    /// Where a cluster's downtimes are (one key each, expiring with the downtime).
+    pub fn downtimes_prefix(&self, cluster: &str) -> String {
+        format!("{}clusters/{cluster}/downtimes/", self.prefix)
+    }
+
+    /// The downtimes of `cluster` in force, as every leader sees them.
+    pub async fn downtimes(&self, cluster: &str) -> Result<Vec<crate::state::Downtime>, String> {
+        let now = crate::state::now_millis();
+        Ok(self
+            .etcd
+            .list(&self.downtimes_prefix(cluster))
+            .await?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice::<crate::state::Downtime>(&v).ok())
+            .filter(|d| d.until > now)
+            .collect())
+    }
+
     /// Where a cluster's last failover is recorded (anti-flap across leaders).
     pub fn failover_key(&self, cluster: &str) -> String {
         format!("{}clusters/{cluster}/last_failover", self.prefix)

@@ -600,6 +600,24 @@ impl<E: Executor> Watcher<E> {
         });
     }
 
+    /// The downtime that holds `host` (its own or the cluster's): the state store's, and
+    /// with etcd the ones any leader recorded there.
+    async fn downtime_of(&self, host: &str) -> anyhow::Result<Option<crate::state::Downtime>> {
+        if let Some(d) = self.store.downtime_of(self.cluster(), host)? {
+            return Ok(Some(d));
+        }
+        let Some(l) = &self.leadership else {
+            return Ok(None);
+        };
+        let shared = l
+            .downtimes(self.cluster())
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the downtimes from etcd: {e}"))?;
+        Ok(shared
+            .into_iter()
+            .find(|d| d.host.as_deref().is_none_or(|h| h == host)))
+    }
+
     /// The etcd key of this cluster's last failover (with etcd).
     fn failover_key(&self, l: &leader::Leadership) -> String {
         l.failover_key(self.cluster())
@@ -978,7 +996,7 @@ impl<E: Executor> Watcher<E> {
             .await?;
             return Ok(());
         }
-        if let Some(d) = self.store.downtime_of(self.cluster(), &f.host)? {
+        if let Some(d) = self.downtime_of(&f.host).await? {
             let why = format!(
                 "not acting: {} is downtimed until {} ({}; by {})",
                 d.host.as_deref().unwrap_or("the cluster"),

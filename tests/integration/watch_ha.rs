@@ -91,37 +91,45 @@ fn leaders(apis: &[&str]) -> Vec<usize> {
         .collect()
 }
 
+/// Two watchers on `url` with their APIs (on the sandbox's address) and state stores.
+fn two_watchers(
+    sb: &Sandbox,
+    file: &str,
+    url: &str,
+    token_path: &str,
+) -> ([String; 2], [String; 2], Vec<Option<Watch>>) {
+    let apis = [
+        format!("{}:18081", ip(sb, 1)),
+        format!("{}:18082", ip(sb, 1)),
+    ];
+    let states = [
+        sb.dir.join("state-a").to_str().unwrap().to_string(),
+        sb.dir.join("state-b").to_str().unwrap().to_string(),
+    ];
+    let watches = (0..2)
+        .map(|i| {
+            let args = [
+                "--etcd",
+                url,
+                "--listen",
+                &apis[i],
+                "--api-token-file",
+                token_path,
+            ];
+            Some(Watch::start_with(file, &states[i], &args))
+        })
+        .collect();
+    (apis, states, watches)
+}
+
 #[test]
 fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
     let (sb, file, _) = watched("");
     let etcd = EtcdServer::start(&sb);
     let (token_path, token) = token_file(&sb);
     let url = format!("http://{}", etcd.addr);
-    let apis = [
-        format!("{}:18081", ip(&sb, 1)),
-        format!("{}:18082", ip(&sb, 1)),
-    ];
-    let states = [
-        sb.dir.join("state-a").to_str().unwrap().to_string(),
-        sb.dir.join("state-b").to_str().unwrap().to_string(),
-    ];
-    let mut watches: Vec<Option<Watch>> = (0..2)
-        .map(|i| {
-            Some(Watch::start_with(
-                &file,
-                &states[i],
-                &[
-                    "--etcd",
-                    &url,
-                    "--listen",
-                    &apis[i],
-                    "--api-token-file",
-                    &token_path,
-                ],
-            ))
-        })
-        .collect();
-    let apis: Vec<&str> = apis.iter().map(String::as_str).collect();
+    let (addresses, states, mut watches) = two_watchers(&sb, &file, &url, &token_path);
+    let apis: Vec<&str> = addresses.iter().map(String::as_str).collect();
     eventually("one leader", Duration::from_secs(15), || {
         leaders(&apis).len() == 1
     });
@@ -318,6 +326,53 @@ fn the_etcd_cluster_lock_holds_back_apply_and_the_watch_leader() {
     assert_eq!(recoveries(&state), 1);
     assert_eq!(etcd.get(key), None, "the leader released its lock");
     watch.stop();
+    drop(etcd);
+    sb.down();
+}
+
+#[test]
+fn a_downtime_set_through_the_leader_holds_after_a_leader_change() {
+    let (sb, file, _) = watched("");
+    let etcd = EtcdServer::start(&sb);
+    let (token_path, token) = token_file(&sb);
+    let url = format!("http://{}", etcd.addr);
+    let (addresses, states, mut watches) = two_watchers(&sb, &file, &url, &token_path);
+    let apis: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    eventually("one leader", Duration::from_secs(15), || {
+        leaders(&apis).len() == 1
+    });
+    let leader = leaders(&apis)[0];
+    let follower = 1 - leader;
+    let downtime =
+        r#"{"cluster": "sandbox", "host": "node1", "for": "1h", "reason": "kernel upgrade"}"#;
+    let (code, body) = http(
+        apis[leader],
+        "POST",
+        "/api/v1/downtimes",
+        Some(&token),
+        Some(downtime),
+    );
+    assert_eq!(code, 201, "{body}");
+    drop(watches[leader].take());
+    eventually("a new leader", Duration::from_secs(15), || {
+        leaders(&apis) == vec![follower]
+    });
+    // The primary dies: the new leader knows the downtime the old one recorded.
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    let w = watches[follower].as_ref().unwrap();
+    w.wait_for("node1 is downtimed", 20);
+    assert_eq!(recoveries(&states[follower]), 0);
+    let (code, body) = http(
+        apis[follower],
+        "DELETE",
+        "/api/v1/downtimes?cluster=sandbox&host=node1",
+        Some(&token),
+        None,
+    );
+    assert_eq!((code, body.contains(r#""ended":1"#)), (200, true), "{body}");
+    w.wait_for("failover done", 20);
+    assert_eq!(recoveries(&states[follower]), 1);
+    watches[follower].take().unwrap().stop();
     drop(etcd);
     sb.down();
 }
