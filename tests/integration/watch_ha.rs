@@ -91,50 +91,77 @@ fn leaders(apis: &[&str]) -> Vec<usize> {
         .collect()
 }
 
-/// Two watchers on `url` with their APIs (on the sandbox's address) and state stores.
-fn two_watchers(
-    sb: &Sandbox,
-    file: &str,
-    url: &str,
-    token_path: &str,
-) -> ([String; 2], [String; 2], Vec<Option<Watch>>) {
-    let apis = [
-        format!("{}:18081", ip(sb, 1)),
-        format!("{}:18082", ip(sb, 1)),
-    ];
-    let states = [
-        sb.dir.join("state-a").to_str().unwrap().to_string(),
-        sb.dir.join("state-b").to_str().unwrap().to_string(),
-    ];
-    let watches = (0..2)
-        .map(|i| {
-            let args = [
-                "--etcd",
-                url,
-                "--listen",
-                &apis[i],
-                "--api-token-file",
-                token_path,
-            ];
-            Some(Watch::start_with(file, &states[i], &args))
-        })
-        .collect();
-    (apis, states, watches)
+/// A sandbox, an etcd, and two watchers on it with their APIs (on the sandbox's address,
+/// with a token) and state stores, once one of them leads.
+struct Pair {
+    sb: Sandbox,
+    etcd: EtcdServer,
+    token: String,
+    addresses: [String; 2],
+    states: [String; 2],
+    watches: Vec<Option<Watch>>,
+    leader: usize,
+    follower: usize,
+}
+
+impl Pair {
+    fn start() -> Pair {
+        let (sb, file, _) = watched("");
+        let etcd = EtcdServer::start(&sb);
+        let (token_path, token) = token_file(&sb);
+        let url = format!("http://{}", etcd.addr);
+        let addresses = [
+            format!("{}:18081", ip(&sb, 1)),
+            format!("{}:18082", ip(&sb, 1)),
+        ];
+        let states = [
+            sb.dir.join("state-a").to_str().unwrap().to_string(),
+            sb.dir.join("state-b").to_str().unwrap().to_string(),
+        ];
+        let watches = (0..2)
+            .map(|i| {
+                let args = [
+                    "--etcd",
+                    &url,
+                    "--listen",
+                    &addresses[i],
+                    "--api-token-file",
+                    &token_path,
+                ];
+                Some(Watch::start_with(&file, &states[i], &args))
+            })
+            .collect();
+        let apis: Vec<&str> = addresses.iter().map(String::as_str).collect();
+        eventually("one leader", Duration::from_secs(15), || {
+            leaders(&apis).len() == 1
+        });
+        let leader = leaders(&apis)[0];
+        Pair {
+            sb,
+            etcd,
+            token,
+            addresses,
+            states,
+            watches,
+            leader,
+            follower: 1 - leader,
+        }
+    }
 }
 
 #[test]
 fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
-    let (sb, file, _) = watched("");
-    let etcd = EtcdServer::start(&sb);
-    let (token_path, token) = token_file(&sb);
-    let url = format!("http://{}", etcd.addr);
-    let (addresses, states, mut watches) = two_watchers(&sb, &file, &url, &token_path);
+    let Pair {
+        sb,
+        etcd,
+        token,
+        addresses,
+        states,
+        mut watches,
+        leader,
+        follower,
+    } = Pair::start();
     let apis: Vec<&str> = addresses.iter().map(String::as_str).collect();
-    eventually("one leader", Duration::from_secs(15), || {
-        leaders(&apis).len() == 1
-    });
-    let leader = leaders(&apis)[0];
-    let follower = 1 - leader;
     let key = "orch/clusters/sandbox/primary";
     eventually("node1 published", Duration::from_secs(10), || {
         etcd.get(key) == Some(sb.address(1))
@@ -332,17 +359,17 @@ fn the_etcd_cluster_lock_holds_back_apply_and_the_watch_leader() {
 
 #[test]
 fn a_downtime_set_through_the_leader_holds_after_a_leader_change() {
-    let (sb, file, _) = watched("");
-    let etcd = EtcdServer::start(&sb);
-    let (token_path, token) = token_file(&sb);
-    let url = format!("http://{}", etcd.addr);
-    let (addresses, states, mut watches) = two_watchers(&sb, &file, &url, &token_path);
+    let Pair {
+        sb,
+        etcd,
+        token,
+        addresses,
+        states,
+        mut watches,
+        leader,
+        follower,
+    } = Pair::start();
     let apis: Vec<&str> = addresses.iter().map(String::as_str).collect();
-    eventually("one leader", Duration::from_secs(15), || {
-        leaders(&apis).len() == 1
-    });
-    let leader = leaders(&apis)[0];
-    let follower = 1 - leader;
     let downtime =
         r#"{"cluster": "sandbox", "host": "node1", "for": "1h", "reason": "kernel upgrade"}"#;
     let (code, body) = http(
