@@ -90,7 +90,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     let etcd_lock = match super::watch::etcd(&args.etcd)? {
         None => None,
         Some(etcd) => {
-            let key = format!("{}clusters/{}/lock", args.etcd.prefix, plan.cluster);
+            let key = crate::state::etcd::lock_key(&args.etcd.prefix, &plan.cluster);
             let me =
                 serde_json::json!({"apply": format!("{}@{} pid {}", who.user, who.host, who.pid)});
             match rt.block_on(crate::state::etcd::EtcdLock::acquire(etcd, &key, &me)) {

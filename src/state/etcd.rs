@@ -343,6 +343,11 @@ pub struct EtcdLock {
     renew: tokio::task::JoinHandle<()>,
 }
 
+/// The key of `cluster`'s lock under `prefix`: one name for apply and watch.
+pub fn lock_key(prefix: &str, cluster: &str) -> String {
+    format!("{prefix}clusters/{cluster}/lock")
+}
+
 /// How long an etcd lock outlives a holder that stopped renewing it.
 pub const LOCK_TTL: Duration = Duration::from_secs(15);
 

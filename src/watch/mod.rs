@@ -1106,12 +1106,12 @@ impl<E: Executor> Watcher<E> {
         let etcd_lock = match &self.leadership {
             None => None,
             Some(l) => {
-                let key = format!("{}clusters/{}/lock", l.prefix, self.cluster());
+                let lock_key = crate::state::etcd::lock_key(&l.prefix, self.cluster());
                 let me = serde_json::json!({"watch": l.me});
-                match crate::state::etcd::EtcdLock::acquire(l.etcd.clone(), &key, &me).await {
+                match crate::state::etcd::EtcdLock::acquire(l.etcd.clone(), &lock_key, &me).await {
                     Ok(held) => Some(held),
                     Err(e) => {
-                        self.once(format!("{key}/lock"), &format!("not acting now: {e}"));
+                        self.once(format!("{key}/etcd-lock"), &format!("not acting now: {e}"));
                         lock.release()?;
                         return Ok(Acted::Busy(e));
                     }
