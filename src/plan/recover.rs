@@ -194,6 +194,27 @@ fn covers(a: &Option<GtidSet>, b: &Option<GtidSet>) -> bool {
     }
 }
 
+/// Who may succeed a dead primary.
+#[derive(Clone, Copy)]
+enum Choice<'a> {
+    /// The best promotable replica.
+    Best,
+    /// Only this one (`orch failover --to`).
+    Forced(&'a str),
+    /// This one, chosen by an interrupted failover that may already have reset it or moved
+    /// replicas under it: only the steps not yet done are planned.
+    Committed(&'a str),
+}
+
+impl<'a> Choice<'a> {
+    fn only(self) -> Option<&'a str> {
+        match self {
+            Choice::Best => None,
+            Choice::Forced(c) | Choice::Committed(c) => Some(c),
+        }
+    }
+}
+
 /// The recovery of the dead primary `dead` (a declared host); `to` forces the successor.
 pub fn dead_primary(
     desired: &Desired,
@@ -202,10 +223,99 @@ pub fn dead_primary(
     dead: usize,
     to: Option<&str>,
 ) -> Result<Recovery, NoRecovery> {
+    failover(
+        desired,
+        observed,
+        policy,
+        dead,
+        to.map_or(Choice::Best, Choice::Forced),
+    )
+}
+
+/// The rest of a failover of `dead` to `successor` that was interrupted (its leader died,
+/// or a step failed), planned from what the servers say now. While the successor still
+/// replicates from the dead primary nothing irreversible was done: the same successor if
+/// it still qualifies, else a new choice. Once it was reset or caught up elsewhere it is
+/// the only successor: its replicas and the replicas still under the dead primary follow
+/// it, and it is made writable if it is not yet. No steps: the failover had completed.
+pub fn resume_failover(
+    desired: &Desired,
+    observed: &Observed,
+    policy: &Policy,
+    dead: usize,
+    successor: &str,
+) -> Result<Recovery, NoRecovery> {
+    let refused = |reason: String| NoRecovery {
+        reason,
+        considered: Vec::new(),
+    };
+    let Some(c) = desired.hosts.iter().position(|h| h.id == successor) else {
+        return Err(refused(format!(
+            "{successor}, the successor of the interrupted failover, is no longer in the file: `orch failover` decides"
+        )));
+    };
+    let m = Model::of(desired, observed);
+    if m.live(c).is_none() {
+        return Err(refused(format!(
+            "{successor}, the successor of the interrupted failover, does not answer: `orch failover` decides"
+        )));
+    }
+    if m.link(c).is_none() && m.live(c).is_some_and(|l| !l.read_only) {
+        // Promoted: the last step was done. Nothing more (a replica it left behind as
+        // lost stays where it is).
+        let dead_id = desired.hosts[dead].id.clone();
+        let e = Emitter {
+            m,
+            steps: Vec::new(),
+            bug: None,
+        };
+        let plan = e.finish(desired, observed).map_err(refused)?;
+        return Ok(Recovery {
+            dead: dead_id,
+            successor: successor.to_string(),
+            catch_up_from: None,
+            considered: Vec::new(),
+            plan,
+        });
+    }
+    if m.source(c) == Some(dead) {
+        return dead_primary(desired, observed, policy, dead, Some(successor))
+            .or_else(|_| dead_primary(desired, observed, policy, dead, None));
+    }
+    failover(
+        desired,
+        observed,
+        policy,
+        dead,
+        Choice::Committed(successor),
+    )
+}
+
+fn failover(
+    desired: &Desired,
+    observed: &Observed,
+    policy: &Policy,
+    dead: usize,
+    choice: Choice,
+) -> Result<Recovery, NoRecovery> {
     let m = Model::of(desired, observed);
     let declared = desired.hosts.len();
     let dead_id = desired.hosts[dead].id.clone();
-    let replicas = orphans(&m, declared, dead);
+    let mut replicas = orphans(&m, declared, dead);
+    // A committed successor no longer under the dead primary is still a candidate: the
+    // only one.
+    let committed = match choice {
+        Choice::Committed(id) => desired.hosts.iter().position(|h| h.id == id),
+        _ => None,
+    };
+    if let Some(c) = committed
+        && m.live(c).is_some()
+        && !replicas.contains(&c)
+    {
+        replicas.push(c);
+        replicas.sort_unstable();
+    }
+    let to = choice.only();
     if replicas.is_empty() {
         return Err(NoRecovery {
             reason: format!("{dead_id} has no reachable replica to promote"),
@@ -250,7 +360,14 @@ pub fn dead_primary(
         if let Some(to) = to
             && h.id != to
         {
-            return Some(format!("not {to} (--to)"));
+            return Some(match choice {
+                Choice::Committed(_) => format!("not {to} (the interrupted failover's successor)"),
+                _ => format!("not {to} (--to)"),
+            });
+        }
+        if committed == Some(r) {
+            // Chosen and checked by the interrupted failover; it may already be reset.
+            return None;
         }
         if h.promotion == Promotion::MustNot {
             return Some("promotion: must_not".into());
@@ -368,14 +485,20 @@ pub fn dead_primary(
             }
         }
     }
-    for &r in &replicas {
+    // A committed successor already reset has nothing to stop or apply.
+    let replicating: Vec<usize> = replicas
+        .iter()
+        .copied()
+        .filter(|&r| e.m.link(r).is_some())
+        .collect();
+    for &r in &replicating {
         e.emit(
             r,
             Action::StopIo,
             format!("stop receiving from the dead primary {dead_id} (a half-dead primary gets no acknowledgements)"),
         );
     }
-    for &r in &replicas {
+    for &r in &replicating {
         let rid = e.id(r);
         e.emit(
             r,
@@ -415,16 +538,18 @@ pub fn dead_primary(
     }
     // The successor stops and forgets its source before the others (the replica it caught
     // up from among them) move under it.
-    e.emit(
-        c,
-        Action::StopReplication,
-        format!("{cid} stops replicating"),
-    );
-    e.emit(
-        c,
-        Action::ResetReplication,
-        format!("{cid} forgets its source (it stays read_only until the end)"),
-    );
+    if e.m.link(c).is_some() {
+        e.emit(
+            c,
+            Action::StopReplication,
+            format!("{cid} stops replicating"),
+        );
+        e.emit(
+            c,
+            Action::ResetReplication,
+            format!("{cid} forgets its source (it stays read_only until the end)"),
+        );
+    }
     // The others follow the successor; those with transactions it will never have stay
     // where they are and are named.
     let mut lost = Vec::new();
@@ -447,11 +572,31 @@ pub fn dead_primary(
         let why = format!("{} follows the new primary {cid}", e.id(r));
         e.move_under(r, c, why, wait);
     }
-    e.emit(
-        c,
-        Action::Promote,
-        format!("{cid} is the new primary: writable last, when everything else is in place"),
-    );
+    // Replicas an interrupted failover moved under the successor but did not restart.
+    let idle: Vec<usize> = (0..declared)
+        .filter(|&r| {
+            committed.is_some()
+                && e.m.source(r) == Some(c)
+                && e.m.link(r).is_some_and(|l| {
+                    matches!(
+                        l.state,
+                        super::model::LinkState::Stopped
+                            | super::model::LinkState::Broken { sql: false, .. }
+                    )
+                })
+        })
+        .collect();
+    for r in idle {
+        let why = format!("{} replicates from the new primary {cid}", e.id(r));
+        e.emit(r, Action::StartReplication, why);
+    }
+    if committed.is_none() || e.m.live(c).is_some_and(|l| l.read_only) {
+        e.emit(
+            c,
+            Action::Promote,
+            format!("{cid} is the new primary: writable last, when everything else is in place"),
+        );
+    }
     let catch_up_from = catch_up.map(|a| desired.hosts[replicas[a]].id.clone());
     let considered = considered(Some(ck));
     let mut plan = e.finish(desired, observed).map_err(|bug| NoRecovery {
@@ -717,6 +862,110 @@ mod tests {
         let r = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, Some("h3")).unwrap();
         assert_eq!(r.successor, "h3");
         run(&sim, &d, &r, 4);
+    }
+
+    /// A failover interrupted after any of its steps (its leader died, or the next step
+    /// failed) is finished from what the servers say: the same successor once anything
+    /// irreversible was done, every replica under it with every write, one writable
+    /// server; and resumed once more when already complete, nothing is left to do.
+    #[test]
+    fn an_interrupted_failover_is_finished_from_any_step() {
+        type Setup = fn(&Simulator, &mut Desired);
+        let scenarios: [(&str, Setup); 3] = [
+            ("plain", |sim, _| {
+                sim.set_lag(host_address(2), 3);
+                sim.write(host_address(0), 3).unwrap();
+                sim.tick();
+            }),
+            ("catch-up", |sim, d| {
+                sim.stop_replication(host_address(1));
+                sim.stop_replication(host_address(2));
+                sim.write(host_address(0), 4).unwrap();
+                sim.tick();
+                d.hosts[1].promotion = Promotion::Prefer;
+                d.hosts[3].promotion = Promotion::MustNot;
+            }),
+            ("errant", |sim, _| {
+                sim.errant(host_address(3), 1);
+            }),
+        ];
+        for (name, setup) in scenarios {
+            let fresh = || {
+                let sim = star(4);
+                let mut d = desired(STAR4);
+                setup(&sim, &mut d);
+                sim.kill(host_address(0));
+                sim.tick();
+                (sim, d)
+            };
+            let (sim, d) = fresh();
+            let whole = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, None).unwrap();
+            for done in 0..=whole.plan.steps.len() {
+                let (sim, d) = fresh();
+                let mut part = whole.plan.clone();
+                part.steps.truncate(done);
+                execute(&sim, &part);
+                let context = format!("{name}, interrupted after step {done}");
+                let rest = resume_failover(
+                    &d,
+                    &observe(&sim, &d),
+                    &Policy::default(),
+                    0,
+                    &whole.successor,
+                )
+                .unwrap_or_else(|e| panic!("{context}: {e}"));
+                assert_eq!(rest.successor, whole.successor, "{context}");
+                if done < whole.plan.steps.len() {
+                    assert_eq!(rest.plan.lost, whole.plan.lost, "{context}");
+                }
+                assert!(
+                    rest.plan.steps.len() <= whole.plan.steps.len() + 1,
+                    "{context}: {:#?}",
+                    rest.plan.steps
+                );
+                let mut checked = rest.clone();
+                checked.plan.lost = whole.plan.lost.clone();
+                run(&sim, &d, &checked, 4);
+                let again = resume_failover(
+                    &d,
+                    &observe(&sim, &d),
+                    &Policy::default(),
+                    0,
+                    &whole.successor,
+                )
+                .unwrap_or_else(|e| panic!("{context}, resumed again: {e}"));
+                assert!(
+                    again.plan.steps.is_empty(),
+                    "{context}, resumed again: {:#?}",
+                    again.plan.steps
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_successor_that_died_too_is_not_guessed_around() {
+        let sim = star(4);
+        sim.kill(host_address(0));
+        sim.tick();
+        let d = desired(STAR4);
+        let whole = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, None).unwrap();
+        let mut part = whole.plan.clone();
+        let reset = part
+            .steps
+            .iter()
+            .position(|s| matches!(s.action, Action::ResetReplication))
+            .unwrap();
+        part.steps.truncate(reset + 1);
+        execute(&sim, &part);
+        sim.kill(host_address(1));
+        sim.tick();
+        let e = resume_failover(&d, &observe(&sim, &d), &Policy::default(), 0, "h1").unwrap_err();
+        assert!(
+            e.reason
+                .contains("h1, the successor of the interrupted failover, does not answer"),
+            "{e}"
+        );
     }
 
     #[test]

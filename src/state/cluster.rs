@@ -1,5 +1,6 @@
 //! What orch remembers of each cluster between runs: its current primary (after a
-//! failover the file may still name the old one) and when it last failed over (anti-flap).
+//! failover the file may still name the old one), when it last failed over (anti-flap),
+//! and a failover in flight (finished by the next watcher to act, never started again).
 //! I/O: the database.
 
 use rusqlite::{OptionalExtension, params};
@@ -12,6 +13,8 @@ pub struct ClusterState {
     pub last_failover_at: Option<UnixMillis>,
     /// The host id of the primary orch last made or saw.
     pub current_primary: Option<String>,
+    /// A failover that began and has not completed (JSON, the watcher's to read).
+    pub in_flight: Option<String>,
 }
 
 impl Store {
@@ -20,22 +23,37 @@ impl Store {
             .db
             .conn()
             .query_row(
-                "SELECT last_failover_at, current_primary FROM cluster_state WHERE cluster = ?1",
+                "SELECT last_failover_at, current_primary, in_flight FROM cluster_state \
+                 WHERE cluster = ?1",
                 [cluster],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(|e| self.db.err(e))?;
         Ok(row.map_or_else(
             ClusterState::default,
-            |(last_failover_at, current_primary)| ClusterState {
+            |(last_failover_at, current_primary, in_flight)| ClusterState {
                 last_failover_at,
                 current_primary,
+                in_flight,
             },
         ))
     }
 
-    /// A failover made `primary` the primary of `cluster`, now.
+    /// The failover of `cluster` in flight (None: none, or it completed).
+    pub fn set_in_flight(&self, cluster: &str, in_flight: Option<&str>) -> Result<(), StateError> {
+        self.db
+            .conn()
+            .execute(
+                "INSERT INTO cluster_state (cluster, in_flight) VALUES (?1, ?2) \
+                 ON CONFLICT (cluster) DO UPDATE SET in_flight = excluded.in_flight",
+                params![cluster, in_flight],
+            )
+            .map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
+    /// A failover made `primary` the primary of `cluster`, now: it is no longer in flight.
     pub fn record_failover(&self, cluster: &str, primary: &str) -> Result<(), StateError> {
         self.db
             .conn()
@@ -43,7 +61,7 @@ impl Store {
                 "INSERT INTO cluster_state (cluster, last_failover_at, current_primary) \
                  VALUES (?1, ?2, ?3) ON CONFLICT (cluster) DO UPDATE SET \
                  last_failover_at = excluded.last_failover_at, \
-                 current_primary = excluded.current_primary",
+                 current_primary = excluded.current_primary, in_flight = NULL",
                 params![cluster, now_millis(), primary],
             )
             .map_err(|e| self.db.err(e))?;

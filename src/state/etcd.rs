@@ -290,47 +290,43 @@ impl Etcd {
     }
 
     /// Whether `guard` still exists with `revision` (a leader still leads); with `then`,
-    /// those puts are made in the same transaction, only if it does.
+    /// those writes are made in the same transaction, only if it does.
     pub async fn while_held(
         &self,
         guard: &str,
         revision: i64,
-        then: &[(&str, &[u8])],
+        then: &[Op<'_>],
     ) -> Result<bool, String> {
-        let success: Vec<Value> = then
-            .iter()
-            .map(|(k, v)| json!({"request_put": {"key": b64(k), "value": base64(v)}}))
-            .collect();
-        let v = self
-            .call(
-                "kv/txn",
-                json!({
-                    "compare": [{"key": b64(guard), "target": "CREATE", "result": "EQUAL", "create_revision": revision.to_string()}],
-                    "success": success,
-                }),
-            )
-            .await?;
-        Ok(v["succeeded"].as_bool().unwrap_or(false))
+        self.txn_if(&[(guard, revision)], then).await
     }
 
-    /// Deletes `key` if `guard` still has `revision`.
-    pub async fn delete_while_held(
-        &self,
-        guard: &str,
-        revision: i64,
-        key: &str,
-    ) -> Result<bool, String> {
+    /// `then` in one transaction, only if every `(key, create revision)` of `held` still
+    /// holds: whether they did.
+    pub async fn txn_if(&self, held: &[(&str, i64)], then: &[Op<'_>]) -> Result<bool, String> {
+        let compare: Vec<Value> = held
+            .iter()
+            .map(|(k, r)| {
+                json!({"key": b64(k), "target": "CREATE", "result": "EQUAL", "create_revision": r.to_string()})
+            })
+            .collect();
+        let success: Vec<Value> = then
+            .iter()
+            .map(|op| match op {
+                Op::Put(k, v) => json!({"request_put": {"key": b64(k), "value": base64(v)}}),
+                Op::Delete(k) => json!({"request_delete_range": {"key": b64(k)}}),
+            })
+            .collect();
         let v = self
-            .call(
-                "kv/txn",
-                json!({
-                    "compare": [{"key": b64(guard), "target": "CREATE", "result": "EQUAL", "create_revision": revision.to_string()}],
-                    "success": [{"request_delete_range": {"key": b64(key)}}],
-                }),
-            )
+            .call("kv/txn", json!({"compare": compare, "success": success}))
             .await?;
         Ok(v["succeeded"].as_bool().unwrap_or(false))
     }
+}
+
+/// A write inside a transaction.
+pub enum Op<'a> {
+    Put(&'a str, &'a [u8]),
+    Delete(&'a str),
 }
 
 /// A cluster lock in etcd (`PREFIX/clusters/CLUSTER/lock`), shared by `orch apply --etcd`
@@ -358,8 +354,37 @@ impl EtcdLock {
         key: &str,
         who: &Value,
     ) -> Result<EtcdLock, String> {
+        EtcdLock::acquire_as(etcd, key, who, None).await
+    }
+
+    /// [`EtcdLock::acquire`] by the watch leader, `leader` being the leader key and the
+    /// create revision it won with: a lock left by a former leader (a watcher other than
+    /// `who`: only a leader takes it, and a former one can no longer act, its every step
+    /// being fenced) is taken over at once rather than waited out for [`LOCK_TTL`].
+    pub async fn acquire_as(
+        etcd: std::sync::Arc<Etcd>,
+        key: &str,
+        who: &Value,
+        leader: Option<(&str, i64)>,
+    ) -> Result<EtcdLock, String> {
         let lease = etcd.grant(LOCK_TTL).await?;
-        match etcd.create(key, who.to_string().as_bytes(), lease).await {
+        let value = who.to_string();
+        let mut attempt = etcd.create(key, value.as_bytes(), lease).await;
+        if let (Ok(Err(holder)), Some(leader)) = (&attempt, leader) {
+            let held: Value = serde_json::from_slice(&holder.value).unwrap_or(Value::Null);
+            if held.get("watch").is_some() && held != *who {
+                let gone = etcd
+                    .txn_if(&[leader, (key, holder.create_revision)], &[Op::Delete(key)])
+                    .await;
+                if gone == Ok(true) {
+                    tracing::info!(
+                        "took over the cluster lock {key} left by the former leader {held}"
+                    );
+                    attempt = etcd.create(key, value.as_bytes(), lease).await;
+                }
+            }
+        }
+        match attempt {
             Ok(Ok(_)) => {}
             Ok(Err(holder)) => {
                 let _ = etcd.revoke(lease).await;

@@ -126,8 +126,15 @@ CREATE INDEX runs_by_cluster ON runs (cluster, id);
 CREATE INDEX runs_by_start ON runs (started_at);
 "#;
 
+/// Version 4: a cluster's failover in flight (JSON: the dead primary, the successor, the
+/// plan's steps and how many are done), kept until the successor is the primary, so an
+/// interrupted failover is finished rather than started again.
+const V4: &str = r#"
+ALTER TABLE cluster_state ADD COLUMN in_flight TEXT;
+"#;
+
 /// Every migration, in order; the schema version this orch writes is `MIGRATIONS.len()`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this orch writes.
 pub fn current_version() -> i64 {

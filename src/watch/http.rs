@@ -440,7 +440,11 @@ async fn ack(
         };
         let key = l.failover_key(&name);
         let existed = matches!(l.etcd.get(&key).await, Ok(Some(_)));
-        match l.etcd.delete_while_held(&l.key(), token, &key).await {
+        match l
+            .etcd
+            .while_held(&l.key(), token, &[crate::state::etcd::Op::Delete(&key)])
+            .await
+        {
             Ok(done) => shared = done && existed,
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}")),
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::state::etcd::Etcd;
+use crate::state::etcd::{Etcd, Op};
 
 /// The leader lease. A dead leader is replaced within about this long; a shorter TTL
 /// replaces it sooner but makes a slow etcd cost the leadership.
@@ -42,6 +42,9 @@ pub struct Leadership {
     /// This process, as the leader key will say: `{"id", "host", "pid", "listen"}`.
     pub me: Value,
     state: Mutex<State>,
+    /// A key written by every [`Leadership::check`], in its transaction: a failover's
+    /// progress (which step runs) costs etcd no request of its own.
+    carry: Mutex<Option<(String, Vec<u8>)>>,
 }
 
 impl Leadership {
@@ -51,6 +54,7 @@ impl Leadership {
             prefix: prefix.to_string(),
             me,
             state: Mutex::new(State::default()),
+            carry: Mutex::new(None),
         }
     }
 
@@ -74,6 +78,16 @@ impl Leadership {
             .filter_map(|(_, v)| serde_json::from_slice::<crate::state::Downtime>(&v).ok())
             .filter(|d| d.until > now)
             .collect())
+    }
+
+    /// Where a cluster's failover in flight is (until its successor is the primary).
+    pub fn recovery_key(&self, cluster: &str) -> String {
+        format!("{}clusters/{cluster}/recovery", self.prefix)
+    }
+
+    /// What each [`Leadership::check`] writes from now on (None: nothing).
+    pub fn carry(&self, put: Option<(String, Vec<u8>)>) {
+        *self.carry.lock().unwrap_or_else(|e| e.into_inner()) = put;
     }
 
     /// Where a cluster's last failover is recorded (anti-flap across leaders).
@@ -108,12 +122,18 @@ impl Leadership {
         self.state().leader.clone()
     }
 
-    /// Before a step: this process still leads, by the clock and in etcd.
+    /// Before a step: this process still leads, by the clock and in etcd (and what is
+    /// carried is written in the same transaction).
     pub async fn check(&self) -> Result<(), String> {
         let Some(revision) = self.token() else {
             return Err("this watcher is no longer the leader".into());
         };
-        match self.etcd.while_held(&self.key(), revision, &[]).await {
+        let carried = self.carry.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ops: Vec<Op> = carried
+            .iter()
+            .map(|(k, v)| Op::Put(k, v.as_slice()))
+            .collect();
+        match self.etcd.while_held(&self.key(), revision, &ops).await {
             Ok(true) => Ok(()),
             Ok(false) => Err("this watcher lost the leadership (the leader key changed)".into()),
             Err(e) => Err(format!("leadership not confirmed: {e}")),

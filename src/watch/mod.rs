@@ -15,6 +15,7 @@
 pub mod analyze;
 pub mod http;
 pub mod hub;
+pub mod inflight;
 pub mod leader;
 pub mod metrics;
 pub mod webhook;
@@ -38,6 +39,7 @@ use crate::plan::recover::{NoRecovery, Recovery};
 use crate::plan::{Desired, Observed, Plan};
 use crate::render::Format;
 use crate::spec::{Policy, Topology};
+use crate::state::etcd::Op;
 use crate::state::{NewRun, Outcome, RunFile, RunId, RunKind, Store, Who};
 use crate::step::{Action, Phase, Step};
 
@@ -80,6 +82,13 @@ pub struct Watcher<E: Executor> {
     /// The downtimes in force at the last poll (whoever set them: this process's API,
     /// `orch downtime`), to send an event when one starts or ends.
     downtimes: Vec<crate::state::Downtime>,
+    /// With etcd: the failover in flight as read (or written) during the leadership term
+    /// `in_flight_term` (within one, only this process writes it).
+    in_flight_seen: Option<inflight::InFlight>,
+    in_flight_term: Option<i64>,
+    /// After an attempt to finish a failover in flight that did not complete, the next
+    /// waits until then.
+    resume_after: Instant,
 }
 
 /// The primary this watcher last published in etcd (and when), and whether a write is
@@ -131,6 +140,29 @@ impl Acted {
     }
 }
 
+/// What a locked run is, for its hooks and its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind<'a> {
+    /// A fence, a relocation, a repair: no hooks; analysing again finds what remains.
+    Repair,
+    /// A failover, with the hooks' event name: pre and post hooks; in flight until done.
+    Failover(&'a str),
+    /// The rest of a failover in flight: post hooks only (the pre hooks ran before it
+    /// began, and nothing may abort a failover half done).
+    Resume,
+}
+
+impl<'a> Kind<'a> {
+    /// The hooks' event name (None: no hooks).
+    fn event(self) -> Option<&'a str> {
+        match self {
+            Kind::Repair => None,
+            Kind::Failover(event) => Some(event),
+            Kind::Resume => Some("resumed_failover"),
+        }
+    }
+}
+
 /// Logs one event line (with the time and the cluster, on stderr by default).
 fn log(cluster: &str, line: &str) {
     tracing::info!(cluster, "{line}");
@@ -170,6 +202,9 @@ impl<E: Executor> Watcher<E> {
             loader: None,
             restart_sentinels: false,
             downtimes: Vec::new(),
+            in_flight_seen: None,
+            in_flight_term: None,
+            resume_after: Instant::now(),
             leadership: None,
             published: Arc::default(),
         })
@@ -446,6 +481,10 @@ impl<E: Executor> Watcher<E> {
                 settling |= first.elapsed() < self.policy.failover.detect.poll_interval;
             }
         }
+        // A failover in flight is finished before anything else is decided.
+        if !settling && self.resume(stop).await? {
+            return Ok(false);
+        }
         let Some(f) = findings.into_iter().find(|f| f.code.actionable()) else {
             if !settling
                 && self.policy.reconcile == crate::spec::policy::Reconcile::Repair
@@ -566,14 +605,16 @@ impl<E: Executor> Watcher<E> {
         let published = self.published.clone();
         published.lock().expect("not poisoned").busy = true;
         tokio::task::spawn_local(async move {
-            let result = if dead {
-                l.etcd.delete_while_held(&l.key(), token, &key).await
+            let json_key = format!("{key}.json");
+            let ops = if dead {
+                [Op::Delete(&key), Op::Delete(&json_key)]
             } else {
-                let json_key = format!("{key}.json");
-                let puts: [(&str, &[u8]); 2] =
-                    [(&key, address.as_bytes()), (&json_key, doc.as_bytes())];
-                l.etcd.while_held(&l.key(), token, &puts).await
+                [
+                    Op::Put(&key, address.as_bytes()),
+                    Op::Put(&json_key, doc.as_bytes()),
+                ]
             };
+            let result = l.etcd.while_held(&l.key(), token, &ops).await;
             let mut p = published.lock().expect("not poisoned");
             p.busy = false;
             match result {
@@ -638,29 +679,6 @@ impl<E: Executor> Watcher<E> {
             .and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok())
             .and_then(|v| v["at"].as_i64());
         Ok(local.max(shared))
-    }
-
-    /// With etcd: the failover recorded there too, while this process leads.
-    async fn share_failover(&self, successor: &str) {
-        let Some(l) = &self.leadership else { return };
-        let Some(token) = l.token() else { return };
-        let doc = serde_json::json!({
-            "at": crate::state::now_millis(),
-            "successor": successor,
-            "by": l.me,
-        })
-        .to_string();
-        let key = self.failover_key(l);
-        if let Err(e) = l
-            .etcd
-            .while_held(&l.key(), token, &[(&key, doc.as_bytes())])
-            .await
-        {
-            tracing::error!(
-                cluster = self.cluster(),
-                "recording the failover in etcd: {e}"
-            );
-        }
     }
 
     /// An event for each downtime that started or ended since the last poll.
@@ -747,7 +765,7 @@ impl<E: Executor> Watcher<E> {
                     })
                 },
                 &detection,
-                None,
+                Kind::Repair,
                 "reconcile/run",
             )
             .await?;
@@ -886,7 +904,7 @@ impl<E: Executor> Watcher<E> {
                             .then(|| w.fence_recovery(fresh, i, "the former primary answers again"))
                     },
                     &detection,
-                    None,
+                    Kind::Repair,
                     &format!("former/{}", self.id(i)),
                 )
                 .await?;
@@ -969,7 +987,7 @@ impl<E: Executor> Watcher<E> {
                     })
                 },
                 &detection,
-                None,
+                Kind::Repair,
                 &key,
             )
             .await?;
@@ -990,7 +1008,7 @@ impl<E: Executor> Watcher<E> {
                         .then(|| w.fence_recovery(fresh, x, "writable beside the primary"))
                 },
                 &detection,
-                None,
+                Kind::Repair,
                 &key,
             )
             .await?;
@@ -1060,7 +1078,11 @@ impl<E: Executor> Watcher<E> {
                     .then(|| recover(&w.desired, fresh, &w.policy, x, None, dead_primary))
             },
             &detection,
-            dead_primary.then_some(f.code.name()),
+            if dead_primary {
+                Kind::Failover(f.code.name())
+            } else {
+                Kind::Repair
+            },
             &key,
         )
         .await?;
@@ -1082,13 +1104,13 @@ impl<E: Executor> Watcher<E> {
 
     /// Takes the cluster lock, observes again and lets `decide` look: None when the
     /// finding no longer holds; the recovery to run, or why there is none. Runs it,
-    /// recorded, with the failover hooks when `failover` names the event.
+    /// recorded, with the failover hooks and the failover in flight when `kind` says so.
     async fn locked(
         &mut self,
         stop: &Arc<AtomicBool>,
         decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
         detection: &str,
-        failover: Option<&str>,
+        kind: Kind<'_>,
         key: &str,
     ) -> anyhow::Result<Acted> {
         if let Some(why) = self.follower(key) {
@@ -1108,7 +1130,16 @@ impl<E: Executor> Watcher<E> {
             Some(l) => {
                 let lock_key = crate::state::etcd::lock_key(&l.prefix, self.cluster());
                 let me = serde_json::json!({"watch": l.me});
-                match crate::state::etcd::EtcdLock::acquire(l.etcd.clone(), &lock_key, &me).await {
+                let leader_key = l.key();
+                let token = l.token().unwrap_or(-1);
+                let taken = crate::state::etcd::EtcdLock::acquire_as(
+                    l.etcd.clone(),
+                    &lock_key,
+                    &me,
+                    Some((&leader_key, token)),
+                )
+                .await;
+                match taken {
                     Ok(held) => Some(held),
                     Err(e) => {
                         self.once(format!("{key}/etcd-lock"), &format!("not acting now: {e}"));
@@ -1119,7 +1150,7 @@ impl<E: Executor> Watcher<E> {
             }
         };
         let acted = self
-            .locked_run(lock, stop, decide, detection, failover, key)
+            .locked_run(lock, stop, decide, detection, kind, key)
             .await;
         if let Some(l) = etcd_lock
             && let Err(e) = l.release().await
@@ -1136,7 +1167,7 @@ impl<E: Executor> Watcher<E> {
         stop: &Arc<AtomicBool>,
         decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
         detection: &str,
-        failover: Option<&str>,
+        kind: Kind<'_>,
         key: &str,
     ) -> anyhow::Result<Acted> {
         // Analysed again under the lock: an apply may have changed things meanwhile.
@@ -1167,7 +1198,7 @@ impl<E: Executor> Watcher<E> {
         };
         let decision = decision_text(&recovery);
         // The failover hooks know everything decided, the successor included.
-        let values = failover.map(|event| {
+        let values = kind.event().map(|event| {
             let mut v = self.values(event, detection);
             self.set_host(&mut v, "failed", &recovery.dead);
             self.set_host(&mut v, "successor", &recovery.successor);
@@ -1175,7 +1206,7 @@ impl<E: Executor> Watcher<E> {
             v.set("lost", lost.join(","));
             v
         });
-        if let (Some(values), Some(event)) = (&values, failover) {
+        if let (Some(values), Kind::Failover(event)) = (&values, kind) {
             // Aborted once by a pre hook: not again until this failure clears.
             let aborted = format!("{event}/{}/pre_failover", recovery.dead);
             if self.said.contains(&aborted) {
@@ -1239,8 +1270,30 @@ impl<E: Executor> Watcher<E> {
         );
         let cluster = Cluster::of(&self.desired, &observed);
         let total = recovery.plan.steps.len();
+        // A failover is in flight from before its first step until its successor is the
+        // primary: whoever acts next finishes it.
+        let in_flight = match kind {
+            Kind::Repair => None,
+            _ => Some(inflight::InFlight::of(&recovery, detection, &self.me())),
+        };
+        if let Some(f) = &in_flight
+            && let Err(e) = self.begin_in_flight(f).await
+        {
+            let why =
+                format!("not acting now: the failover could not be recorded as in flight: {e}");
+            self.once(format!("{key}/inflight"), &why);
+            lock.release()?;
+            return Ok(Acted::Busy(why));
+        }
+        let done = std::cell::Cell::new(0);
         let on_step = |step: &Step, result: &StepResult, took: Duration| {
             self.step_done(step, result, took, total);
+            if let Some(f) = &in_flight
+                && matches!(result, StepResult::Done(_))
+            {
+                done.set(done.get() + 1);
+                self.progress_in_flight(f, done.get());
+            }
         };
         let (run, outcome) = record_recovery(
             &self.store,
@@ -1255,21 +1308,16 @@ impl<E: Executor> Watcher<E> {
             Some(&on_step),
         )
         .await?;
-        let promoted = recovery
-            .plan
-            .steps
-            .iter()
-            .any(|s| matches!(s.action, Action::Promote));
-        if outcome == Outcome::Succeeded && promoted {
-            self.store
-                .record_failover(self.cluster(), &recovery.successor)?;
-            self.share_failover(&recovery.successor).await;
-            let old = self.primary;
+        let promoted = kind != Kind::Repair && outcome == Outcome::Succeeded;
+        if promoted {
+            self.end_in_flight(&recovery.successor).await?;
             self.primary = self.index(&recovery.successor).expect("declared");
-            if self.id(old) == recovery.dead {
+            if let Some(old) = self.index(&recovery.dead) {
                 // Never re-admitted writable: fenced the moment it answers.
                 self.to_fence.insert(old);
             }
+        } else if in_flight.is_some() {
+            self.pause_in_flight();
         }
         lock.release()?;
         let took = began.elapsed();
@@ -1282,7 +1330,7 @@ impl<E: Executor> Watcher<E> {
             run.0
         );
         log(self.cluster(), &line);
-        if outcome == Outcome::Succeeded && promoted {
+        if promoted {
             log(
                 self.cluster(),
                 &format!(
@@ -1519,8 +1567,38 @@ impl<E: Executor> Watcher<E> {
             "the primary {pid} answers: a failover is for a dead primary; to move the primary to another server, change the file and run orch plan / orch apply (a switchover loses nothing), or pass --force to fence it and fail over anyway"
         );
         let key = format!("manual/{}", crate::state::now_millis());
-        let acted = self
-            .locked(
+        let acted = if let Some(f) = self.in_flight().await? {
+            // Finished, not begun again.
+            if to.is_some_and(|to| to != f.successor) {
+                anyhow::bail!(
+                    "a failover of {} to {} is in flight (begun {}): it is finished first, to {}; run orch failover without --to",
+                    f.dead,
+                    f.successor,
+                    crate::state::utc(f.started_at),
+                    f.successor
+                );
+            }
+            let x = self.index(&f.dead).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "a failover of {} is in flight, but {} is no longer in the file",
+                    f.dead,
+                    f.dead
+                )
+            })?;
+            let detection = format!(
+                "{detection}; a failover of {} to {} was in flight: finished",
+                f.dead, f.successor
+            );
+            self.locked(
+                stop,
+                |w, fresh| Some(w.rest_of(fresh, x, &f.successor)),
+                &detection,
+                Kind::Resume,
+                &key,
+            )
+            .await?
+        } else {
+            self.locked(
                 stop,
                 |w, fresh| {
                     let alive = fresh.hosts[primary].state.info().is_some();
@@ -1533,10 +1611,11 @@ impl<E: Executor> Watcher<E> {
                     Some(recover(&w.desired, fresh, &w.policy, primary, to, true))
                 },
                 &detection,
-                Some("manual_failover"),
+                Kind::Failover("manual_failover"),
                 &key,
             )
-            .await?;
+            .await?
+        };
         match acted {
             Acted::Ran {
                 run,
@@ -1999,6 +2078,59 @@ mod tests {
             .to_string();
         assert!(
             detection.contains("answers again, writable") && detection.contains("lacks"),
+            "{detection}"
+        );
+    }
+
+    /// A failover that another process began (it reset h2, its successor, then died) is
+    /// finished with h2, though h1 would be the fresh choice, and recorded once.
+    #[tokio::test(start_paused = true)]
+    async fn a_failover_in_flight_is_finished_with_its_successor() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = star();
+        sim.kill(host_address(0));
+        for i in [1, 2] {
+            sim.stop_io(host_address(i));
+        }
+        sim.stop_replication(host_address(2));
+        sim.reset_replication(host_address(2));
+        sim.tick();
+        let w = watcher(&sim, dir.path());
+        let began = inflight::InFlight {
+            dead: "h0".into(),
+            successor: "h2".into(),
+            decision: "promote h2".into(),
+            detection: "dead-primary h0".into(),
+            started_at: crate::state::now_millis(),
+            by: serde_json::json!({"id": "a watcher that died"}),
+            steps: vec!["1 h1: stop io".into(), "2 h2: stop io".into()],
+            done: 1,
+        };
+        w.store
+            .set_in_flight("sim", Some(&serde_json::to_string(&began).unwrap()))
+            .unwrap();
+        scenario(
+            sim.clone(),
+            w,
+            Duration::ZERO,
+            |_| {},
+            Duration::from_secs(4),
+        )
+        .await;
+        assert_eq!(converged(&sim), Some(2));
+        let store = Store::open(dir.path()).unwrap();
+        let state = store.cluster_state("sim").unwrap();
+        assert_eq!(state.in_flight, None);
+        assert_eq!(state.current_primary.as_deref(), Some("h2"));
+        assert!(state.last_failover_at.is_some());
+        let runs = store.runs(&crate::state::RunFilter::default()).unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let run = store.run(runs[0].id).unwrap().unwrap();
+        let detection = run.detail.unwrap()["detection"].as_str().unwrap().to_string();
+        assert!(
+            detection.contains("a failover of h0 to h2 in flight")
+                && detection.contains("by a watcher that died")
+                && detection.contains("1 of 2 steps done"),
             "{detection}"
         );
     }
