@@ -104,7 +104,7 @@ pub(crate) fn read_only(sb: &Sandbox, i: usize) -> String {
     first(&sb.root(i, "SELECT @@read_only AS r"), "r")
 }
 
-fn source_ip(sb: &Sandbox, i: usize) -> String {
+pub(crate) fn source_ip(sb: &Sandbox, i: usize) -> String {
     first(&sb.root(i, "SHOW SLAVE STATUS"), "Master_Host")
 }
 
@@ -142,25 +142,7 @@ fn app_account(sb: &Sandbox) {
 #[test]
 fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
     let sb = Sandbox::up(&["-n", "3"]);
-    app_account(&sb);
-    sb.root(
-        1,
-        "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'; \
-         SET GLOBAL rpl_semi_sync_master_timeout = 30000; \
-         SET GLOBAL rpl_semi_sync_master_enabled = ON",
-    );
-    for i in [2, 3] {
-        sb.root(
-            i,
-            "SET GLOBAL rpl_semi_sync_slave_enabled = ON; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD",
-        );
-    }
-    eventually("semi-sync replicas", Duration::from_secs(10), || {
-        first(
-            &sb.root(1, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'"),
-            "Value",
-        ) == "2"
-    });
+    semi_sync(&sb);
     let policy = write_policy(&sb, "");
     let file = topology(&sb, 3, &policy);
     let state = sb.dir.join("state").to_str().unwrap().to_string();
@@ -181,22 +163,7 @@ fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
     assert_eq!(source_ip(&sb, other), ip(&sb, new));
     assert!(sb.root(new, "SHOW SLAVE STATUS").is_empty());
     // Every acknowledged write survived on both.
-    let list = acked
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    for i in [new, other] {
-        eventually("every acknowledged write", Duration::from_secs(10), || {
-            first(
-                &sb.root(
-                    i,
-                    &format!("SELECT COUNT(*) AS c FROM app.t WHERE id IN ({list})"),
-                ),
-                "c",
-            ) == acked.len().to_string()
-        });
-    }
+    all_acked_on(&sb, &[new, other], &acked);
     // status knows the failover: the file's old primary is drift, not a dead primary.
     let (_, out, _) = orch(&["status", &file, "--state", &state, "--format", "json"]);
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -243,6 +210,50 @@ fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
     );
     assert_eq!(watch.stop(), 0);
     sb.down();
+}
+
+/// The `app` account (table `app.t`), and node1 replicating semi-synchronously (AFTER_SYNC)
+/// to nodes 2 and 3: every commit acknowledged to a client is in some replica's relay log.
+pub(crate) fn semi_sync(sb: &Sandbox) {
+    app_account(sb);
+    sb.root(
+        1,
+        "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'; \
+         SET GLOBAL rpl_semi_sync_master_timeout = 30000; \
+         SET GLOBAL rpl_semi_sync_master_enabled = ON",
+    );
+    for i in [2, 3] {
+        sb.root(
+            i,
+            "SET GLOBAL rpl_semi_sync_slave_enabled = ON; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD",
+        );
+    }
+    eventually("semi-sync replicas", Duration::from_secs(10), || {
+        first(
+            &sb.root(1, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'"),
+            "Value",
+        ) == "2"
+    });
+}
+
+/// Every id of `acked` is on each of `nodes` (eventually).
+pub(crate) fn all_acked_on(sb: &Sandbox, nodes: &[usize], acked: &[u64]) {
+    let list = acked
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    for &i in nodes {
+        eventually("every acknowledged write", Duration::from_secs(10), || {
+            first(
+                &sb.root(
+                    i,
+                    &format!("SELECT COUNT(*) AS c FROM app.t WHERE id IN ({list})"),
+                ),
+                "c",
+            ) == acked.len().to_string()
+        });
+    }
 }
 
 fn everywhere_of(sb: &Sandbox, nodes: &[usize], id: u64) {

@@ -5,9 +5,12 @@
 //! the sandbox's own loopback address and is stopped by PID, even when a test fails.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Sandbox, eventually, orch_ok};
+use crate::apply::writer;
+use crate::sandbox::{Sandbox, eventually, first, orch_ok};
 use crate::watch::{Watch, ip};
 use crate::watch_http::{http, recoveries, token_file, watched};
 
@@ -398,6 +401,80 @@ fn a_downtime_set_through_the_leader_holds_after_a_leader_change() {
     );
     assert_eq!((code, body.contains(r#""ended":1"#)), (200, true), "{body}");
     w.wait_for("failover done", 20);
+    assert_eq!(recoveries(&states[follower]), 1);
+    watches[follower].take().unwrap().stop();
+    drop(etcd);
+    sb.down();
+}
+
+/// The leader dies in the middle of a failover under a write load, after the successor
+/// was reset and a replica moved under it (both replicas refuse replication connections,
+/// so the moved replica's start waits): the new leader finishes that failover, with the
+/// same successor. One promotion, nothing acknowledged lost, the keys follow.
+#[test]
+fn a_leader_killed_in_the_middle_of_a_failover_is_followed_by_one_that_finishes_it() {
+    let Pair {
+        sb,
+        etcd,
+        states,
+        mut watches,
+        leader,
+        follower,
+        ..
+    } = Pair::start();
+    crate::watch::semi_sync(&sb);
+    for i in [2, 3] {
+        sb.root(i, "SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT LOCK");
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let w = writer(sb.tcp_opts(1, "app", "app-password"), 1, true, done.clone());
+    eventually("the writer is writing", Duration::from_secs(10), || {
+        first(&sb.root(1, "SELECT COUNT(*) AS c FROM app.t"), "c") != "0"
+    });
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    let (acked, _) = w.join().unwrap();
+    done.store(true, Ordering::SeqCst);
+    // The successor was reset and the other replica points at it: kill -9 the leader.
+    let mut moved = None;
+    eventually("a replica moved under the successor", Duration::from_secs(20), || {
+        moved = [(2, 3), (3, 2)]
+            .into_iter()
+            .find(|&(r, c)| crate::watch::source_ip(&sb, r) == ip(&sb, c));
+        moved.is_some()
+    });
+    let (other, successor) = moved.unwrap();
+    assert!(sb.root(successor, "SHOW SLAVE STATUS").is_empty());
+    assert_eq!(crate::watch::read_only(&sb, successor), "1");
+    drop(watches[leader].take());
+    let in_flight = etcd
+        .get("orch/clusters/sandbox/recovery")
+        .expect("the failover in flight is in etcd");
+    assert!(
+        in_flight.contains(&format!(r#""successor":"node{successor}""#)),
+        "{in_flight}"
+    );
+    for i in [2, 3] {
+        sb.root(i, "SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT UNLOCK");
+    }
+    // The new leader finishes it.
+    let w = watches[follower].as_ref().unwrap();
+    w.wait_for("failover done", 30);
+    let log = w.log();
+    assert!(
+        log.contains(&format!("a failover of node1 to node{successor} in flight")),
+        "{log}"
+    );
+    assert_eq!(crate::watch::read_only(&sb, successor), "0");
+    assert_eq!(crate::watch::read_only(&sb, other), "1");
+    assert_eq!(crate::watch::source_ip(&sb, other), ip(&sb, successor));
+    crate::watch::all_acked_on(&sb, &[successor, other], &acked);
+    assert_eq!(etcd.get("orch/clusters/sandbox/recovery"), None);
+    assert!(etcd.get("orch/clusters/sandbox/last_failover").is_some());
+    eventually("the successor published", Duration::from_secs(10), || {
+        etcd.get("orch/clusters/sandbox/primary") == Some(sb.address(successor))
+    });
+    // One promotion: the killed leader's run never completed; the new leader's did, once.
+    assert_eq!(recoveries(&states[leader]), 0);
     assert_eq!(recoveries(&states[follower]), 1);
     watches[follower].take().unwrap().stop();
     drop(etcd);
