@@ -110,6 +110,10 @@ complete -c orch -n "__fish_orch_using_subcommand watch" -s h -l help -d 'Print 
 complete -c orch -n "__fish_orch_using_subcommand watch" -s V -l version -d 'Print version'
 complete -c orch -n "__fish_orch_using_subcommand failover" -l to -d 'The replica to promote (it must be promotable)' -r
 complete -c orch -n "__fish_orch_using_subcommand failover" -l state -d 'orch\'s state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else ~/.local/state/orch]' -r -F
+complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd -d 'etcd members (http(s)://HOST:PORT, comma-separated). watch: several watchers elect one leader there; only it acts, and it publishes each cluster\'s primary. apply: the cluster lock is taken there too, so an apply and a watch leader exclude each other' -r
+complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd-prefix -d 'Where orch\'s keys live in etcd' -r
+complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd-user -d 'etcd user (with --etcd-password-file, mode 0600)' -r
+complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd-password-file -r -F
 complete -c orch -n "__fish_orch_using_subcommand failover" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand failover" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand failover" -l concurrency -d 'Servers observed at once' -r
@@ -120,6 +124,10 @@ complete -c orch -n "__fish_orch_using_subcommand failover" -s V -l version -d '
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l for -d 'How long (e.g. 30m, 2h)' -r
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l reason -d 'Why (recorded, shown in watch\'s log)' -r
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l state -d 'orch\'s state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else ~/.local/state/orch]' -r -F
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd -d 'etcd members (http(s)://HOST:PORT, comma-separated). watch: several watchers elect one leader there; only it acts, and it publishes each cluster\'s primary. apply: the cluster lock is taken there too, so an apply and a watch leader exclude each other' -r
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-prefix -d 'Where orch\'s keys live in etcd' -r
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-user -d 'etcd user (with --etcd-password-file, mode 0600)' -r
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-password-file -r -F
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l cluster -d 'The whole cluster instead of one host'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l end -d 'End the downtime of HOST (or the cluster\'s) now'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -s h -l help -d 'Print help'

@@ -73,10 +73,12 @@ cargo build --release --quiet --example switchover_load
 target/release/examples/switchover_load "$O" "$DIR/sb" 10
 # Failover: kill -9 of the primary under orch watch (built-in policy, poll 1 s) until the
 # cluster converged, on 3 and 10 nodes, 10 runs each, the kill at a random moment within
-# a poll interval.
+# a poll interval; then with two watchers on etcd (the leader killed with the primary).
 "$O" sandbox down "$DIR/sb" >/dev/null
 cargo build --release --quiet --example failover_bench
 for n in 3 10; do target/release/examples/failover_bench "$O" "$DIR" "$n" 10; done
+# The same with two watchers on etcd, the leader watcher killed with the primary.
+target/release/examples/failover_bench "$O" "$DIR" 3 10 --ha
 # orch watch on 10 servers for a minute: resident memory and CPU; then the same with the
 # HTTP server on, the live page open (its three requests every second) and /metrics
 # scraped every 15 s.

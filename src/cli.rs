@@ -300,6 +300,10 @@ pub enum CliCommand {
         /// ~/.local/state/orch].
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// With watchers on etcd: --ack clears the anti-flap record every leader reads (a
+        /// failover itself is for their leader: POST /api/v1/clusters/C/failover).
+        #[command(flatten)]
+        etcd: EtcdFlags,
         #[command(flatten)]
         timeouts: Timeouts,
     },
@@ -327,6 +331,10 @@ pub enum CliCommand {
         /// ~/.local/state/orch].
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// With watchers on etcd: the downtime is recorded (ended, listed) there too, where
+        /// every leader reads it.
+        #[command(flatten)]
+        etcd: EtcdFlags,
     },
     /// Crawl a live topology from one server (up to its sources, down to every replica)
     /// and print it as a topology file that `orch validate` accepts.

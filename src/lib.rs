@@ -139,8 +139,17 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             ack,
             force,
             state,
+            etcd,
             timeouts,
-        } => cmd::failover::run(&file, to.as_deref(), ack, force, state, timeouts.options()),
+        } => cmd::failover::run(
+            &file,
+            to.as_deref(),
+            ack,
+            force,
+            state,
+            &etcd,
+            timeouts.options(),
+        ),
         CliCommand::Downtime {
             file,
             host,
@@ -149,6 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             reason,
             end,
             state,
+            etcd,
         } => {
             if (length.is_some() || end) && host.is_none() && !cluster {
                 anyhow::bail!("name a HOST, or pass --cluster for the whole cluster");
@@ -160,6 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 reason.as_deref(),
                 end,
                 state,
+                &etcd,
             )
         }
         CliCommand::Completions { shell } => {

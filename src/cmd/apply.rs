@@ -89,11 +89,15 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     // the same one.
     let etcd_lock = match super::watch::etcd(&args.etcd)? {
         None => None,
-        Some(etcd) => {
-            let key = crate::state::etcd::lock_key(&args.etcd.prefix, &plan.cluster);
+        Some(shared) => {
+            let key = shared.cluster_key(&plan.cluster, "lock");
             let me =
                 serde_json::json!({"apply": format!("{}@{} pid {}", who.user, who.host, who.pid)});
-            match rt.block_on(crate::state::etcd::EtcdLock::acquire(etcd, &key, &me)) {
+            match rt.block_on(crate::state::etcd::EtcdLock::acquire(
+                shared.etcd,
+                &key,
+                &me,
+            )) {
                 Ok(l) => Some(l),
                 Err(e) => {
                     lock.release()?;

@@ -1,6 +1,6 @@
 //! `orch downtime FILE [HOST] --for D --reason R | --end`, or the list: periods during which
-//! orch watch never recovers a host (or the cluster) automatically. I/O: the file, the
-//! state store.
+//! orch watch never recovers a host (or the cluster) automatically. With `--etcd`, also
+//! where every watch leader reads them. I/O: the file, the state store, etcd.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,7 +16,11 @@ pub fn run(
     reason: Option<&str>,
     end: bool,
     state_dir: Option<PathBuf>,
+    etcd: &crate::cli::EtcdFlags,
 ) -> anyhow::Result<u8> {
+    let shared = super::watch::etcd(etcd)?;
+    let rt = super::runtime()?;
+    let in_etcd = |what: &str, e: String| anyhow::anyhow!("{what} in etcd: {e}");
     let (topology, _) = crate::spec::load_valid(file)?;
     let cluster = &topology.cluster;
     if let Some(h) = host
@@ -33,7 +37,13 @@ pub fn run(
         format!("{h} of {cluster}")
     });
     if end {
-        let n = store.end_downtime(cluster, host)?;
+        let mut n = store.end_downtime(cluster, host)?;
+        if let Some(shared) = &shared {
+            let ended = rt
+                .block_on(shared.end_downtimes(cluster, host))
+                .map_err(|e| in_etcd("ending the downtime", e))?;
+            n = n.max(ended);
+        }
         println!(
             "{}",
             if n > 0 {
@@ -48,21 +58,44 @@ pub fn run(
         let ms = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
         let until = now_millis().saturating_add(ms);
         let who = Who::current();
-        store.add_downtime(
-            cluster,
-            host,
-            until,
-            reason.unwrap_or_default(),
-            &format!("{}@{}", who.user, who.host),
-        )?;
-        println!(
-            "{what}: downtimed until {} ({})",
-            utc(until),
-            reason.unwrap_or_default()
-        );
+        let by = format!("{}@{}", who.user, who.host);
+        let reason = reason.unwrap_or_default();
+        let id = store.add_downtime(cluster, host, until, reason, &by)?;
+        if let Some(shared) = &shared {
+            let d = state::Downtime {
+                id,
+                cluster: cluster.clone(),
+                host: host.map(str::to_string),
+                until,
+                reason: reason.to_string(),
+                created_by: by,
+                created_at: now_millis(),
+            };
+            rt.block_on(shared.add_downtime(&d)).map_err(|e| {
+                in_etcd(
+                    "recorded in the state store but not",
+                    format!("{e}; a watch leader on another machine would not see it: run the command again"),
+                )
+            })?;
+        }
+        println!("{what}: downtimed until {} ({reason})", utc(until));
         return Ok(0);
     }
-    let list = store.downtimes(cluster)?;
+    let mut list = store.downtimes(cluster)?;
+    if let Some(shared) = &shared {
+        // Set here (with --etcd) they are in both: listed once.
+        for d in rt
+            .block_on(shared.downtimes(cluster))
+            .map_err(|e| in_etcd("reading the downtimes", e))?
+        {
+            let same = |x: &state::Downtime| {
+                x.host == d.host && x.until == d.until && x.created_by == d.created_by
+            };
+            if !list.iter().any(same) {
+                list.push(d);
+            }
+        }
+    }
     if list.is_empty() {
         println!("cluster {cluster}: no downtime");
     }

@@ -1,7 +1,8 @@
 //! `orch failover FILE [--to HOST]`: a person's failover of a dead primary, now (anti-flap
 //! does not hold it back); `--ack` clears the anti-flap block. Refuses while the primary
-//! answers, unless `--force` (then it is fenced first). I/O: files, the state store, the
-//! servers.
+//! answers, unless `--force` (then it is fenced first). With `--etcd`, only `--ack` (and it
+//! clears etcd's record too): the watchers' leader runs failovers. I/O: files, the state
+//! store, the servers, etcd.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,14 +17,27 @@ pub fn run(
     ack: bool,
     force: bool,
     state_dir: Option<PathBuf>,
+    etcd: &crate::cli::EtcdFlags,
     observe: ObserveOptions,
 ) -> anyhow::Result<u8> {
     super::logs::init(crate::cli::LogFormat::Human);
+    let shared = super::watch::etcd(etcd)?;
+    if shared.is_some() && !ack {
+        anyhow::bail!(
+            "with watchers on etcd, their leader runs failovers (it holds the cluster's state there): POST /api/v1/clusters/CLUSTER/failover on any watcher's --listen address (a follower redirects to the leader); --etcd here is for --ack. Nothing was changed."
+        );
+    }
     let dir = state::resolve_dir(state_dir.as_deref(), |n| std::env::var_os(n))?;
     let w = super::watch::watcher(file, &dir, false, observe)?;
     let cluster = w.topology.cluster.clone();
     if ack {
-        let cleared = w.store.ack_failover(&cluster)?;
+        let mut cleared = w.store.ack_failover(&cluster)?;
+        if let Some(shared) = shared {
+            let rt = super::runtime()?;
+            cleared |= rt
+                .block_on(shared.ack(&cluster))
+                .map_err(|e| anyhow::anyhow!("clearing the anti-flap record in etcd: {e}"))?;
+        }
         println!(
             "{}",
             if cleared {

@@ -15,6 +15,7 @@ use crate::executor::Executor;
 use crate::executor::mysql::MysqlExecutor;
 use crate::observe::ObserveOptions;
 use crate::spec::secret::{Secret, SecretRef};
+use crate::state::shared::Shared;
 use crate::state::{self, RunFile, Store};
 use crate::watch::hub::{Command, Hub};
 use crate::watch::leader::{Fenced, Leadership};
@@ -197,8 +198,8 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// With `--etcd`: the client (None: no etcd).
-pub fn etcd(e: &EtcdFlags) -> anyhow::Result<Option<Arc<crate::state::etcd::Etcd>>> {
+/// With `--etcd`: the client and the prefix (None: no etcd).
+pub fn etcd(e: &EtcdFlags) -> anyhow::Result<Option<Shared>> {
     if e.urls.is_empty() {
         return Ok(None);
     }
@@ -209,17 +210,16 @@ pub fn etcd(e: &EtcdFlags) -> anyhow::Result<Option<Arc<crate::state::etcd::Etcd
         )),
         _ => None,
     };
-    Ok(Some(Arc::new(crate::state::etcd::Etcd::new(
-        crate::state::etcd::EtcdOptions {
-            urls: e.urls.clone(),
-            user,
-        },
-    )?)))
+    let client = crate::state::etcd::Etcd::new(crate::state::etcd::EtcdOptions {
+        urls: e.urls.clone(),
+        user,
+    })?;
+    Ok(Some(Shared::new(Arc::new(client), &e.prefix)))
 }
 
 /// With `--etcd`: this process's candidacy.
 fn leadership(args: &WatchArgs) -> anyhow::Result<Option<Arc<Leadership>>> {
-    let Some(etcd) = etcd(&args.etcd)? else {
+    let Some(shared) = etcd(&args.etcd)? else {
         return Ok(None);
     };
     let who = state::Who::current();
@@ -229,7 +229,7 @@ fn leadership(args: &WatchArgs) -> anyhow::Result<Option<Arc<Leadership>>> {
         "pid": who.pid,
         "listen": args.listen.map(|a| a.to_string()).unwrap_or_default(),
     });
-    Ok(Some(Arc::new(Leadership::new(etcd, &args.etcd.prefix, me))))
+    Ok(Some(Arc::new(Leadership::new(shared, me))))
 }
 
 /// Reads and checks a topology file and its policy, resolves what they name (credentials,

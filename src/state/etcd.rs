@@ -243,10 +243,12 @@ impl Etcd {
         .map(|_| ())
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), String> {
-        self.call("kv/deleterange", json!({"key": b64(key)}))
-            .await
-            .map(|_| ())
+    /// Deletes `key`: whether it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool, String> {
+        let v = self
+            .call("kv/deleterange", json!({"key": b64(key)}))
+            .await?;
+        Ok(int(&v["deleted"]) > 0)
     }
 
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), String> {
@@ -329,7 +331,7 @@ pub enum Op<'a> {
     Delete(&'a str),
 }
 
-/// A cluster lock in etcd (`PREFIX/clusters/CLUSTER/lock`), shared by `orch apply --etcd`
+/// A cluster lock in etcd (`PREFIX/clusters/CLUSTER/lock`, [`super::shared::Shared::cluster_key`]), shared by `orch apply --etcd`
 /// and the watch leader: a key created only if absent, on a lease of its own kept alive
 /// while it is held. A holder that dies leaves it for at most [`LOCK_TTL`]; dropped
 /// without [`EtcdLock::release`], it stops being renewed and expires the same way.
@@ -337,11 +339,6 @@ pub struct EtcdLock {
     etcd: std::sync::Arc<Etcd>,
     lease: i64,
     renew: tokio::task::JoinHandle<()>,
-}
-
-/// The key of `cluster`'s lock under `prefix`: one name for apply and watch.
-pub fn lock_key(prefix: &str, cluster: &str) -> String {
-    format!("{prefix}clusters/{cluster}/lock")
 }
 
 /// How long an etcd lock outlives a holder that stopped renewing it.

@@ -28,6 +28,7 @@
 
 mod cluster;
 pub mod etcd;
+pub mod shared;
 pub use cluster::{ClusterState, Downtime};
 mod lock;
 mod runs;

@@ -432,20 +432,8 @@ async fn ack(
     // With etcd, the anti-flap record every leader reads is cleared too.
     let mut shared = false;
     if let Some(l) = &api.hub.leadership {
-        let Some(token) = l.token() else {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no longer the leader: try again",
-            );
-        };
-        let key = l.failover_key(&name);
-        let existed = matches!(l.etcd.get(&key).await, Ok(Some(_)));
-        match l
-            .etcd
-            .while_held(&l.key(), token, &[crate::state::etcd::Op::Delete(&key)])
-            .await
-        {
-            Ok(done) => shared = done && existed,
+        match l.shared.ack(&name).await {
+            Ok(existed) => shared = existed,
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}")),
         }
     }
@@ -559,9 +547,7 @@ async fn add_downtime(
             created_by: by.clone(),
             created_at: now_millis(),
         };
-        let key = format!("{}{id}", l.downtimes_prefix(&b.cluster));
-        let doc = serde_json::to_vec(&d).expect("a downtime serializes");
-        if let Err(e) = l.etcd.put_expiring(&key, &doc, length).await {
+        if let Err(e) = l.shared.add_downtime(&d).await {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -606,26 +592,11 @@ async fn end_downtime(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     if let Some(l) = &api.hub.leadership {
-        let prefix = l.downtimes_prefix(&q.cluster);
-        let mut removed = 0;
-        let listed = match l.etcd.list(&prefix).await {
-            Ok(list) => list,
+        match l.shared.end_downtimes(&q.cluster, q.host.as_deref()).await {
+            // A downtime set through this process is in its store and in etcd: counted once.
+            Ok(removed) => n = n.max(removed),
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}")),
-        };
-        for (key, value) in listed {
-            let Ok(d) = serde_json::from_slice::<crate::state::Downtime>(&value) else {
-                continue;
-            };
-            if d.host != q.host {
-                continue;
-            }
-            if let Err(e) = l.etcd.delete(&key).await {
-                return error(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}"));
-            }
-            removed += 1;
         }
-        // A downtime set through this process is in its store and in etcd: counted once.
-        n = n.max(removed);
     }
     ok(json!({"schema": SCHEMA, "ended": n}))
 }

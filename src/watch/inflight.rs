@@ -100,8 +100,9 @@ impl<E: Executor> Watcher<E> {
             return Ok(self.in_flight_seen.clone());
         }
         let read = l
+            .shared
             .etcd
-            .get(&l.recovery_key(self.cluster()))
+            .get(&l.shared.cluster_key(self.cluster(), "recovery"))
             .await
             .map_err(|e| anyhow::anyhow!("reading the failover in flight from etcd: {e}"))?;
         let found = match read {
@@ -122,9 +123,10 @@ impl<E: Executor> Watcher<E> {
         let token = l
             .token()
             .ok_or_else(|| anyhow::anyhow!("this watcher is no longer the leader"))?;
-        let key = l.recovery_key(self.cluster());
+        let key = l.shared.cluster_key(self.cluster(), "recovery");
         let doc = f.json();
         match l
+            .shared
             .etcd
             .while_held(&l.key(), token, &[Op::Put(&key, doc.as_bytes())])
             .await
@@ -146,7 +148,7 @@ impl<E: Executor> Watcher<E> {
         f.done = done;
         match &self.leadership {
             Some(l) => l.carry(Some((
-                l.recovery_key(self.cluster()),
+                l.shared.cluster_key(self.cluster(), "recovery"),
                 f.json().into_bytes(),
             ))),
             None => {
@@ -191,9 +193,10 @@ impl<E: Executor> Watcher<E> {
             "by": l.me,
         })
         .to_string();
-        let last = l.failover_key(self.cluster());
-        let recovery = l.recovery_key(self.cluster());
+        let last = l.shared.cluster_key(self.cluster(), "last_failover");
+        let recovery = l.shared.cluster_key(self.cluster(), "recovery");
         match l
+            .shared
             .etcd
             .while_held(
                 &l.key(),

@@ -16,7 +16,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::state::etcd::{Etcd, Op};
+use crate::state::etcd::Op;
+use crate::state::shared::Shared;
 
 /// The leader lease. A dead leader is replaced within about this long; a shorter TTL
 /// replaces it sooner but makes a slow etcd cost the leadership.
@@ -34,11 +35,12 @@ struct State {
     valid_until: Option<Instant>,
     /// Who leads, as the leader key says (None: nobody, or not known yet).
     leader: Option<Value>,
+    /// When the lease was last renewed (or granted).
+    renewed: Option<Instant>,
 }
 
 pub struct Leadership {
-    pub etcd: Arc<Etcd>,
-    pub prefix: String,
+    pub shared: Shared,
     /// This process, as the leader key will say: `{"id", "host", "pid", "listen"}`.
     pub me: Value,
     state: Mutex<State>,
@@ -48,10 +50,9 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    pub fn new(etcd: Arc<Etcd>, prefix: &str, me: Value) -> Leadership {
+    pub fn new(shared: Shared, me: Value) -> Leadership {
         Leadership {
-            etcd,
-            prefix: prefix.to_string(),
+            shared,
             me,
             state: Mutex::new(State::default()),
             carry: Mutex::new(None),
@@ -59,40 +60,12 @@ impl Leadership {
     }
 
     pub fn key(&self) -> String {
-        format!("{}leader", self.prefix)
-    }
-
-    /// Where a cluster's downtimes are (one key each, expiring with the downtime).
-    pub fn downtimes_prefix(&self, cluster: &str) -> String {
-        format!("{}clusters/{cluster}/downtimes/", self.prefix)
-    }
-
-    /// The downtimes of `cluster` in force, as every leader sees them.
-    pub async fn downtimes(&self, cluster: &str) -> Result<Vec<crate::state::Downtime>, String> {
-        let now = crate::state::now_millis();
-        Ok(self
-            .etcd
-            .list(&self.downtimes_prefix(cluster))
-            .await?
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_slice::<crate::state::Downtime>(&v).ok())
-            .filter(|d| d.until > now)
-            .collect())
-    }
-
-    /// Where a cluster's failover in flight is (until its successor is the primary).
-    pub fn recovery_key(&self, cluster: &str) -> String {
-        format!("{}clusters/{cluster}/recovery", self.prefix)
+        self.shared.leader_key()
     }
 
     /// What each [`Leadership::check`] writes from now on (None: nothing).
     pub fn carry(&self, put: Option<(String, Vec<u8>)>) {
         *self.carry.lock().unwrap_or_else(|e| e.into_inner()) = put;
-    }
-
-    /// Where a cluster's last failover is recorded (anti-flap across leaders).
-    pub fn failover_key(&self, cluster: &str) -> String {
-        format!("{}clusters/{cluster}/last_failover", self.prefix)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -133,7 +106,12 @@ impl Leadership {
             .iter()
             .map(|(k, v)| Op::Put(k, v.as_slice()))
             .collect();
-        match self.etcd.while_held(&self.key(), revision, &ops).await {
+        match self
+            .shared
+            .etcd
+            .while_held(&self.key(), revision, &ops)
+            .await
+        {
             Ok(true) => Ok(()),
             Ok(false) => Err("this watcher lost the leadership (the leader key changed)".into()),
             Err(e) => Err(format!("leadership not confirmed: {e}")),
@@ -175,20 +153,27 @@ impl Leadership {
         *self.state() = State::default();
         if let Some(lease) = lease {
             // Resign: another watcher is elected at once.
-            let _ = self.etcd.revoke(lease).await;
+            let _ = self.shared.etcd.revoke(lease).await;
         }
     }
 
     /// One round: renew the lease, or campaign.
     async fn round(&self) -> Result<(), String> {
-        let lease = self.state().lease;
-        if let Some(lease) = lease {
+        let (lease, renewed) = {
+            let s = self.state();
+            (s.lease, s.renewed)
+        };
+        // A follower's lease only has to outlive the next campaign: renewed every third of
+        // the TTL, as the leader's, not at every campaign.
+        let due = self.is_leader() || renewed.is_none_or(|t| t.elapsed() >= TTL / 3);
+        if let Some(lease) = lease.filter(|_| due) {
             let sent = Instant::now();
-            match self.etcd.keepalive(lease).await {
+            match self.shared.etcd.keepalive(lease).await {
                 Ok(ttl) if ttl > 0 => {
                     let mut s = self.state();
                     let until = sent + Duration::from_secs(ttl as u64);
                     s.valid_until = Some(until.checked_sub(MARGIN).unwrap_or(sent));
+                    s.renewed = Some(sent);
                 }
                 Ok(_) => {
                     // Expired: start over.
@@ -200,7 +185,12 @@ impl Leadership {
         let held = self.state().revision;
         if let Some(revision) = held {
             // Still ours in etcd (someone may have deleted the key by hand)?
-            if !self.etcd.while_held(&self.key(), revision, &[]).await? {
+            if !self
+                .shared
+                .etcd
+                .while_held(&self.key(), revision, &[])
+                .await?
+            {
                 self.state().revision = None;
             } else {
                 return Ok(());
@@ -213,15 +203,17 @@ impl Leadership {
             Some(l) => l,
             None => {
                 let sent = Instant::now();
-                let l = self.etcd.grant(TTL).await?;
+                let l = self.shared.etcd.grant(TTL).await?;
                 let mut s = self.state();
                 s.lease = Some(l);
                 s.valid_until = Some(sent + TTL - MARGIN);
+                s.renewed = Some(sent);
                 l
             }
         };
         let value = self.me.to_string();
         match self
+            .shared
             .etcd
             .create(&self.key(), value.as_bytes(), lease)
             .await?

@@ -559,7 +559,7 @@ impl<E: Executor> Watcher<E> {
             self.published.lock().expect("not poisoned").address = None;
             return;
         };
-        let key = format!("{}clusters/{}/primary", l.prefix, self.cluster());
+        let key = format!("{}clusters/{}/primary", l.shared.prefix, self.cluster());
         let primary = self.id(self.primary).to_string();
         let dead = findings.iter().any(|f| {
             f.host == primary
@@ -614,7 +614,7 @@ impl<E: Executor> Watcher<E> {
                     Op::Put(&json_key, doc.as_bytes()),
                 ]
             };
-            let result = l.etcd.while_held(&l.key(), token, &ops).await;
+            let result = l.shared.etcd.while_held(&l.key(), token, &ops).await;
             let mut p = published.lock().expect("not poisoned");
             p.busy = false;
             match result {
@@ -651,17 +651,13 @@ impl<E: Executor> Watcher<E> {
             return Ok(None);
         };
         let shared = l
+            .shared
             .downtimes(self.cluster())
             .await
             .map_err(|e| anyhow::anyhow!("reading the downtimes from etcd: {e}"))?;
         Ok(shared
             .into_iter()
             .find(|d| d.host.as_deref().is_none_or(|h| h == host)))
-    }
-
-    /// The etcd key of this cluster's last failover (with etcd).
-    fn failover_key(&self, l: &leader::Leadership) -> String {
-        l.failover_key(self.cluster())
     }
 
     /// When this cluster last failed over: the state store's, and with etcd the one any
@@ -672,12 +668,10 @@ impl<E: Executor> Watcher<E> {
             return Ok(local);
         };
         let shared = l
-            .etcd
-            .get(&self.failover_key(l))
+            .shared
+            .last_failover_at(self.cluster())
             .await
-            .map_err(|e| anyhow::anyhow!("reading the last failover from etcd: {e}"))?
-            .and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok())
-            .and_then(|v| v["at"].as_i64());
+            .map_err(|e| anyhow::anyhow!("reading the last failover from etcd: {e}"))?;
         Ok(local.max(shared))
     }
 
@@ -1128,12 +1122,12 @@ impl<E: Executor> Watcher<E> {
         let etcd_lock = match &self.leadership {
             None => None,
             Some(l) => {
-                let lock_key = crate::state::etcd::lock_key(&l.prefix, self.cluster());
+                let lock_key = l.shared.cluster_key(self.cluster(), "lock");
                 let me = serde_json::json!({"watch": l.me});
                 let leader_key = l.key();
                 let token = l.token().unwrap_or(-1);
                 let taken = crate::state::etcd::EtcdLock::acquire_as(
-                    l.etcd.clone(),
+                    l.shared.etcd.clone(),
                     &lock_key,
                     &me,
                     Some((&leader_key, token)),
@@ -2126,7 +2120,10 @@ mod tests {
         let runs = store.runs(&crate::state::RunFilter::default()).unwrap();
         assert_eq!(runs.len(), 1, "{runs:?}");
         let run = store.run(runs[0].id).unwrap().unwrap();
-        let detection = run.detail.unwrap()["detection"].as_str().unwrap().to_string();
+        let detection = run.detail.unwrap()["detection"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(
             detection.contains("a failover of h0 to h2 in flight")
                 && detection.contains("by a watcher that died")

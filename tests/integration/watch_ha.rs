@@ -424,7 +424,10 @@ fn a_leader_killed_in_the_middle_of_a_failover_is_followed_by_one_that_finishes_
     } = Pair::start();
     crate::watch::semi_sync(&sb);
     for i in [2, 3] {
-        sb.root(i, "SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT LOCK");
+        sb.root(
+            i,
+            "SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT LOCK",
+        );
     }
     let done = Arc::new(AtomicBool::new(false));
     let w = writer(sb.tcp_opts(1, "app", "app-password"), 1, true, done.clone());
@@ -436,12 +439,16 @@ fn a_leader_killed_in_the_middle_of_a_failover_is_followed_by_one_that_finishes_
     done.store(true, Ordering::SeqCst);
     // The successor was reset and the other replica points at it: kill -9 the leader.
     let mut moved = None;
-    eventually("a replica moved under the successor", Duration::from_secs(20), || {
-        moved = [(2, 3), (3, 2)]
-            .into_iter()
-            .find(|&(r, c)| crate::watch::source_ip(&sb, r) == ip(&sb, c));
-        moved.is_some()
-    });
+    eventually(
+        "a replica moved under the successor",
+        Duration::from_secs(20),
+        || {
+            moved = [(2, 3), (3, 2)]
+                .into_iter()
+                .find(|&(r, c)| crate::watch::source_ip(&sb, r) == ip(&sb, c));
+            moved.is_some()
+        },
+    );
     let (other, successor) = moved.unwrap();
     assert!(sb.root(successor, "SHOW SLAVE STATUS").is_empty());
     assert_eq!(crate::watch::read_only(&sb, successor), "1");
@@ -454,7 +461,10 @@ fn a_leader_killed_in_the_middle_of_a_failover_is_followed_by_one_that_finishes_
         "{in_flight}"
     );
     for i in [2, 3] {
-        sb.root(i, "SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT UNLOCK");
+        sb.root(
+            i,
+            "SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT UNLOCK",
+        );
     }
     // The new leader finishes it.
     let w = watches[follower].as_ref().unwrap();
@@ -477,6 +487,67 @@ fn a_leader_killed_in_the_middle_of_a_failover_is_followed_by_one_that_finishes_
     assert_eq!(recoveries(&states[leader]), 0);
     assert_eq!(recoveries(&states[follower]), 1);
     watches[follower].take().unwrap().stop();
+    drop(etcd);
+    sb.down();
+}
+
+/// `orch downtime --etcd` from another machine's state store: the leader leaves the dead
+/// primary alone until `orch downtime --end --etcd`; `orch failover --ack --etcd` clears
+/// the anti-flap record every leader reads; `orch failover --etcd` is the leader's job.
+#[test]
+fn downtime_and_ack_from_the_command_line_reach_every_leader_through_etcd() {
+    let Pair {
+        sb,
+        etcd,
+        states,
+        mut watches,
+        leader,
+        ..
+    } = Pair::start();
+    let url = format!("http://{}", etcd.addr);
+    let file = sb.dir.join("watched.yaml");
+    let file = file.to_str().unwrap();
+    let laptop = sb.dir.join("state-laptop");
+    let laptop = laptop.to_str().unwrap();
+    let out = orch_ok(&[
+        "downtime",
+        file,
+        "node1",
+        "--for",
+        "1h",
+        "--reason",
+        "kernel upgrade",
+        "--state",
+        laptop,
+        "--etcd",
+        &url,
+    ]);
+    assert!(out.contains("node1 of sandbox: downtimed until"), "{out}");
+    let listed = orch_ok(&["downtime", file, "--state", laptop, "--etcd", &url]);
+    assert_eq!(listed.matches("kernel upgrade").count(), 1, "{listed}");
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    let w = watches[leader].as_ref().unwrap();
+    w.wait_for("node1 is downtimed", 20);
+    assert_eq!(recoveries(&states[leader]), 0);
+    // A failover from the command line is refused with etcd; nothing changes.
+    let (code, _, err) =
+        crate::sandbox::orch(&["failover", file, "--state", laptop, "--etcd", &url]);
+    assert_ne!(code, 0);
+    assert!(err.contains("their leader runs failovers"), "{err}");
+    assert_eq!(crate::watch::read_only(&sb, 2), "1");
+    assert_eq!(crate::watch::read_only(&sb, 3), "1");
+    let out = orch_ok(&[
+        "downtime", file, "node1", "--end", "--state", laptop, "--etcd", &url,
+    ]);
+    assert!(out.contains("downtime ended"), "{out}");
+    w.wait_for("failover done", 20);
+    assert_eq!(recoveries(&states[leader]), 1);
+    let key = "orch/clusters/sandbox/last_failover";
+    assert!(etcd.get(key).is_some());
+    let out = orch_ok(&["failover", file, "--ack", "--state", laptop, "--etcd", &url]);
+    assert!(out.contains("anti-flap cleared"), "{out}");
+    assert_eq!(etcd.get(key), None);
+    watches[leader].take().unwrap().stop();
     drop(etcd);
     sb.down();
 }
