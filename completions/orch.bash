@@ -187,7 +187,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__apply)
-            opts="-h -V --auto-approve --detach-removed --allow-switch-back --allow-lost-replicas --format --state --etcd --etcd-prefix --etcd-user --etcd-password-file --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-h -V --auto-approve --detach-removed --allow-switch-back --allow-lost-replicas --format --state --etcd --etcd-prefix --etcd-user --etcd-password-file --etcd-cacert --etcd-cert --etcd-key --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -214,6 +214,18 @@ _orch() {
                     return 0
                     ;;
                 --etcd-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -309,7 +321,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__downtime)
-            opts="-h -V --cluster --for --reason --end --state --etcd --etcd-prefix --etcd-user --etcd-password-file --help --version"
+            opts="-h -V --cluster --for --reason --end --state --etcd --etcd-prefix --etcd-user --etcd-password-file --etcd-cacert --etcd-cert --etcd-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -343,6 +355,18 @@ _orch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --etcd-cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -351,7 +375,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__failover)
-            opts="-h -V --to --ack --force --state --etcd --etcd-prefix --etcd-user --etcd-password-file --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-h -V --to --ack --force --state --etcd --etcd-prefix --etcd-user --etcd-password-file --etcd-cacert --etcd-cert --etcd-key --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -378,6 +402,18 @@ _orch() {
                     return 0
                     ;;
                 --etcd-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1133,7 +1169,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__watch)
-            opts="-h -V --dry-run --state --listen --api-token-file --api-auth --log-format --etcd --etcd-prefix --etcd-user --etcd-password-file --connect-timeout --read-timeout --concurrency --help --version"
+            opts="-h -V --dry-run --state --listen --api-token-file --api-auth --log-format --etcd --etcd-prefix --etcd-user --etcd-password-file --etcd-cacert --etcd-cert --etcd-key --connect-timeout --read-timeout --concurrency --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1172,6 +1208,18 @@ _orch() {
                     return 0
                     ;;
                 --etcd-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -82,6 +82,9 @@ complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd -d 'etcd member
 complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd-prefix -d 'Where orch\'s keys live in etcd' -r
 complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd-user -d 'etcd user (with --etcd-password-file, mode 0600)' -r
 complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd-password-file -r -F
+complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd-cacert -d 'CA certificates (PEM) that signed the https members\' certificates: trusted instead of the public roots' -r -F
+complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd-cert -d 'Client certificate (PEM, with its chain) for etcd\'s --client-cert-auth (with --etcd-key)' -r -F
+complete -c orch -n "__fish_orch_using_subcommand apply" -l etcd-key -d 'The client certificate\'s private key (PEM, unencrypted)' -r -F
 complete -c orch -n "__fish_orch_using_subcommand apply" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand apply" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand apply" -l concurrency -d 'Servers observed at once' -r
@@ -102,6 +105,9 @@ complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd -d 'etcd member
 complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-prefix -d 'Where orch\'s keys live in etcd' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-user -d 'etcd user (with --etcd-password-file, mode 0600)' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-password-file -r -F
+complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-cacert -d 'CA certificates (PEM) that signed the https members\' certificates: trusted instead of the public roots' -r -F
+complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-cert -d 'Client certificate (PEM, with its chain) for etcd\'s --client-cert-auth (with --etcd-key)' -r -F
+complete -c orch -n "__fish_orch_using_subcommand watch" -l etcd-key -d 'The client certificate\'s private key (PEM, unencrypted)' -r -F
 complete -c orch -n "__fish_orch_using_subcommand watch" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand watch" -l concurrency -d 'Servers observed at once' -r
@@ -114,6 +120,9 @@ complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd -d 'etcd mem
 complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd-prefix -d 'Where orch\'s keys live in etcd' -r
 complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd-user -d 'etcd user (with --etcd-password-file, mode 0600)' -r
 complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd-password-file -r -F
+complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd-cacert -d 'CA certificates (PEM) that signed the https members\' certificates: trusted instead of the public roots' -r -F
+complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd-cert -d 'Client certificate (PEM, with its chain) for etcd\'s --client-cert-auth (with --etcd-key)' -r -F
+complete -c orch -n "__fish_orch_using_subcommand failover" -l etcd-key -d 'The client certificate\'s private key (PEM, unencrypted)' -r -F
 complete -c orch -n "__fish_orch_using_subcommand failover" -l connect-timeout -d 'TCP connect timeout per server (e.g. 500ms, 2s)' -r
 complete -c orch -n "__fish_orch_using_subcommand failover" -l read-timeout -d 'Time allowed for the handshake and all queries to one server, after connecting' -r
 complete -c orch -n "__fish_orch_using_subcommand failover" -l concurrency -d 'Servers observed at once' -r
@@ -128,6 +137,9 @@ complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd -d 'etcd mem
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-prefix -d 'Where orch\'s keys live in etcd' -r
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-user -d 'etcd user (with --etcd-password-file, mode 0600)' -r
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-password-file -r -F
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-cacert -d 'CA certificates (PEM) that signed the https members\' certificates: trusted instead of the public roots' -r -F
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-cert -d 'Client certificate (PEM, with its chain) for etcd\'s --client-cert-auth (with --etcd-key)' -r -F
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-key -d 'The client certificate\'s private key (PEM, unencrypted)' -r -F
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l cluster -d 'The whole cluster instead of one host'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l end -d 'End the downtime of HOST (or the cluster\'s) now'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -s h -l help -d 'Print help'

@@ -4,7 +4,8 @@
 # the packaged service is never started: policy-rc.d), the openssl command (sandbox
 # --tls makes its certificates with it), nftables (a test cuts orch off from a server) and
 # Chromium with its WebDriver (a test drives the live topology page in a real browser) and
-# etcd (several watchers elect a leader there).
+# etcd with etcdctl (several watchers elect a leader there; the TLS test reads etcd's keys
+# with etcdctl).
 set -euo pipefail
 
 missing=()
@@ -21,6 +22,10 @@ fi
 # etcd: watchers elect their leader there (the HA tests start their own).
 if ! { command -v etcd || [ -x /usr/bin/etcd ]; } >/dev/null 2>&1; then
   missing+=(etcd-server)
+fi
+# etcdctl: the etcd TLS test reads keys with a client that is not orch's.
+if ! command -v etcdctl >/dev/null 2>&1; then
+  missing+=(etcd-client)
 fi
 if ! [ -x /usr/bin/chromium ]; then
   missing+=(chromium)

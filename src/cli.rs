@@ -24,6 +24,22 @@ pub struct EtcdFlags {
     pub user: Option<String>,
     #[arg(long = "etcd-password-file", value_name = "FILE", requires = "user")]
     pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) that signed the https members' certificates: trusted instead
+    /// of the public roots.
+    #[arg(long = "etcd-cacert", value_name = "FILE", requires = "urls")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM, with its chain) for etcd's --client-cert-auth (with
+    /// --etcd-key).
+    #[arg(
+        long = "etcd-cert",
+        value_name = "FILE",
+        requires = "key",
+        requires = "urls"
+    )]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM, unencrypted).
+    #[arg(long = "etcd-key", value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// Which endpoints of `watch --listen` require the bearer token.
@@ -495,4 +511,59 @@ pub enum SandboxCommand {
     Thaw { dir: PathBuf, instance: u8 },
     /// Stop every instance the sandbox started and remove DIR.
     Down { dir: PathBuf },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn etcd_flags(args: &[&str]) -> Result<EtcdFlags, clap::Error> {
+        let mut argv = vec!["orch", "apply", "topology.yaml"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            CliCommand::Apply { etcd, .. } => Ok(etcd),
+            _ => unreachable!("parsed as apply"),
+        }
+    }
+
+    #[test]
+    fn etcd_tls_flags_come_in_the_pairs_etcd_needs() {
+        let e = etcd_flags(&[
+            "--etcd",
+            "https://10.0.0.1:2379",
+            "--etcd-cacert",
+            "ca.pem",
+            "--etcd-cert",
+            "client.pem",
+            "--etcd-key",
+            "client-key.pem",
+        ])
+        .unwrap();
+        assert_eq!(e.cacert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(e.cert, Some(PathBuf::from("client.pem")));
+        assert_eq!(e.key, Some(PathBuf::from("client-key.pem")));
+        for (args, missing) in [
+            (
+                &["--etcd", "https://e:2379", "--etcd-cert", "c.pem"][..],
+                "--etcd-key",
+            ),
+            (
+                &["--etcd", "https://e:2379", "--etcd-key", "k.pem"],
+                "--etcd-cert",
+            ),
+            (&["--etcd-cacert", "ca.pem"], "--etcd <URLS>"),
+            (
+                &["--etcd-cert", "c.pem", "--etcd-key", "k.pem"],
+                "--etcd <URLS>",
+            ),
+        ] {
+            let err = etcd_flags(args).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{args:?}"
+            );
+            assert!(err.to_string().contains(missing), "{args:?}: {err}");
+        }
+    }
 }

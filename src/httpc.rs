@@ -1,10 +1,12 @@
 //! The HTTP/1.1 client pieces orch's outgoing requests share (webhooks, etcd's JSON
 //! gateway): URLs parsed without ever echoing their secrets, a kept-alive connection over
-//! TCP or TLS (rustls with webpki-roots' roots, or a given CA), and a JSON exchange with a
-//! deadline. I/O: TCP and TLS connections.
+//! TCP or TLS (rustls with webpki-roots' roots, or a given CA, and a client certificate
+//! when asked), and a JSON exchange with a deadline. I/O: TCP and TLS connections, and
+//! reading the PEM files TLS is given.
 
 use std::fmt;
 use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +19,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// Why a connection could not be made.
 #[derive(Debug)]
@@ -31,6 +34,12 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectError::Connect(e) => write!(f, "cannot connect: {e}"),
+            ConnectError::Tls(e) if certificate_refused(e) => {
+                write!(f, "TLS: {e} ({CERTIFICATE_REFUSED})")
+            }
+            ConnectError::Tls(e) if issuer_unknown(e) => {
+                write!(f, "TLS: {e} ({ISSUER_UNKNOWN})")
+            }
             ConnectError::Tls(e) => write!(f, "TLS: {e}"),
             ConnectError::Http(e) => write!(f, "HTTP: {e}"),
         }
@@ -74,7 +83,9 @@ async fn send_on(
         Some(c) => c,
         slot @ None => slot.insert(connect(ep, tls).await.map_err(|e| e.to_string())?),
     };
-    c.sender.ready().await.map_err(|e| format!("HTTP: {e}"))?;
+    if let Err(e) = c.sender.ready().await {
+        return Err(c.failed(e).await);
+    }
     let mut request = Request::builder()
         .method(call.method)
         .uri(call.path)
@@ -90,27 +101,100 @@ async fn send_on(
     let request = request
         .body(Full::new(call.body))
         .map_err(|e| format!("the request: {e}"))?;
-    let answer = c
-        .sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
+    let answer = match c.sender.send_request(request).await {
+        Ok(a) => a,
+        Err(e) => return Err(c.failed(e).await),
+    };
     let status = answer.status();
-    let body = answer
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?
-        .to_bytes();
+    let body = match answer.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Err(c.failed(e).await),
+    };
     Ok((status, body))
 }
 
 pub const USER_AGENT: &str = concat!("orch/", env!("CARGO_PKG_VERSION"));
 
+/// hyper's error with its causes: hyper's own words alone ("connection error") hide why,
+/// e.g. the TLS alert of a server that wants a client certificate.
+fn chain(e: &hyper::Error) -> String {
+    let mut text = e.to_string();
+    let mut refused = false;
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        refused |= c
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(certificate_refused);
+        cause = c.source();
+    }
+    if refused {
+        text.push_str(&format!(" ({CERTIFICATE_REFUSED})"));
+    }
+    text
+}
+
+/// What an error about this client's certificate adds (a caller may look for it to say
+/// which option gives one).
+pub const CERTIFICATE_REFUSED: &str =
+    "the server refused this client's certificate: none was sent, or one it does not trust";
+
+/// What an error about the server's certificate's CA adds.
+pub const ISSUER_UNKNOWN: &str =
+    "the server's certificate is not signed by a CA this client trusts";
+
+fn issuer_unknown(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer
+        ))
+    )
+}
+
+/// Whether the server ended the TLS session over this client's certificate. A server that
+/// requires one (etcd's --client-cert-auth) says so with an alert: during the handshake in
+/// TLS 1.2, on the first read in TLS 1.3 (the client has finished its side by then).
+fn certificate_refused(e: &std::io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::AlertReceived(
+            A::BadCertificate
+                | A::CertificateRequired
+                | A::UnknownCA
+                | A::UnsupportedCertificate
+                | A::CertificateExpired
+                | A::CertificateRevoked
+                | A::CertificateUnknown
+        ))
+    )
+}
+
 /// A kept-alive connection; its driving task ends with it.
 pub struct Conn {
     pub sender: SendRequest<Full<Bytes>>,
-    task: tokio::task::JoinHandle<()>,
+    /// Ends with the connection: with [`chain`] of its error, if it failed.
+    task: tokio::task::JoinHandle<Option<String>>,
+}
+
+impl Conn {
+    /// What to say when a request on this connection failed with `e`. When the connection
+    /// ended before the request could go ("channel closed"), `e` has no cause: the
+    /// connection's own error says why (a TLS 1.3 server refusing this client's
+    /// certificate ends the session as the first request is written).
+    async fn failed(&mut self, e: hyper::Error) -> String {
+        if std::error::Error::source(&e).is_none()
+            && (e.is_closed() || e.is_canceled())
+            && let Ok(Some(why)) = (&mut self.task).await
+        {
+            return format!("HTTP: {e}: {why}");
+        }
+        format!("HTTP: {}", chain(&e))
+    }
 }
 
 impl Drop for Conn {
@@ -144,28 +228,156 @@ where
     let (sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(ConnectError::Http)?;
-    let task = tokio::spawn(async move {
-        // Its errors reach the request that was in flight; nothing more to say here.
-        let _ = connection.await;
-    });
+    // Its error also reaches the request in flight, if there is one; when there is none,
+    // the next request asks for it ([`Conn::failed`]).
+    let task = tokio::spawn(async move { connection.await.err().map(|e| chain(&e)) });
     Ok(Conn { sender, task })
 }
 
 /// rustls with the Mozilla roots of webpki-roots (no system store: the same trust on every
-/// machine orch runs on).
+/// machine orch runs on) and no client certificate: what webhooks use.
 pub fn tls_connector() -> Result<TlsConnector, String> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    tls_connector_with(&TlsFiles::default()).map_err(|e| e.to_string())
+}
+
+/// What a TLS client trusts and shows, from PEM files (etcdctl's `--cacert`, `--cert`,
+/// `--key`).
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    /// CA certificates to verify the server with, instead of webpki-roots' public roots:
+    /// a private CA is all a private service's certificate chains up to.
+    pub ca: Option<PathBuf>,
+    /// A certificate (and its chain) and its private key, for servers that ask for one.
+    pub client: Option<ClientCert>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Which of [`TlsFiles`]' files a [`TlsError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFile {
+    Ca,
+    Cert,
+    Key,
+}
+
+/// Why a TLS client could not be set up. Never holds a file's contents (a key file's are
+/// secret): only its path and what is wrong with it.
+#[derive(Debug)]
+pub enum TlsError {
+    File {
+        which: TlsFile,
+        path: PathBuf,
+        problem: String,
+    },
+    /// rustls refused the configuration itself.
+    Config(String),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::File { path, problem, .. } => write!(f, "{}: {problem}", path.display()),
+            TlsError::Config(e) => write!(f, "TLS: {e}"),
+        }
+    }
+}
+
+/// rustls with `files`' CA (webpki-roots' public roots without one) and client
+/// certificate (none without one), speaking HTTP/1.1. Reads the files.
+pub fn tls_connector_with(files: &TlsFiles) -> Result<TlsConnector, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = match &files.ca {
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+        Some(path) => {
+            let bad = |problem: String| TlsError::File {
+                which: TlsFile::Ca,
+                path: path.clone(),
+                problem,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for (i, cert) in pem_certificates(path).map_err(bad)?.into_iter().enumerate() {
+                roots.add(cert).map_err(|e| {
+                    bad(format!("certificate {} cannot be used as a CA: {e}", i + 1))
+                })?;
+            }
+            roots
+        }
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut config = match &files.client {
+        None => builder.with_no_client_auth(),
+        Some(ClientCert { cert, key }) => {
+            let chain = pem_certificates(cert).map_err(|problem| TlsError::File {
+                which: TlsFile::Cert,
+                path: cert.clone(),
+                problem,
+            })?;
+            let bad_key = |problem: String| TlsError::File {
+                which: TlsFile::Key,
+                path: key.clone(),
+                problem,
+            };
+            let der = read_pem(key).map_err(bad_key)?;
+            let private = PrivateKeyDer::from_pem_slice(&der).map_err(|e| {
+                bad_key(match e {
+                    pem::Error::NoItemsFound => "no private key in it (expected -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY; an encrypted key must be decrypted first)".into(),
+                    e => pem_problem(e),
+                })
+            })?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| match e {
+                    rustls::Error::InconsistentKeys(_) => bad_key(format!(
+                        "this key does not belong to the certificate in {}",
+                        cert.display()
+                    )),
+                    // rustls's words for a key it cannot use name no key material.
+                    e => bad_key(format!("not a key orch can use: {e}")),
+                })?
+        }
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// A PEM file's bytes; the error says what is wrong, never what is in it.
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))
+}
+
+/// Every certificate in a PEM file, at least one.
+fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = read_pem(path)?;
+    let certs = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_problem)?;
+    if certs.is_empty() {
+        return Err("no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(certs)
+}
+
+/// What is wrong with a PEM file, in words that quote none of it (the parser's own
+/// errors may hold a line of the file).
+fn pem_problem(e: pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { .. } => "not valid PEM: a section has no END line".into(),
+        pem::Error::IllegalSectionStart { .. } => "not valid PEM: a malformed BEGIN line".into(),
+        pem::Error::Base64Decode(_) => "not valid PEM: a section is not base64".into(),
+        pem::Error::SectionTooLarge => "not valid PEM: a section is too large".into(),
+        pem::Error::NoItemsFound => "nothing usable in it".into(),
+        _ => "not valid PEM".into(),
+    }
 }
 
 /// A parsed webhook URL.
@@ -420,6 +632,37 @@ mod tests {
         }
         assert_eq!(base64_decode("b3JjaC9sZWFkZXI").unwrap(), b"orch/leader");
         assert!(base64_decode("a$==").is_none());
+    }
+
+    #[test]
+    fn tls_errors_about_certificates_say_whose() {
+        let io = |e: rustls::Error| std::io::Error::other(e);
+        let alert = |a| io(rustls::Error::AlertReceived(a));
+        for a in [
+            rustls::AlertDescription::BadCertificate,
+            rustls::AlertDescription::CertificateRequired,
+            rustls::AlertDescription::UnknownCA,
+        ] {
+            let text = ConnectError::Tls(alert(a)).to_string();
+            assert!(
+                text.ends_with(&format!("({CERTIFICATE_REFUSED})")),
+                "{text}"
+            );
+        }
+        let text = ConnectError::Tls(io(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        )))
+        .to_string();
+        assert!(text.ends_with(&format!("({ISSUER_UNKNOWN})")), "{text}");
+        for other in [
+            alert(rustls::AlertDescription::HandshakeFailure),
+            io(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            )),
+        ] {
+            let text = ConnectError::Tls(other).to_string();
+            assert!(!text.contains(" (the "), "{text}");
+        }
     }
 
     #[test]

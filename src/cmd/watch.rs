@@ -213,6 +213,16 @@ pub fn etcd(e: &EtcdFlags) -> anyhow::Result<Option<Shared>> {
     let client = crate::state::etcd::Etcd::new(crate::state::etcd::EtcdOptions {
         urls: e.urls.clone(),
         user,
+        tls: crate::httpc::TlsFiles {
+            ca: e.cacert.clone(),
+            client: match (&e.cert, &e.key) {
+                (Some(cert), Some(key)) => Some(crate::httpc::ClientCert {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+        },
     })?;
     Ok(Some(Shared::new(Arc::new(client), &e.prefix)))
 }

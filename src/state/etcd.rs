@@ -18,7 +18,10 @@ use hyper::header::HeaderValue;
 use serde_json::{Value, json};
 use tokio_rustls::TlsConnector;
 
-use crate::httpc::{Call, Conn, Endpoint, base64, base64_decode, exchange, tls_connector};
+use crate::httpc::{
+    CERTIFICATE_REFUSED, Call, Conn, Endpoint, ISSUER_UNKNOWN, TlsError, TlsFile, TlsFiles, base64,
+    base64_decode, exchange, tls_connector_with,
+};
 use crate::spec::secret::Secret;
 
 /// One request to etcd: connect, send, the whole answer.
@@ -38,11 +41,18 @@ pub struct EtcdOptions {
     /// `http(s)://host:port`, one per member.
     pub urls: Vec<String>,
     pub user: Option<(String, Secret)>,
+    /// For https members: the CA that signed their certificates (public roots without
+    /// one) and the client certificate etcd's `--client-cert-auth` asks for.
+    pub tls: TlsFiles,
 }
 
 pub struct Etcd {
     endpoints: Vec<Endpoint>,
     tls: Option<TlsConnector>,
+    /// Whether `tls` has a CA of its own and shows a client certificate: what to suggest
+    /// when a handshake fails.
+    ca: bool,
+    client_cert: bool,
     /// One kept connection per endpoint; calls are one at a time (they are few).
     conns: tokio::sync::Mutex<Vec<Option<Conn>>>,
     /// The endpoint that answered last.
@@ -66,6 +76,15 @@ fn int(v: &Value) -> i64 {
     }
 }
 
+/// The flag that names a TLS file (etcdctl's names, prefixed).
+fn flag(which: TlsFile) -> &'static str {
+    match which {
+        TlsFile::Ca => "--etcd-cacert",
+        TlsFile::Cert => "--etcd-cert",
+        TlsFile::Key => "--etcd-key",
+    }
+}
+
 fn b64(text: &str) -> String {
     base64(text.as_bytes())
 }
@@ -80,14 +99,33 @@ impl Etcd {
         }
         anyhow::ensure!(!endpoints.is_empty(), "--etcd: give at least one URL");
         let tls = if endpoints.iter().any(|e| e.server_name.is_some()) {
-            Some(tls_connector().map_err(anyhow::Error::msg)?)
+            Some(tls_connector_with(&options.tls).map_err(|e| match &e {
+                TlsError::File { which, .. } => anyhow::anyhow!("{} {e}", flag(*which)),
+                TlsError::Config(_) => anyhow::anyhow!("etcd: {e}"),
+            })?)
         } else {
+            // Files given for TLS that no member speaks: a typo in the URL (http for
+            // https) would otherwise send the password and the locks in the clear.
+            let given: Vec<&str> = [
+                options.tls.ca.as_ref().map(|_| flag(TlsFile::Ca)),
+                options.tls.client.as_ref().map(|_| flag(TlsFile::Cert)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            anyhow::ensure!(
+                given.is_empty(),
+                "{} given, but no --etcd URL is https://: these files are for members that serve TLS (https://HOST:2379)",
+                given.join(" and ")
+            );
             None
         };
         let n = endpoints.len();
         Ok(Etcd {
             endpoints,
             tls,
+            ca: options.tls.ca.is_some(),
+            client_cert: options.tls.client.is_some(),
             conns: tokio::sync::Mutex::new((0..n).map(|_| None).collect()),
             current: AtomicUsize::new(0),
             user: options.user,
@@ -163,7 +201,22 @@ impl Etcd {
                 Err(e) => errors.push(format!("{}: {e}", ep.label)),
             }
         }
-        Err(format!("no etcd member answered ({})", errors.join("; ")))
+        let mut error = format!("no etcd member answered ({})", errors.join("; "));
+        if errors.iter().any(|e| e.contains(ISSUER_UNKNOWN)) {
+            error.push_str(if self.ca {
+                "; is --etcd-cacert the CA that signed etcd's --cert-file?"
+            } else {
+                "; give the CA that signed etcd's --cert-file with --etcd-cacert"
+            });
+        }
+        if errors.iter().any(|e| e.contains(CERTIFICATE_REFUSED)) {
+            error.push_str(if self.client_cert {
+                "; is --etcd-cert signed by a CA in etcd's --trusted-ca-file?"
+            } else {
+                "; etcd asks for a client certificate (its --client-cert-auth): give --etcd-cert and --etcd-key"
+            });
+        }
+        Err(error)
     }
 
     /// A lease of `ttl`; its id.
@@ -417,5 +470,147 @@ impl EtcdLock {
 impl Drop for EtcdLock {
     fn drop(&mut self) {
         self.renew.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::httpc::ClientCert;
+    use std::path::{Path, PathBuf};
+
+    /// A PEM section of `label` around base64 that is no DER at all.
+    fn junk(label: &str, body: &[u8]) -> String {
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            base64(body)
+        )
+    }
+
+    fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn new(urls: &[&str], tls: TlsFiles) -> Result<Etcd, String> {
+        Etcd::new(EtcdOptions {
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+            user: None,
+            tls,
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    const HTTPS: &[&str] = &["https://127.0.0.1:2379"];
+
+    #[test]
+    fn tls_files_that_cannot_be_used_are_named_with_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let missing = d.join("missing.pem");
+        let no_cert = file(d, "empty.pem", "not PEM at all\n");
+        let not_a_ca = file(d, "junk-ca.pem", &junk("CERTIFICATE", b"no DER"));
+        let cert = file(d, "client.pem", &junk("CERTIFICATE", b"no DER"));
+        let secret = b"do-not-print-this-key-material";
+        let bad_key = file(d, "client-key.pem", &junk("PRIVATE KEY", secret));
+        let ca = |p: &PathBuf| TlsFiles {
+            ca: Some(p.clone()),
+            client: None,
+        };
+        let client = |cert: &PathBuf, key: &PathBuf| TlsFiles {
+            ca: None,
+            client: Some(ClientCert {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+        };
+        let cases: Vec<(TlsFiles, String)> = vec![
+            (
+                ca(&missing),
+                format!("--etcd-cacert {}: cannot read it", missing.display()),
+            ),
+            (
+                ca(&no_cert),
+                format!("--etcd-cacert {}: no certificate in it", no_cert.display()),
+            ),
+            (
+                ca(&not_a_ca),
+                format!(
+                    "--etcd-cacert {}: certificate 1 cannot be used as a CA",
+                    not_a_ca.display()
+                ),
+            ),
+            (
+                client(&missing, &bad_key),
+                format!("--etcd-cert {}: cannot read it", missing.display()),
+            ),
+            (
+                client(&no_cert, &bad_key),
+                format!("--etcd-cert {}: no certificate in it", no_cert.display()),
+            ),
+            (
+                client(&cert, &missing),
+                format!("--etcd-key {}: cannot read it", missing.display()),
+            ),
+            (
+                client(&cert, &cert),
+                format!("--etcd-key {}: no private key in it", cert.display()),
+            ),
+            (
+                client(&cert, &bad_key),
+                format!("--etcd-key {}: not a key orch can use", bad_key.display()),
+            ),
+        ];
+        for (tls, expected) in cases {
+            let err = new(HTTPS, tls).unwrap_err();
+            assert!(err.starts_with(&expected), "{err}\nexpected: {expected}");
+            assert!(
+                !err.contains(&base64(secret)) && !err.contains("do-not-print"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_files_without_an_https_member_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = file(dir.path(), "ca.pem", &junk("CERTIFICATE", b"no DER"));
+        let client = Some(ClientCert {
+            cert: pem.clone(),
+            key: pem.clone(),
+        });
+        for (tls, flags) in [
+            (
+                TlsFiles {
+                    ca: Some(pem.clone()),
+                    client: None,
+                },
+                "--etcd-cacert given",
+            ),
+            (
+                TlsFiles {
+                    ca: None,
+                    client: client.clone(),
+                },
+                "--etcd-cert given",
+            ),
+            (
+                TlsFiles {
+                    ca: Some(pem.clone()),
+                    client,
+                },
+                "--etcd-cacert and --etcd-cert given",
+            ),
+        ] {
+            let err = new(&["http://127.0.0.1:2379", "http://127.0.0.2:2379"], tls).unwrap_err();
+            assert!(
+                err.starts_with(flags) && err.contains("no --etcd URL is https://"),
+                "{err}"
+            );
+        }
+        // Without them, http is fine; with an https member, the public roots serve.
+        new(&["http://127.0.0.1:2379"], TlsFiles::default()).unwrap();
+        new(HTTPS, TlsFiles::default()).unwrap();
     }
 }

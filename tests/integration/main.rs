@@ -6,6 +6,7 @@ mod apply;
 mod apply_faults;
 mod common;
 mod completions;
+mod etcd_tls;
 mod golden;
 mod history;
 mod plan;

@@ -4,6 +4,7 @@
 //! killed, the follower leads within the lease TTL. etcd (Debian's etcd-server) runs on
 //! the sandbox's own loopback address and is stopped by PID, even when a test fails.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,58 +18,164 @@ use crate::watch_http::{http, recoveries, token_file, watched};
 /// A single-member etcd on `HOST:2379`, its data in the sandbox; killed on drop.
 pub(crate) struct EtcdServer {
     child: Child,
-    pub(crate) addr: String,
+    addr: String,
+    tls: Option<EtcdTls>,
+}
+
+/// The PEM files of an etcd that serves only TLS and requires client certificates.
+pub(crate) struct EtcdTls {
+    /// Signed the server's and the clients' certificates (etcd's --trusted-ca-file).
+    pub(crate) ca: PathBuf,
+    /// etcd's --cert-file and --key-file.
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    /// What the test's own client (etcdctl) shows.
+    pub(crate) client_cert: PathBuf,
+    pub(crate) client_key: PathBuf,
 }
 
 impl EtcdServer {
+    /// Plain HTTP, no authentication.
     pub(crate) fn start(sb: &Sandbox) -> EtcdServer {
+        EtcdServer::launch(sb, None)
+    }
+
+    /// HTTPS only, with `--client-cert-auth`: a client needs a certificate signed by
+    /// `tls.ca`. The test looks at its keys with etcdctl and `tls`' client certificate.
+    pub(crate) fn start_tls(sb: &Sandbox, tls: EtcdTls) -> EtcdServer {
+        EtcdServer::launch(sb, Some(tls))
+    }
+
+    fn launch(sb: &Sandbox, tls: Option<EtcdTls>) -> EtcdServer {
         let host = ip(sb, 1);
         let addr = format!("{host}:2379");
+        let client_url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+        let mut args = vec![
+            "--name".to_string(),
+            "orch-test".into(),
+            "--data-dir".into(),
+            sb.dir.join("etcd").to_str().unwrap().into(),
+            "--listen-client-urls".into(),
+            client_url.clone(),
+            "--advertise-client-urls".into(),
+            client_url,
+            "--listen-peer-urls".into(),
+            format!("http://{host}:2380"),
+            "--initial-advertise-peer-urls".into(),
+            format!("http://{host}:2380"),
+            "--initial-cluster".into(),
+            format!("orch-test=http://{host}:2380"),
+        ];
+        if let Some(t) = &tls {
+            for (flag, path) in [
+                ("--cert-file", &t.cert),
+                ("--key-file", &t.key),
+                ("--trusted-ca-file", &t.ca),
+            ] {
+                args.push(flag.into());
+                args.push(path.to_str().unwrap().into());
+            }
+            args.push("--client-cert-auth".into());
+        }
         let child = Command::new("etcd")
-            .args([
-                "--name",
-                "orch-test",
-                "--data-dir",
-                sb.dir.join("etcd").to_str().unwrap(),
-                "--listen-client-urls",
-                &format!("http://{addr}"),
-                "--advertise-client-urls",
-                &format!("http://{addr}"),
-                "--listen-peer-urls",
-                &format!("http://{host}:2380"),
-                "--initial-advertise-peer-urls",
-                &format!("http://{host}:2380"),
-                "--initial-cluster",
-                &format!("orch-test=http://{host}:2380"),
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd is missing: scripts/install-deps.sh installs etcd-server");
-        let e = EtcdServer { child, addr };
+        let e = EtcdServer { child, addr, tls };
         eventually("etcd up", Duration::from_secs(20), || {
             std::net::TcpStream::connect(&e.addr).is_ok()
-                && http(
-                    &e.addr,
-                    "POST",
-                    "/v3/kv/range",
-                    None,
-                    Some(r#"{"key": "AA=="}"#),
-                )
-                .0 == 200
+                && e.range("orch-test/probe", None).is_some()
         });
         e
     }
 
+    /// What orch is given: `http(s)://HOST:2379`.
+    pub(crate) fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// etcd's answer to a range request for `key` (at `revision`, else now): through its
+    /// JSON gateway, or with etcdctl over TLS. None when etcd did not answer.
+    fn range(&self, key: &str, revision: Option<i64>) -> Option<serde_json::Value> {
+        let text = match &self.tls {
+            None => {
+                let mut body = serde_json::json!({"key": b64(key.as_bytes())});
+                if let Some(r) = revision {
+                    body["revision"] = r.to_string().into();
+                }
+                let (code, text) = http(
+                    &self.addr,
+                    "POST",
+                    "/v3/kv/range",
+                    None,
+                    Some(&body.to_string()),
+                );
+                if code != 200 {
+                    return None;
+                }
+                text
+            }
+            Some(t) => {
+                let mut args = vec![
+                    format!("--endpoints={}", self.url()),
+                    format!("--cacert={}", t.ca.display()),
+                    format!("--cert={}", t.client_cert.display()),
+                    format!("--key={}", t.client_key.display()),
+                    "--dial-timeout=2s".into(),
+                    "--command-timeout=2s".into(),
+                    "--write-out=json".into(),
+                    "get".into(),
+                    key.into(),
+                ];
+                if let Some(r) = revision {
+                    args.push(format!("--rev={r}"));
+                }
+                let out = Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .args(&args)
+                    .output()
+                    .expect("etcdctl is missing: scripts/install-deps.sh installs etcd-client");
+                if !out.status.success() {
+                    return None;
+                }
+                String::from_utf8(out.stdout).unwrap()
+            }
+        };
+        Some(serde_json::from_str(&text).unwrap())
+    }
+
+    fn answered(&self, key: &str, revision: Option<i64>) -> serde_json::Value {
+        self.range(key, revision)
+            .unwrap_or_else(|| panic!("etcd {} did not answer", self.url()))
+    }
+
     /// The value of `key`, if any.
     pub(crate) fn get(&self, key: &str) -> Option<String> {
-        let body = serde_json::json!({"key": b64(key.as_bytes())}).to_string();
-        let (code, text) = http(&self.addr, "POST", "/v3/kv/range", None, Some(&body));
-        assert_eq!(code, 200, "{text}");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let value = v["kvs"][0]["value"].as_str()?;
-        Some(String::from_utf8(orch::httpc::base64_decode(value).unwrap()).unwrap())
+        value(&self.answered(key, None))
     }
+
+    /// The value `key` had at `revision`, if any.
+    pub(crate) fn get_at(&self, key: &str, revision: i64) -> Option<String> {
+        value(&self.answered(key, Some(revision)))
+    }
+
+    /// etcd's revision: one more for each change to any key.
+    pub(crate) fn revision(&self) -> i64 {
+        // The gateway writes 64-bit numbers as strings, etcdctl as numbers.
+        match &self.answered("orch-test/probe", None)["header"]["revision"] {
+            serde_json::Value::String(s) => s.parse().unwrap(),
+            v => v.as_i64().unwrap(),
+        }
+    }
+}
+
+/// The first key's value in a range answer.
+fn value(range: &serde_json::Value) -> Option<String> {
+    let value = range["kvs"][0]["value"].as_str()?;
+    Some(String::from_utf8(orch::httpc::base64_decode(value).unwrap()).unwrap())
 }
 
 impl Drop for EtcdServer {
@@ -112,7 +219,7 @@ impl Pair {
         let (sb, file, _) = watched("");
         let etcd = EtcdServer::start(&sb);
         let (token_path, token) = token_file(&sb);
-        let url = format!("http://{}", etcd.addr);
+        let url = etcd.url();
         let addresses = [
             format!("{}:18081", ip(&sb, 1)),
             format!("{}:18082", ip(&sb, 1)),
@@ -259,7 +366,7 @@ fn signal(etcd: &EtcdServer, signal: i32) {
 fn a_leader_that_loses_etcd_stops_acting_and_acts_again_once_it_leads() {
     let (sb, file, state) = watched("");
     let etcd = EtcdServer::start(&sb);
-    let url = format!("http://{}", etcd.addr);
+    let url = etcd.url();
     let watch = Watch::start_with(&file, &state, &["--etcd", &url]);
     watch.wait_for("leading", 15);
     // etcd stops answering: within the lease TTL the leader stops counting itself one.
@@ -281,8 +388,10 @@ fn a_leader_that_loses_etcd_stops_acting_and_acts_again_once_it_leads() {
 }
 
 impl EtcdServer {
-    /// Takes `key` on a lease of its own (as another orch would); gives the lease.
+    /// Takes `key` on a lease of its own (as another orch would); gives the lease. Plain
+    /// HTTP etcd only.
     fn hold(&self, key: &str) -> String {
+        assert!(self.tls.is_none(), "hold: plain HTTP etcd only");
         let (_, body) = http(
             &self.addr,
             "POST",
@@ -317,7 +426,7 @@ impl EtcdServer {
 fn the_etcd_cluster_lock_holds_back_apply_and_the_watch_leader() {
     let (sb, file, state) = watched("");
     let etcd = EtcdServer::start(&sb);
-    let url = format!("http://{}", etcd.addr);
+    let url = etcd.url();
     let key = "orch/clusters/sandbox/lock";
     // Something to apply: node3's replication stopped.
     sb.root(3, "STOP SLAVE");

@@ -1,0 +1,250 @@
+//! `orch apply --etcd` against an etcd that serves only TLS and requires client
+//! certificates (`--client-cert-auth`), with certificates made here by the `openssl`
+//! command: with the CA and a client certificate, apply takes the cluster's lock in etcd
+//! and releases it; without the certificate, trusting another CA, or with a key that is not
+//! the certificate's, it stops before changing anything and says why. etcd runs on the
+//! sandbox's own loopback address and is stopped by PID.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::sandbox::{first, orch};
+use crate::watch::{history, ip};
+use crate::watch_ha::{EtcdServer, EtcdTls};
+use crate::watch_http::watched;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is missing: scripts/install-deps.sh installs it");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed CA: `NAME.pem` and `NAME-key.pem` in `dir` (P-256 keys: fast to make).
+fn ca(dir: &Path, name: &str) {
+    let (cert, key) = (format!("{name}.pem"), format!("{name}-key.pem"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=orch test {name}"),
+        ],
+    );
+}
+
+/// `NAME.pem` and `NAME-key.pem` signed by `ca.pem`, with the extensions `ext`.
+fn signed(dir: &Path, name: &str, ext: &str) {
+    let (cert, key, csr, extfile) = (
+        format!("{name}.pem"),
+        format!("{name}-key.pem"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+    );
+    std::fs::write(dir.join(&extfile), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-set_serial",
+            "1",
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
+            "-out",
+            &cert,
+        ],
+    );
+}
+
+/// In `dir`: the CA etcd trusts (`ca`), another (`other-ca`), etcd's certificate for `ip`
+/// (`server`) and a client's (`client`).
+fn certificates(dir: &Path, ip: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    ca(dir, "ca");
+    ca(dir, "other-ca");
+    // clientAuth too: with --client-cert-auth, etcd's own JSON gateway connects to its
+    // gRPC server with the server certificate as its client certificate.
+    signed(
+        dir,
+        "server",
+        &format!(
+            "subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"
+        ),
+    );
+    signed(
+        dir,
+        "client",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn apply_takes_the_etcd_lock_over_tls_with_a_client_certificate_and_nothing_without() {
+    let (sb, file, state) = watched("");
+    let pki = sb.dir.join("pki");
+    certificates(&pki, &ip(&sb, 1));
+    let pem = |name: &str| -> PathBuf { pki.join(format!("{name}.pem")) };
+    let etcd = EtcdServer::start_tls(
+        &sb,
+        EtcdTls {
+            ca: pem("ca"),
+            cert: pem("server"),
+            key: pem("server-key"),
+            client_cert: pem("client"),
+            client_key: pem("client-key"),
+        },
+    );
+    let url = etcd.url();
+    assert!(url.starts_with("https://"), "{url}");
+    let key = "orch/clusters/sandbox/lock";
+    // Something to apply: node3's replication stopped.
+    sb.root(3, "STOP SLAVE");
+    let sql_running = || first(&sb.root(3, "SHOW SLAVE STATUS"), "Slave_SQL_Running");
+    let before = etcd.revision();
+    let (ca, other_ca, cert, key_file, server_key) = (
+        pem("ca"),
+        pem("other-ca"),
+        pem("client"),
+        pem("client-key"),
+        pem("server-key"),
+    );
+    let base = [
+        "apply",
+        &file,
+        "--auto-approve",
+        "--state",
+        &state,
+        "--etcd",
+        &url,
+    ];
+    let apply = |tls: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(tls).copied().collect();
+        orch(&args)
+    };
+    let refused = |tls: &[&str], why: &[&str]| {
+        let (code, _, err) = apply(tls);
+        assert_eq!(code, 1, "{err}");
+        for w in why.iter().chain(&["nothing was changed"]) {
+            assert!(err.contains(w), "{tls:?}: expected {w:?} in:\n{err}");
+        }
+    };
+
+    // No client certificate: etcd ends the TLS session; orch says what to give.
+    refused(
+        &["--etcd-cacert", path(&ca)],
+        &[
+            orch::httpc::CERTIFICATE_REFUSED,
+            "give --etcd-cert and --etcd-key",
+        ],
+    );
+    // Another CA than the one that signed etcd's certificate: a certificate error.
+    refused(
+        &[
+            "--etcd-cacert",
+            path(&other_ca),
+            "--etcd-cert",
+            path(&cert),
+            "--etcd-key",
+            path(&key_file),
+        ],
+        &[
+            "invalid peer certificate",
+            orch::httpc::ISSUER_UNKNOWN,
+            "--etcd-cacert",
+        ],
+    );
+    // No CA at all: etcd's private CA is not among the public roots.
+    refused(
+        &["--etcd-cert", path(&cert), "--etcd-key", path(&key_file)],
+        &[orch::httpc::ISSUER_UNKNOWN, "with --etcd-cacert"],
+    );
+    // A key that is not the certificate's: refused before any connection.
+    let mismatch = format!(
+        "--etcd-key {}: this key does not belong to the certificate in {}",
+        path(&server_key),
+        path(&cert)
+    );
+    let (code, _, err) = apply(&[
+        "--etcd-cacert",
+        path(&ca),
+        "--etcd-cert",
+        path(&cert),
+        "--etcd-key",
+        path(&server_key),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+    assert!(err.contains(&mismatch), "{err}");
+    // None of them changed anything: not the replica, not etcd, not orch's history.
+    assert_eq!(sql_running(), "No");
+    assert_eq!(etcd.revision(), before, "etcd was written to");
+    assert_eq!(history(&state)["runs"], serde_json::json!([]));
+
+    // The CA and the client certificate: apply runs under the lock in etcd, then releases
+    // it.
+    let (code, out, err) = apply(&[
+        "--etcd-cacert",
+        path(&ca),
+        "--etcd-cert",
+        path(&cert),
+        "--etcd-key",
+        path(&key_file),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(sql_running(), "Yes");
+    assert_eq!(etcd.get(key), None, "apply released its lock");
+    let held = (before + 1..=etcd.revision())
+        .find_map(|r| etcd.get_at(key, r))
+        .expect("apply took the lock in etcd");
+    assert!(held.contains(r#""apply""#), "{held}");
+    drop(etcd);
+    sb.down();
+}
