@@ -31,13 +31,23 @@ pub fn make_certs(dir: &Path, ips: &[Ipv4Addr]) -> Result<()> {
         .map(|ip| format!("IP:{ip}"))
         .collect::<Vec<_>>()
         .join(",");
-    std::fs::write(
-        dir.join("server.ext"),
-        format!(
+    make_ca(dir, "ca", "/CN=orch sandbox CA")?;
+    make_signed(
+        dir,
+        "ca",
+        ("server-cert.pem", "server-key.pem"),
+        "/CN=orch sandbox server",
+        &format!(
             "subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
         ),
-    )?;
-    let steps: [&[&str]; 3] = [
+    )
+}
+
+/// A self-signed CA in `dir`: `NAME.pem` and `NAME-key.pem`.
+pub fn make_ca(dir: &Path, name: &str, subject: &str) -> Result<()> {
+    let (cert, key) = (format!("{name}.pem"), format!("{name}-key.pem"));
+    openssl(
+        dir,
         &[
             "req",
             "-x509",
@@ -47,14 +57,32 @@ pub fn make_certs(dir: &Path, ips: &[Ipv4Addr]) -> Result<()> {
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-keyout",
-            "ca-key.pem",
+            &key,
             "-out",
-            "ca.pem",
+            &cert,
             "-days",
             "3650",
             "-subj",
-            "/CN=orch sandbox CA",
+            subject,
         ],
+    )
+}
+
+/// A certificate and its key in `dir` (`files`: their names), signed by the CA `ca` of
+/// [`make_ca`], with the X.509 extensions `ext` (openssl extfile lines).
+pub fn make_signed(
+    dir: &Path,
+    ca: &str,
+    files: (&str, &str),
+    subject: &str,
+    ext: &str,
+) -> Result<()> {
+    let (cert, key) = files;
+    let (csr, extfile) = (format!("{cert}.csr"), format!("{cert}.ext"));
+    let (ca_cert, ca_key) = (format!("{ca}.pem"), format!("{ca}-key.pem"));
+    std::fs::write(dir.join(&extfile), ext)?;
+    openssl(
+        dir,
         &[
             "req",
             "-newkey",
@@ -63,43 +91,47 @@ pub fn make_certs(dir: &Path, ips: &[Ipv4Addr]) -> Result<()> {
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-keyout",
-            "server-key.pem",
+            key,
             "-out",
-            "server.csr",
+            &csr,
             "-subj",
-            "/CN=orch sandbox server",
+            subject,
         ],
+    )?;
+    openssl(
+        dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
-            "ca.pem",
+            &ca_cert,
             "-CAkey",
-            "ca-key.pem",
+            &ca_key,
             "-CAcreateserial",
             "-out",
-            "server-cert.pem",
+            cert,
             "-days",
             "3650",
             "-extfile",
-            "server.ext",
+            &extfile,
         ],
-    ];
-    for args in steps {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .context("`openssl` is needed for --tls: install it (apt-get install -y openssl)")?;
-        if !out.status.success() {
-            bail!(
-                "openssl {} failed: {}",
-                args[0],
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+    )
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("`openssl` is needed: install it (apt-get install -y openssl)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {} failed: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

@@ -6,120 +6,40 @@
 //! sandbox's own loopback address and is stopped by PID.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use orch::sandbox::tls::{make_ca, make_signed};
 
 use crate::sandbox::{first, orch};
 use crate::watch::{history, ip};
 use crate::watch_ha::{EtcdServer, EtcdTls};
 use crate::watch_http::watched;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is missing: scripts/install-deps.sh installs it");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A self-signed CA: `NAME.pem` and `NAME-key.pem` in `dir` (P-256 keys: fast to make).
-fn ca(dir: &Path, name: &str) {
-    let (cert, key) = (format!("{name}.pem"), format!("{name}-key.pem"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=orch test {name}"),
-        ],
-    );
-}
-
-/// `NAME.pem` and `NAME-key.pem` signed by `ca.pem`, with the extensions `ext`.
-fn signed(dir: &Path, name: &str, ext: &str) {
-    let (cert, key, csr, extfile) = (
-        format!("{name}.pem"),
-        format!("{name}-key.pem"),
-        format!("{name}.csr"),
-        format!("{name}.ext"),
-    );
-    std::fs::write(dir.join(&extfile), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-set_serial",
-            "1",
-            "-days",
-            "2",
-            "-extfile",
-            &extfile,
-            "-out",
-            &cert,
-        ],
-    );
-}
-
 /// In `dir`: the CA etcd trusts (`ca`), another (`other-ca`), etcd's certificate for `ip`
 /// (`server`) and a client's (`client`).
 fn certificates(dir: &Path, ip: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    ca(dir, "ca");
-    ca(dir, "other-ca");
+    make_ca(dir, "ca", "/CN=orch test ca").unwrap();
+    make_ca(dir, "other-ca", "/CN=orch test other-ca").unwrap();
     // clientAuth too: with --client-cert-auth, etcd's own JSON gateway connects to its
     // gRPC server with the server certificate as its client certificate.
-    signed(
+    make_signed(
         dir,
-        "server",
+        "ca",
+        ("server.pem", "server-key.pem"),
+        "/CN=server",
         &format!(
             "subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"
         ),
-    );
-    signed(
+    )
+    .unwrap();
+    make_signed(
         dir,
-        "client",
+        "ca",
+        ("client.pem", "client-key.pem"),
+        "/CN=client",
         "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    );
+    )
+    .unwrap();
 }
 
 fn path(p: &Path) -> &str {
