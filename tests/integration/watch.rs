@@ -147,14 +147,7 @@ fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
     let file = topology(&sb, 3, &policy);
     let state = sb.dir.join("state").to_str().unwrap().to_string();
     let watch = Watch::start(&file, &state);
-    let done = Arc::new(AtomicBool::new(false));
-    let w = writer(sb.tcp_opts(1, "app", "app-password"), 1, true, done.clone());
-    eventually("the writer is writing", Duration::from_secs(10), || {
-        first(&sb.root(1, "SELECT COUNT(*) AS c FROM app.t"), "c") != "0"
-    });
-    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
-    let (acked, _) = w.join().unwrap();
-    done.store(true, Ordering::SeqCst);
+    let acked = kill_primary_under_writes(&sb);
     watch.wait_for("failover done", 20);
     let new = if read_only(&sb, 2) == "0" { 2 } else { 3 };
     let other = 5 - new;
@@ -234,6 +227,20 @@ pub(crate) fn semi_sync(sb: &Sandbox) {
             "Value",
         ) == "2"
     });
+}
+
+/// The app writes to node1 (one connection, each insert acknowledged before the next)
+/// until node1 is killed (kill -9) under it: the ids acknowledged.
+pub(crate) fn kill_primary_under_writes(sb: &Sandbox) -> Vec<u64> {
+    let done = Arc::new(AtomicBool::new(false));
+    let w = writer(sb.tcp_opts(1, "app", "app-password"), 1, true, done.clone());
+    eventually("the writer is writing", Duration::from_secs(10), || {
+        first(&sb.root(1, "SELECT COUNT(*) AS c FROM app.t"), "c") != "0"
+    });
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    let (acked, _) = w.join().unwrap();
+    done.store(true, Ordering::SeqCst);
+    acked
 }
 
 /// Every id of `acked` is on each of `nodes` (eventually).

@@ -6,12 +6,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::apply::writer;
-use crate::sandbox::{Sandbox, eventually, first, orch_ok};
+use crate::sandbox::{Sandbox, eventually, orch_ok};
 use crate::watch::{Watch, ip};
 use crate::watch_http::{http, recoveries, token_file, watched};
 
@@ -538,14 +535,7 @@ fn a_leader_killed_in_the_middle_of_a_failover_is_followed_by_one_that_finishes_
             "SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT LOCK",
         );
     }
-    let done = Arc::new(AtomicBool::new(false));
-    let w = writer(sb.tcp_opts(1, "app", "app-password"), 1, true, done.clone());
-    eventually("the writer is writing", Duration::from_secs(10), || {
-        first(&sb.root(1, "SELECT COUNT(*) AS c FROM app.t"), "c") != "0"
-    });
-    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
-    let (acked, _) = w.join().unwrap();
-    done.store(true, Ordering::SeqCst);
+    let acked = crate::watch::kill_primary_under_writes(&sb);
     // The successor was reset and the other replica points at it: kill -9 the leader.
     let mut moved = None;
     eventually(
