@@ -559,7 +559,7 @@ impl<E: Executor> Watcher<E> {
             self.published.lock().expect("not poisoned").address = None;
             return;
         };
-        let key = format!("{}clusters/{}/primary", l.shared.prefix, self.cluster());
+        let key = l.shared.cluster_key(self.cluster(), "primary");
         let primary = self.id(self.primary).to_string();
         let dead = findings.iter().any(|f| {
             f.host == primary

@@ -650,3 +650,40 @@ fn downtime_and_ack_from_the_command_line_reach_every_leader_through_etcd() {
     drop(etcd);
     sb.down();
 }
+
+/// A switchover applied with `--etcd` while a watch leads: the leader follows the new
+/// primary and publishes it once it is writable.
+#[test]
+fn the_published_primary_follows_a_switchover() {
+    let (sb, file, state) = watched("");
+    let etcd = EtcdServer::start(&sb);
+    let url = etcd.url();
+    let watch = Watch::start_with(&file, &state, &["--etcd", &url]);
+    watch.wait_for("leading", 15);
+    let key = "orch/clusters/sandbox/primary";
+    eventually("node1 published", Duration::from_secs(10), || {
+        etcd.get(key) == Some(sb.address(1))
+    });
+    let switched = crate::plan::write_topology(&sb, "switched.yaml", &[Some(2), None, Some(2)]);
+    let laptop = sb.dir.join("state-laptop");
+    orch_ok(&[
+        "apply",
+        &switched,
+        "--auto-approve",
+        "--state",
+        laptop.to_str().unwrap(),
+        "--etcd",
+        &url,
+    ]);
+    eventually("node2 published", Duration::from_secs(10), || {
+        etcd.get(key) == Some(sb.address(2))
+    });
+    let doc: serde_json::Value =
+        serde_json::from_str(&etcd.get(&format!("{key}.json")).unwrap()).unwrap();
+    assert_eq!(doc["host"], "node2", "{doc}");
+    watch.wait_for("the primary is now node2", 10);
+    assert_eq!(recoveries(&state), 0);
+    watch.stop();
+    drop(etcd);
+    sb.down();
+}
