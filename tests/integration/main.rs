@@ -18,3 +18,4 @@ mod validate;
 mod watch;
 mod watch_ha;
 mod watch_http;
+mod watch_partition;

@@ -487,7 +487,7 @@ struct CutOff {
 }
 
 /// `nft` (through sudo when not root), with `script` on stdin.
-fn nft(args: &[&str], script: &str) -> bool {
+pub(crate) fn nft(args: &[&str], script: &str) -> bool {
     let root = unsafe { libc::geteuid() } == 0;
     let mut cmd = Command::new(if root { "nft" } else { "sudo" });
     if !root {
