@@ -92,7 +92,8 @@ impl Leadership {
         if self.is_leader() {
             return Some(self.me.clone());
         }
-        self.state().leader.clone()
+        // This process, once its lease ran out, no longer knows who leads.
+        self.state().leader.clone().filter(|l| *l != self.me)
     }
 
     /// Before a step: this process still leads, by the clock and in etcd (and what is
@@ -123,24 +124,18 @@ impl Leadership {
         // What was said last: leading or not.
         let mut was = false;
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            // A lease that ran out is said before etcd is asked anything (a call can take
+            // its whole timeout).
+            self.say(&mut was);
             if let Err(e) = self.round().await {
                 tracing::warn!("leadership: {e}");
             }
-            let now = self.is_leader();
-            if now && !was {
-                tracing::info!(
-                    "leading: this watcher acts (etcd key {}, revision {})",
-                    self.key(),
-                    self.state().revision.unwrap_or(0)
-                );
-            } else if was && !now {
-                tracing::warn!("no longer the leader: this watcher stops acting");
-            }
+            self.say(&mut was);
+            let now = was;
             // The leader renews every third of the TTL; the others try every
             // [`CAMPAIGN`] (one transaction), so a dead leader's lease is taken over soon
             // after it expires.
             let period = if now { TTL / 3 } else { CAMPAIGN };
-            was = now;
             // Woken early when the lease runs out, so that the loss is said at once.
             let until = self.state().valid_until;
             let wake = match until {
@@ -155,6 +150,21 @@ impl Leadership {
             // Resign: another watcher is elected at once.
             let _ = self.shared.etcd.revoke(lease).await;
         }
+    }
+
+    /// Logs a change of leadership since `was` (what was said last).
+    fn say(&self, was: &mut bool) {
+        let now = self.is_leader();
+        if now && !*was {
+            tracing::info!(
+                "leading: this watcher acts (etcd key {}, revision {})",
+                self.key(),
+                self.state().revision.unwrap_or(0)
+            );
+        } else if *was && !now {
+            tracing::warn!("no longer the leader: this watcher stops acting");
+        }
+        *was = now;
     }
 
     /// One round: renew the lease, or campaign.
