@@ -687,3 +687,39 @@ fn the_published_primary_follows_a_switchover() {
     drop(etcd);
     sb.down();
 }
+
+/// The leader and the primary killed together (kill -9): exactly one failover, by the
+/// other watcher, within the lease TTL plus detection.
+#[test]
+fn the_leader_and_the_primary_killed_together_one_failover_by_the_next_leader() {
+    let Pair {
+        sb,
+        etcd,
+        states,
+        mut watches,
+        leader,
+        follower,
+        ..
+    } = Pair::start();
+    let killed = Instant::now();
+    drop(watches[leader].take());
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    let w = watches[follower].as_ref().unwrap();
+    w.wait_for("failover done", 30);
+    let took = killed.elapsed();
+    eprintln!("leader and primary killed -> failover done by the next leader in {took:?}");
+    // TTL 5 s, a 500 ms campaign, detection (poll 200 ms, one confirming probe), the
+    // failover itself; generous for a loaded CI machine.
+    assert!(took < Duration::from_secs(12), "{took:?}\n{}", w.log());
+    assert_eq!(recoveries(&states[follower]), 1);
+    assert_eq!(recoveries(&states[leader]), 0);
+    let new = (2..=3)
+        .find(|&k| crate::watch::read_only(&sb, k) == "0")
+        .expect("a new primary");
+    eventually("the new primary published", Duration::from_secs(10), || {
+        etcd.get("orch/clusters/sandbox/primary") == Some(sb.address(new))
+    });
+    watches[follower].take().unwrap().stop();
+    drop(etcd);
+    sb.down();
+}
