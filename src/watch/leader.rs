@@ -113,7 +113,13 @@ impl Leadership {
             .while_held(&self.key(), revision, &ops)
             .await
         {
-            Ok(true) => Ok(()),
+            // Still by the clock once etcd answered: a process paused during the call (a
+            // stall, SIGSTOP) may have been replaced meanwhile. What remains is the time
+            // from here to the step's statement reaching its server.
+            Ok(true) if self.is_leader() => Ok(()),
+            Ok(true) => {
+                Err("this watcher's lease ran out while its leadership was confirmed".into())
+            }
             Ok(false) => Err("this watcher lost the leadership (the leader key changed)".into()),
             Err(e) => Err(format!("leadership not confirmed: {e}")),
         }

@@ -83,6 +83,12 @@ impl Watch {
         }
     }
 
+    /// Sends `signal` to the watcher (SIGSTOP freezes it, SIGCONT thaws it).
+    pub(crate) fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child, still running (stopped children included).
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// SIGTERM, then the exit code.
     pub(crate) fn stop(mut self) -> i32 {
         // SAFETY: kill(2) on our own running child.

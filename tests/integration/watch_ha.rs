@@ -513,9 +513,80 @@ fn a_downtime_set_through_the_leader_holds_after_a_leader_change() {
     sb.down();
 }
 
+/// Replication connections to the replicas refused (`ACCOUNT LOCK`) or allowed again.
+fn replication_accounts(sb: &Sandbox, lock: bool) {
+    let what = if lock { "LOCK" } else { "UNLOCK" };
+    for i in [2, 3] {
+        sb.root(
+            i,
+            &format!("SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT {what}"),
+        );
+    }
+}
+
+/// Under a semi-synchronous write load, the primary killed; the leader's failover held in
+/// its middle: the successor reset, the other replica moved under it, whose start waits
+/// (replication connections are refused), the last step (the promotion) not begun.
+/// (successor, other, the writes acknowledged.)
+fn failover_held_midway(sb: &Sandbox, etcd: &EtcdServer) -> (usize, usize, Vec<u64>) {
+    crate::watch::semi_sync(sb);
+    replication_accounts(sb, true);
+    let acked = crate::watch::kill_primary_under_writes(sb);
+    let mut moved = None;
+    eventually(
+        "a replica moved under the successor",
+        Duration::from_secs(20),
+        || {
+            moved = [(2, 3), (3, 2)]
+                .into_iter()
+                .find(|&(r, c)| crate::watch::source_ip(sb, r) == ip(sb, c));
+            moved.is_some()
+        },
+    );
+    let (other, successor) = moved.unwrap();
+    // The failover in flight says so: every step but the last two is done (the start's
+    // fencing check wrote it).
+    eventually("the start under way", Duration::from_secs(10), || {
+        etcd.get("orch/clusters/sandbox/recovery")
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|f| {
+                let total = f["steps"].as_array().map_or(0, Vec::len);
+                total > 2 && f["done"].as_u64() == Some(total as u64 - 2)
+            })
+    });
+    assert!(sb.root(successor, "SHOW SLAVE STATUS").is_empty());
+    assert_eq!(crate::watch::read_only(sb, successor), "1");
+    (successor, other, acked)
+}
+
+/// The failover of node1 to `successor` completed (by `w`, which found it in flight): it
+/// alone is writable, `other` replicates from it with every acknowledged write, the keys
+/// say so.
+fn finished_in_flight(
+    sb: &Sandbox,
+    etcd: &EtcdServer,
+    w: &Watch,
+    (successor, other, acked): (usize, usize, &[u64]),
+) {
+    w.wait_for("failover done", 30);
+    let log = w.log();
+    assert!(
+        log.contains(&format!("a failover of node1 to node{successor} in flight")),
+        "{log}"
+    );
+    assert_eq!(crate::watch::read_only(sb, successor), "0");
+    assert_eq!(crate::watch::read_only(sb, other), "1");
+    assert_eq!(crate::watch::source_ip(sb, other), ip(sb, successor));
+    crate::watch::all_acked_on(sb, &[successor, other], acked);
+    assert_eq!(etcd.get("orch/clusters/sandbox/recovery"), None);
+    assert!(etcd.get("orch/clusters/sandbox/last_failover").is_some());
+    eventually("the successor published", Duration::from_secs(10), || {
+        etcd.get("orch/clusters/sandbox/primary") == Some(sb.address(successor))
+    });
+}
+
 /// The leader dies in the middle of a failover under a write load, after the successor
-/// was reset and a replica moved under it (both replicas refuse replication connections,
-/// so the moved replica's start waits): the new leader finishes that failover, with the
+/// was reset and a replica moved under it: the new leader finishes that failover, with the
 /// same successor. One promotion, nothing acknowledged lost, the keys follow.
 #[test]
 fn a_leader_killed_in_the_middle_of_a_failover_is_followed_by_one_that_finishes_it() {
@@ -528,29 +599,7 @@ fn a_leader_killed_in_the_middle_of_a_failover_is_followed_by_one_that_finishes_
         follower,
         ..
     } = Pair::start();
-    crate::watch::semi_sync(&sb);
-    for i in [2, 3] {
-        sb.root(
-            i,
-            "SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT LOCK",
-        );
-    }
-    let acked = crate::watch::kill_primary_under_writes(&sb);
-    // The successor was reset and the other replica points at it: kill -9 the leader.
-    let mut moved = None;
-    eventually(
-        "a replica moved under the successor",
-        Duration::from_secs(20),
-        || {
-            moved = [(2, 3), (3, 2)]
-                .into_iter()
-                .find(|&(r, c)| crate::watch::source_ip(&sb, r) == ip(&sb, c));
-            moved.is_some()
-        },
-    );
-    let (other, successor) = moved.unwrap();
-    assert!(sb.root(successor, "SHOW SLAVE STATUS").is_empty());
-    assert_eq!(crate::watch::read_only(&sb, successor), "1");
+    let (successor, other, acked) = failover_held_midway(&sb, &etcd);
     drop(watches[leader].take());
     let in_flight = etcd
         .get("orch/clusters/sandbox/recovery")
@@ -559,32 +608,87 @@ fn a_leader_killed_in_the_middle_of_a_failover_is_followed_by_one_that_finishes_
         in_flight.contains(&format!(r#""successor":"node{successor}""#)),
         "{in_flight}"
     );
-    for i in [2, 3] {
-        sb.root(
-            i,
-            "SET sql_log_bin = 0; ALTER USER 'repl'@'127.%' ACCOUNT UNLOCK",
-        );
-    }
-    // The new leader finishes it.
+    replication_accounts(&sb, false);
     let w = watches[follower].as_ref().unwrap();
-    w.wait_for("failover done", 30);
-    let log = w.log();
-    assert!(
-        log.contains(&format!("a failover of node1 to node{successor} in flight")),
-        "{log}"
-    );
-    assert_eq!(crate::watch::read_only(&sb, successor), "0");
-    assert_eq!(crate::watch::read_only(&sb, other), "1");
-    assert_eq!(crate::watch::source_ip(&sb, other), ip(&sb, successor));
-    crate::watch::all_acked_on(&sb, &[successor, other], &acked);
-    assert_eq!(etcd.get("orch/clusters/sandbox/recovery"), None);
-    assert!(etcd.get("orch/clusters/sandbox/last_failover").is_some());
-    eventually("the successor published", Duration::from_secs(10), || {
-        etcd.get("orch/clusters/sandbox/primary") == Some(sb.address(successor))
-    });
+    finished_in_flight(&sb, &etcd, w, (successor, other, &acked));
     // One promotion: the killed leader's run never completed; the new leader's did, once.
     assert_eq!(recoveries(&states[leader]), 0);
     assert_eq!(recoveries(&states[follower]), 1);
+    watches[follower].take().unwrap().stop();
+    drop(etcd);
+    sb.down();
+}
+
+/// The leader frozen (SIGSTOP, as a long pause or a VM stall) in the middle of a failover:
+/// the other watcher leads and finishes it; thawed, the old leader runs no further step
+/// (each is refused by its fencing check): two watchers never run steps at once.
+#[test]
+fn a_leader_frozen_in_the_middle_of_a_failover_runs_no_step_once_thawed() {
+    let Pair {
+        sb,
+        etcd,
+        states,
+        mut watches,
+        leader,
+        follower,
+        ..
+    } = Pair::start();
+    let (successor, other, acked) = failover_held_midway(&sb, &etcd);
+    let old = watches[leader].as_ref().unwrap();
+    old.signal(libc::SIGSTOP);
+    replication_accounts(&sb, false);
+    let w = watches[follower].as_ref().unwrap();
+    finished_in_flight(&sb, &etcd, w, (successor, other, &acked));
+    let finished = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    old.signal(libc::SIGCONT);
+    old.wait_for("recovery failed", 30);
+    // Its next step was refused, and nothing after it ran.
+    let h = crate::watch::history(&states[leader]);
+    let run = h["runs"][0]["id"].to_string();
+    let (_, detail, _) = crate::sandbox::orch(&[
+        "history",
+        &run,
+        "--state",
+        &states[leader],
+        "--format",
+        "json",
+    ]);
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    let steps = detail["run"]["steps"].as_array().unwrap();
+    let refused = steps
+        .iter()
+        .position(|s| s["result"] == "failed")
+        .expect("a refused step");
+    assert!(
+        steps[refused]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer the leader"),
+        "{detail}"
+    );
+    assert!(
+        steps[refused + 1..]
+            .iter()
+            .all(|s| s["result"] == "not_run"),
+        "{detail}"
+    );
+    // Every step the old leader ran had begun before it was frozen, long before the new
+    // leader finished (the refused one is recorded as begun, and failed).
+    assert!(
+        steps
+            .iter()
+            .filter(|s| s["result"] == "done")
+            .all(|s| s["started_at"].as_i64().unwrap() < finished),
+        "{detail}"
+    );
+    assert_eq!(recoveries(&states[leader]), 0);
+    assert_eq!(recoveries(&states[follower]), 1);
+    assert_eq!(crate::watch::read_only(&sb, successor), "0");
+    assert_eq!(crate::watch::source_ip(&sb, other), ip(&sb, successor));
+    watches[leader].take().unwrap().stop();
     watches[follower].take().unwrap().stop();
     drop(etcd);
     sb.down();
