@@ -207,7 +207,7 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                 })
                 .map(|i| ids[i])
                 .collect();
-            let why = format!("{} ({detail})", cause_text(*cause));
+            let why = unreachable_text(*cause, detail);
             if reachable.is_empty() {
                 push(
                     ProblemCode::UnreachablePrimary,
@@ -280,7 +280,7 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                 push(
                     ProblemCode::Unreachable,
                     id,
-                    format!("{} ({detail})", cause_text(*cause)),
+                    unreachable_text(*cause, detail),
                 );
             }
             continue;
@@ -478,6 +478,16 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
     }
     out.sort_by(|a, b| (a.severity, &a.host, a.code).cmp(&(b.severity, &b.host, b.code)));
     out
+}
+
+/// Why a server does not answer: the cause, with the driver's detail when it says more.
+pub(crate) fn unreachable_text(cause: Unreachable, detail: &str) -> String {
+    let cause = cause_text(cause);
+    if detail.contains(cause) {
+        detail.to_string()
+    } else {
+        format!("{cause} ({detail})")
+    }
 }
 
 pub(crate) fn cause_text(cause: Unreachable) -> &'static str {

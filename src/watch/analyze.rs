@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use crate::observe::classify::cause_text;
+use crate::observe::classify::unreachable_text;
 use crate::observe::{IoState, Reach, Snapshot, Unreachable};
 
 /// What failed. The names are stable (history, logs, hooks).
@@ -157,11 +157,7 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
             .map(|i| ids[i])
             .collect();
         let names = |v: &[usize]| v.iter().map(|&i| ids[i]).collect::<Vec<_>>().join(", ");
-        let seen = if detail.contains(cause_text(*cause)) {
-            format!("orch: {detail}")
-        } else {
-            format!("orch: {} ({detail})", cause_text(*cause))
-        };
+        let seen = format!("orch: {}", unreachable_text(*cause, detail));
         let (code, text) = if x == primary {
             if replicas.is_empty() {
                 (
