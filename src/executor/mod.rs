@@ -23,6 +23,20 @@ pub trait Executor: Send + Sync + 'static {
     /// The caller checks `requires` before and `expects` after (on a fresh observation).
     fn execute(&self, step: &Step) -> impl Future<Output = Result<StepOutcome, StepError>> + Send;
 
+    /// [`Executor::execute`], asking `gate` before each statement that changes the server:
+    /// an `Err` stops the step there, unsent (a watcher whose leadership ran out while the
+    /// step ran: see `watch::leader::Fenced`). By default `gate` is asked once, first.
+    fn execute_gated(
+        &self,
+        step: &Step,
+        gate: Gate<'_>,
+    ) -> impl Future<Output = Result<StepOutcome, StepError>> + Send {
+        async move {
+            gate().map_err(StepError::Precondition)?;
+            self.execute(step).await
+        }
+    }
+
     /// Holds a connection to `address` open for up to `length`, returning early when it
     /// breaks (a killed server): how watch notices a crash before its next poll. An
     /// executor without connections never returns early.
@@ -39,6 +53,9 @@ pub trait Executor: Send + Sync + 'static {
         async {}
     }
 }
+
+/// Asked before a statement is sent: `Err(why)` stops the step ([`Executor::execute_gated`]).
+pub type Gate<'a> = &'a (dyn Fn() -> Result<(), String> + Sync);
 
 /// How a held connection ([`Executor::hold`]) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

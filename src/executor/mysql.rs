@@ -33,7 +33,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 use tokio::time::timeout;
 
-use super::{Executor, Hold};
+use super::{Executor, Gate, Hold};
 use crate::step::{Step, StepError, StepOutcome};
 
 mod step;
@@ -412,7 +412,11 @@ impl Executor for MysqlExecutor {
     }
 
     async fn execute(&self, s: &Step) -> Result<StepOutcome, StepError> {
-        self.run_step(s).await
+        self.run_step(s, &|| Ok(())).await
+    }
+
+    async fn execute_gated(&self, s: &Step, gate: Gate<'_>) -> Result<StepOutcome, StepError> {
+        self.run_step(s, gate).await
     }
 
     async fn observe(&self, address: &Address) -> ServerState {

@@ -114,8 +114,9 @@ impl Leadership {
             .await
         {
             // Still by the clock once etcd answered: a process paused during the call (a
-            // stall, SIGSTOP) may have been replaced meanwhile. What remains is the time
-            // from here to the step's statement reaching its server.
+            // stall, SIGSTOP) may have been replaced meanwhile. Each statement asks the
+            // clock again ([`Fenced`]); what remains is the time from that last look to
+            // the statement reaching its server.
             Ok(true) if self.is_leader() => Ok(()),
             Ok(true) => {
                 Err("this watcher's lease ran out while its leadership was confirmed".into())
@@ -257,8 +258,8 @@ impl Leadership {
     }
 }
 
-/// An executor whose steps each first check [`Leadership::check`] (None: no etcd, every
-/// step runs). Observations and held connections pass through.
+/// An executor whose steps each first check [`Leadership::check`], and whose statements
+/// each first check the lease by the clock (None: no etcd, every step runs). Observations and held connections pass through.
 pub struct Fenced<E> {
     pub inner: E,
     pub leadership: Option<Arc<Leadership>>,
@@ -276,12 +277,22 @@ impl<E: crate::executor::Executor> crate::executor::Executor for Fenced<E> {
         &self,
         step: &crate::step::Step,
     ) -> Result<crate::step::StepOutcome, crate::step::StepError> {
-        if let Some(l) = &self.leadership {
-            l.check()
-                .await
-                .map_err(|why| crate::step::StepError::Precondition(format!("{why}: not run")))?;
-        }
-        self.inner.execute(step).await
+        let Some(l) = &self.leadership else {
+            return self.inner.execute(step).await;
+        };
+        l.check()
+            .await
+            .map_err(|why| crate::step::StepError::Precondition(format!("{why}: not run")))?;
+        // And by the clock before each statement: the step's own connection and waits
+        // take time, during which this process may be paused and replaced.
+        let gate = || {
+            if l.is_leader() {
+                Ok(())
+            } else {
+                Err("this watcher's lease ran out during the step".to_string())
+            }
+        };
+        self.inner.execute_gated(step, &gate).await
     }
 
     fn hold(

@@ -353,3 +353,50 @@ fn a_chain_reversed_and_back_with_two_domains_under_writes() {
     }
     sb.down();
 }
+
+/// A step's gate (a watcher's lease, by the clock) is asked before each statement: once it
+/// closes, the rest of the step is not sent. Here the fence's `read_only` is set, the
+/// session it would kill next lives on; a gate closed from the start changes nothing.
+#[test]
+fn a_closed_gate_stops_a_step_before_its_next_statement() {
+    use orch::executor::Executor;
+    let sb = Sandbox::up(&["-n", "2"]);
+    sb.root(1, "CREATE USER u@'%' IDENTIFIED BY 'u-password'");
+    let rt = crate::sandbox::runtime();
+    let mut client = rt
+        .block_on(mysql_async::Conn::new(sb.tcp_opts(1, "u", "u-password")))
+        .unwrap();
+    let file = write_topology(&sb, "gate.yaml", &[None, Some(1)]);
+    let (t, policy) = orch::spec::load_valid(std::path::Path::new(&file)).unwrap();
+    let exec =
+        orch::executor::mysql::MysqlExecutor::for_changes(&t, &policy, Default::default()).unwrap();
+    let fence: orch::step::Step = serde_json::from_value(serde_json::json!({
+        "number": 1, "phase": "switchover", "host": "node1", "address": sb.address(1),
+        "action": "fence", "kill_writers": true, "why": "a test",
+        "requires": [], "expects": [],
+    }))
+    .unwrap();
+    let closed = || Err("the lease ran out".to_string());
+    let e = rt
+        .block_on(exec.execute_gated(&fence, &closed))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the lease ran out: `SET GLOBAL read_only = ON` not sent"),
+        "{e}"
+    );
+    assert_eq!(read_only(&sb, 1), "0");
+    // Open for the first statement only.
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let once = || match asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 => Ok(()),
+        _ => Err("the lease ran out".to_string()),
+    };
+    let e = rt.block_on(exec.execute_gated(&fence, &once)).unwrap_err();
+    assert!(e.to_string().contains("`KILL CONNECTION"), "{e}");
+    assert_eq!(read_only(&sb, 1), "1");
+    rt.block_on(client.query_drop("DO 1"))
+        .expect("the session the fence would have killed lives");
+    rt.block_on(client.disconnect()).unwrap();
+    sb.down();
+}

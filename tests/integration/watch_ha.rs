@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Sandbox, eventually, orch_ok};
+use crate::sandbox::{Sandbox, eventually, first, orch_ok};
 use crate::watch::{Watch, ip};
 use crate::watch_http::{http, recoveries, token_file, watched};
 
@@ -554,6 +554,11 @@ fn failover_held_midway(sb: &Sandbox, etcd: &EtcdServer) -> (usize, usize, Vec<u
                 total > 2 && f["done"].as_u64() == Some(total as u64 - 2)
             })
     });
+    // And the start was sent: the leader waits for the replica to connect (each step's
+    // expectation), not for its statement's answer.
+    eventually("the start sent", Duration::from_secs(10), || {
+        first(&sb.root(other, "SHOW SLAVE STATUS"), "Slave_IO_Running") != "No"
+    });
     assert!(sb.root(successor, "SHOW SLAVE STATUS").is_empty());
     assert_eq!(crate::watch::read_only(sb, successor), "1");
     (successor, other, acked)
@@ -639,13 +644,12 @@ fn a_leader_frozen_in_the_middle_of_a_failover_runs_no_step_once_thawed() {
     replication_accounts(&sb, false);
     let w = watches[follower].as_ref().unwrap();
     finished_in_flight(&sb, &etcd, w, (successor, other, &acked));
-    let finished = std::time::SystemTime::now()
+    let thawed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
     old.signal(libc::SIGCONT);
     old.wait_for("recovery failed", 30);
-    // Its next step was refused, and nothing after it ran.
     let h = crate::watch::history(&states[leader]);
     let run = h["runs"][0]["id"].to_string();
     let (_, detail, _) = crate::sandbox::orch(&[
@@ -658,15 +662,19 @@ fn a_leader_frozen_in_the_middle_of_a_failover_runs_no_step_once_thawed() {
     ]);
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
     let steps = detail["run"]["steps"].as_array().unwrap();
+    // Frozen while it waited for the start's expectation: that step ends (done, as the
+    // new leader made it so), and the next, begun once thawed, is refused by its fencing
+    // check; nothing after it runs.
     let refused = steps
         .iter()
         .position(|s| s["result"] == "failed")
         .expect("a refused step");
     assert!(
-        steps[refused]["error"]
-            .as_str()
-            .unwrap()
-            .contains("no longer the leader"),
+        steps[refused]["started_at"].as_i64().unwrap() >= thawed
+            && steps[refused]["error"]
+                .as_str()
+                .unwrap()
+                .contains("no longer the leader"),
         "{detail}"
     );
     assert!(
@@ -675,13 +683,12 @@ fn a_leader_frozen_in_the_middle_of_a_failover_runs_no_step_once_thawed() {
             .all(|s| s["result"] == "not_run"),
         "{detail}"
     );
-    // Every step the old leader ran had begun before it was frozen, long before the new
-    // leader finished (the refused one is recorded as begun, and failed).
+    // Every step it ran had begun before it was frozen.
     assert!(
         steps
             .iter()
             .filter(|s| s["result"] == "done")
-            .all(|s| s["started_at"].as_i64().unwrap() < finished),
+            .all(|s| s["started_at"].as_i64().unwrap() < thawed),
         "{detail}"
     );
     assert_eq!(recoveries(&states[leader]), 0);

@@ -34,6 +34,7 @@ use mysql_async::prelude::Queryable;
 use tokio::time::timeout;
 
 use super::MysqlExecutor;
+use crate::executor::Gate;
 use crate::gtid::{Flavor, GtidSet, MariadbGtidPos};
 use crate::step::{Action, GtidPosition, Step, StepError, StepOutcome};
 use crate::topology::Address;
@@ -271,8 +272,13 @@ fn failed(host: &str, statement: &str, e: mysql_async::Error) -> StepError {
 }
 
 impl MysqlExecutor {
-    /// Runs `step`'s script over one connection to its server.
-    pub(super) async fn run_step(&self, step: &Step) -> Result<StepOutcome, StepError> {
+    /// Runs `step`'s script over one connection to its server, asking `gate` before each
+    /// statement that changes it.
+    pub(super) async fn run_step(
+        &self,
+        step: &Step,
+        gate: Gate<'_>,
+    ) -> Result<StepOutcome, StepError> {
         let host = step.host.as_str();
         let mut conn = self.step_conn(host, &step.address).await?;
         let flavor = self.flavor_of(host, &mut conn).await?;
@@ -283,7 +289,7 @@ impl MysqlExecutor {
         let mut outcome = StepOutcome::default();
         for op in script(flavor, step, user, self.detection) {
             outcome.statements.extend(op.render(flavor));
-            self.run_op(host, flavor, &mut conn, &op).await?;
+            self.run_op(host, flavor, &mut conn, &op, gate).await?;
         }
         self.give_back(&step.address, conn).await;
         Ok(outcome)
@@ -336,9 +342,16 @@ impl MysqlExecutor {
         flavor: Flavor,
         conn: &mut Conn,
         op: &Op,
+        gate: Gate<'_>,
     ) -> Result<(), StepError> {
+        // Asked right before a statement leaves: a pause since the step began (a stall,
+        // SIGSTOP) may have cost this process its right to act.
+        let ask = |sql: &str| {
+            gate().map_err(|why| StepError::Precondition(format!("{why}: `{sql}` not sent")))
+        };
         match op {
             Op::Sql(sql) => {
+                ask(sql)?;
                 let run = if sql.contains(PASSWORD) {
                     let Some((_, password)) = &self.replication else {
                         return Err(StepError::Precondition(
@@ -357,6 +370,7 @@ impl MysqlExecutor {
                 let on: Option<String> = self.bounded(host, sql, conn.query_first(sql)).await?;
                 if on.as_deref() == Some("ON") {
                     let off = "SET GLOBAL event_scheduler = OFF";
+                    ask(off)?;
                     self.bounded(host, off, conn.query_drop(off))
                         .await
                         .map_err(|e| match e {
@@ -376,6 +390,7 @@ impl MysqlExecutor {
                     .await?;
                 for id in ids {
                     let kill = format!("KILL CONNECTION {id}");
+                    ask(&kill)?;
                     match self.bounded(host, &kill, conn.query_drop(&kill)).await {
                         Err(StepError::Server {
                             code: ER_NO_SUCH_THREAD,
