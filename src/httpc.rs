@@ -350,6 +350,66 @@ pub fn tls_connector_with(files: &TlsFiles) -> Result<TlsConnector, TlsError> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
+/// A TLS connector made from [`TlsFiles`], and made again when one of them changed (a
+/// rotated certificate), so that a process running for months uses the new files from
+/// its next connection on. Files that no longer make a client (a certificate replaced
+/// before its key) are said once; connections keep the last good ones meanwhile.
+pub struct TlsReloader {
+    files: TlsFiles,
+    current: std::sync::Mutex<(TlsConnector, Vec<FileStamp>)>,
+}
+
+/// What tells a file changed: its modification time, length and inode (a rename over it).
+type FileStamp = Option<(std::time::SystemTime, u64, u64)>;
+
+impl TlsReloader {
+    /// Reads the files: an error says which one is wrong.
+    pub fn new(files: TlsFiles) -> Result<TlsReloader, TlsError> {
+        let stamps = stamps(&files);
+        let connector = tls_connector_with(&files)?;
+        Ok(TlsReloader {
+            files,
+            current: std::sync::Mutex::new((connector, stamps)),
+        })
+    }
+
+    /// The connector for a new connection: from the files as they are now.
+    pub fn connector(&self) -> TlsConnector {
+        let now = stamps(&self.files);
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.1 != now {
+            match tls_connector_with(&self.files) {
+                Ok(c) => {
+                    tracing::info!("TLS files changed: new connections use them");
+                    current.0 = c;
+                }
+                Err(e) => tracing::warn!(
+                    "TLS files changed, but {e}: new connections keep the previous ones until it is mended"
+                ),
+            }
+            current.1 = now;
+        }
+        current.0.clone()
+    }
+}
+
+fn stamps(files: &TlsFiles) -> Vec<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let client = files.client.as_ref();
+    [
+        files.ca.as_deref(),
+        client.map(|c| c.cert.as_path()),
+        client.map(|c| c.key.as_path()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|path| {
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
+    })
+    .collect()
+}
+
 /// A PEM file's bytes; the error says what is wrong, never what is in it.
 fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))
@@ -632,6 +692,49 @@ mod tests {
         }
         assert_eq!(base64_decode("b3JjaC9sZWFkZXI").unwrap(), b"orch/leader");
         assert!(base64_decode("a$==").is_none());
+    }
+
+    /// A rotated file makes a new connector; a broken one keeps the last good one until
+    /// it is mended; unchanged files keep the same one.
+    #[test]
+    fn a_rotated_certificate_is_used_by_the_next_connection() {
+        use crate::sandbox::tls::{make_ca, make_signed};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        make_ca(d, "ca", "/CN=one").unwrap();
+        let client = "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n";
+        make_signed(d, "ca", ("client.pem", "client-key.pem"), "/CN=c", client).unwrap();
+        let files = TlsFiles {
+            ca: Some(d.join("ca.pem")),
+            client: Some(ClientCert {
+                cert: d.join("client.pem"),
+                key: d.join("client-key.pem"),
+            }),
+        };
+        let tls = TlsReloader::new(files).unwrap();
+        let same = |a: &TlsConnector, b: &TlsConnector| Arc::ptr_eq(a.config(), b.config());
+        let first = tls.connector();
+        assert!(
+            same(&first, &tls.connector()),
+            "unchanged files, same connector"
+        );
+        // Half a rotation: a new certificate, its key not yet written.
+        let key = d.join("client-key.pem");
+        let old_key = std::fs::read(&key).unwrap();
+        make_signed(d, "ca", ("client.pem", "client-key.pem"), "/CN=c2", client).unwrap();
+        let new_key = std::fs::read(&key).unwrap();
+        std::fs::write(d.join("next-key.pem"), &old_key).unwrap();
+        std::fs::rename(d.join("next-key.pem"), &key).unwrap();
+        assert!(
+            same(&first, &tls.connector()),
+            "a broken pair keeps the old one"
+        );
+        // The key follows: the new pair is used.
+        std::fs::write(d.join("next-key.pem"), &new_key).unwrap();
+        std::fs::rename(d.join("next-key.pem"), &key).unwrap();
+        let second = tls.connector();
+        assert!(!same(&first, &second), "the rotated pair is used");
+        assert!(same(&second, &tls.connector()));
     }
 
     #[test]

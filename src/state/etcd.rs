@@ -16,11 +16,10 @@ use hyper::Method;
 use hyper::body::Bytes;
 use hyper::header::HeaderValue;
 use serde_json::{Value, json};
-use tokio_rustls::TlsConnector;
 
 use crate::httpc::{
-    CERTIFICATE_REFUSED, Call, Conn, Endpoint, ISSUER_UNKNOWN, TlsError, TlsFile, TlsFiles, base64,
-    base64_decode, exchange, tls_connector_with,
+    CERTIFICATE_REFUSED, Call, Conn, Endpoint, ISSUER_UNKNOWN, TlsError, TlsFile, TlsFiles,
+    TlsReloader, base64, base64_decode, exchange,
 };
 use crate::spec::secret::Secret;
 
@@ -48,7 +47,7 @@ pub struct EtcdOptions {
 
 pub struct Etcd {
     endpoints: Vec<Endpoint>,
-    tls: Option<TlsConnector>,
+    tls: Option<TlsReloader>,
     /// Whether `tls` has a CA of its own and shows a client certificate: what to suggest
     /// when a handshake fails.
     ca: bool,
@@ -99,7 +98,7 @@ impl Etcd {
         }
         anyhow::ensure!(!endpoints.is_empty(), "--etcd: give at least one URL");
         let tls = if endpoints.iter().any(|e| e.server_name.is_some()) {
-            Some(tls_connector_with(&options.tls).map_err(|e| match &e {
+            Some(TlsReloader::new(options.tls.clone()).map_err(|e| match &e {
                 TlsError::File { which, .. } => anyhow::anyhow!("{} {e}", flag(*which)),
                 TlsError::Config(_) => anyhow::anyhow!("etcd: {e}"),
             })?)
@@ -175,6 +174,8 @@ impl Etcd {
             headers.push(("authorization", v));
         }
         let mut conns = self.conns.lock().await;
+        // Certificates rotated since the last connection are used by the next.
+        let tls = self.tls.as_ref().map(TlsReloader::connector);
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed);
         let mut errors = Vec::new();
@@ -187,7 +188,7 @@ impl Etcd {
                 headers: &headers,
                 body: body.clone(),
             };
-            match exchange(&mut conns[i], ep, self.tls.as_ref(), call, CALL_TIMEOUT).await {
+            match exchange(&mut conns[i], ep, tls.as_ref(), call, CALL_TIMEOUT).await {
                 Ok((status, answer)) => {
                     self.current.store(i, Ordering::Relaxed);
                     let v: Value = serde_json::from_slice(&answer)

@@ -6,11 +6,12 @@
 //! sandbox's own loopback address and is stopped by PID.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use orch::sandbox::tls::{make_ca, make_signed};
 
-use crate::sandbox::{first, orch};
-use crate::watch::{history, ip};
+use crate::sandbox::{eventually, first, orch, orch_ok};
+use crate::watch::{Watch, history, ip};
 use crate::watch_ha::{EtcdServer, EtcdTls};
 use crate::watch_http::watched;
 
@@ -165,6 +166,82 @@ fn apply_takes_the_etcd_lock_over_tls_with_a_client_certificate_and_nothing_with
         .find_map(|r| etcd.get_at(key, r))
         .expect("apply took the lock in etcd");
     assert!(held.contains(r#""apply""#), "{held}");
+    drop(etcd);
+    sb.down();
+}
+
+/// Certificates rotated while a watch leads, CA included, as a certificate manager does:
+/// new files renamed over the ones the watch was given, then etcd restarted with its new
+/// ones. The watch's next connection uses the new files: it still acts, fails a killed
+/// primary over and publishes the successor.
+#[test]
+fn a_watch_uses_certificates_rotated_while_it_runs() {
+    let (sb, file, state) = watched("");
+    let host = ip(&sb, 1);
+    let (first_pki, next_pki, mine) = (
+        sb.dir.join("pki"),
+        sb.dir.join("pki-next"),
+        sb.dir.join("mine"),
+    );
+    certificates(&first_pki, &host);
+    certificates(&next_pki, &host);
+    std::fs::create_dir_all(&mine).unwrap();
+    // The watch's own files, written as a rotation writes them (a rename over the old).
+    let install = |pki: &Path| {
+        for name in ["ca", "client", "client-key"] {
+            let next = mine.join(format!("{name}.next"));
+            std::fs::copy(pki.join(format!("{name}.pem")), &next).unwrap();
+            std::fs::rename(&next, mine.join(format!("{name}.pem"))).unwrap();
+        }
+    };
+    let served = |pki: &Path| EtcdTls {
+        ca: pki.join("ca.pem"),
+        cert: pki.join("server.pem"),
+        key: pki.join("server-key.pem"),
+        client_cert: pki.join("client.pem"),
+        client_key: pki.join("client-key.pem"),
+    };
+    install(&first_pki);
+    let etcd = EtcdServer::start_tls(&sb, served(&first_pki));
+    let url = etcd.url();
+    let (ca, cert, key) = (
+        mine.join("ca.pem"),
+        mine.join("client.pem"),
+        mine.join("client-key.pem"),
+    );
+    let w = Watch::start_with(
+        &file,
+        &state,
+        &[
+            "--etcd",
+            &url,
+            "--etcd-cacert",
+            path(&ca),
+            "--etcd-cert",
+            path(&cert),
+            "--etcd-key",
+            path(&key),
+        ],
+    );
+    w.wait_for("leading", 15);
+    let published = "orch/clusters/sandbox/primary";
+    eventually("node1 published", Duration::from_secs(10), || {
+        etcd.get(published) == Some(sb.address(1))
+    });
+
+    install(&next_pki);
+    drop(etcd);
+    let etcd = EtcdServer::start_tls(&sb, served(&next_pki));
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    w.wait_for("failover done", 30);
+    let new = (2..=3)
+        .find(|&k| crate::watch::read_only(&sb, k) == "0")
+        .expect("a new primary");
+    eventually("the successor published", Duration::from_secs(10), || {
+        etcd.get(published) == Some(sb.address(new))
+    });
+    assert!(w.log().contains("TLS files changed"), "{}", w.log());
+    w.stop();
     drop(etcd);
     sb.down();
 }
