@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
             vec![Target {
                 url: url.clone(),
                 secret: Some(orch::spec::secret::Secret::new("bench-secret".into())),
+                tls: None,
             }],
             metrics.clone(),
         )
@@ -128,6 +129,7 @@ fn bench(c: &mut Criterion) {
         vec![Target {
             url: hanging_url.clone(),
             secret: None,
+            tls: None,
         }],
         metrics.clone(),
     );

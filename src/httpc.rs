@@ -34,13 +34,7 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectError::Connect(e) => write!(f, "cannot connect: {e}"),
-            ConnectError::Tls(e) if certificate_refused(e) => {
-                write!(f, "TLS: {e} ({CERTIFICATE_REFUSED})")
-            }
-            ConnectError::Tls(e) if issuer_unknown(e) => {
-                write!(f, "TLS: {e} ({ISSUER_UNKNOWN})")
-            }
-            ConnectError::Tls(e) => write!(f, "TLS: {e}"),
+            ConnectError::Tls(e) => write!(f, "{}", tls_text(e)),
             ConnectError::Http(e) => write!(f, "HTTP: {e}"),
         }
     }
@@ -144,6 +138,28 @@ pub const CERTIFICATE_REFUSED: &str =
 pub const ISSUER_UNKNOWN: &str =
     "the server's certificate is not signed by a CA this client trusts";
 
+/// A TLS error in words, with what it means when it is about a certificate.
+pub fn tls_text(e: &std::io::Error) -> String {
+    if certificate_refused(e) {
+        format!("TLS: {e} ({CERTIFICATE_REFUSED})")
+    } else if issuer_unknown(e) {
+        format!("TLS: {e} ({ISSUER_UNKNOWN})")
+    } else {
+        format!("TLS: {e}")
+    }
+}
+
+/// Whether a TLS error is about a certificate (either side's): a setting to mend, which
+/// trying again will not.
+pub fn certificate_problem(e: &std::io::Error) -> bool {
+    certificate_refused(e)
+        || matches!(
+            e.get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+            Some(rustls::Error::InvalidCertificate(_))
+        )
+}
+
 fn issuer_unknown(e: &std::io::Error) -> bool {
     matches!(
         e.get_ref()
@@ -234,12 +250,6 @@ where
     Ok(Conn { sender, task })
 }
 
-/// rustls with the Mozilla roots of webpki-roots (no system store: the same trust on every
-/// machine orch runs on) and no client certificate: what webhooks use.
-pub fn tls_connector() -> Result<TlsConnector, String> {
-    tls_connector_with(&TlsFiles::default()).map_err(|e| e.to_string())
-}
-
 /// What a TLS client trusts and shows, from PEM files (etcdctl's `--cacert`, `--cert`,
 /// `--key`).
 #[derive(Clone, Debug, Default)]
@@ -287,9 +297,10 @@ impl fmt::Display for TlsError {
     }
 }
 
-/// rustls with `files`' CA (webpki-roots' public roots without one) and client
+/// rustls with `files`' CA (without one the Mozilla roots of webpki-roots, no system
+/// store: the same trust on every machine orch runs on) and client
 /// certificate (none without one), speaking HTTP/1.1. Reads the files.
-pub fn tls_connector_with(files: &TlsFiles) -> Result<TlsConnector, TlsError> {
+fn tls_connector_with(files: &TlsFiles) -> Result<TlsConnector, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = match &files.ca {
         None => rustls::RootCertStore {

@@ -280,9 +280,22 @@ pub fn load(
                 }
                 None => None,
             };
+            let tls = match &w.ca_file {
+                Some(ca) => {
+                    let files = crate::httpc::TlsFiles {
+                        ca: Some(policy_dir.join(ca)),
+                        client: None,
+                    };
+                    let tls = crate::httpc::TlsReloader::new(files)
+                        .map_err(|e| anyhow::anyhow!("hooks.webhooks[{i}].ca_file {e}"))?;
+                    Some(Arc::new(tls))
+                }
+                None => None,
+            };
             anyhow::Ok(Target {
                 url: w.url.clone(),
                 secret,
+                tls,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

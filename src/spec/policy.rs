@@ -158,6 +158,10 @@ pub struct Webhook {
     /// `secret: ${ENV}` or `secret_file: PATH` (relative to the policy file).
     #[serde(skip)]
     pub secret: Option<super::secret::SecretRef>,
+    /// `ca_file: PATH` (relative to the policy file): the CA an https:// receiver's
+    /// certificate chains up to, instead of the public roots (a private receiver).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 mod as_text {
@@ -291,7 +295,7 @@ fn decode_failover(dec: &mut Decoder, node: &Node, f: &mut Failover) {
     }
 }
 
-/// `webhooks:` a list of URLs, or of `{url, secret | secret_file}`.
+/// `webhooks:` a list of URLs, or of `{url, secret | secret_file, ca_file}`.
 fn decode_webhooks(dec: &mut Decoder, node: &Node, path: &str) -> Vec<Webhook> {
     if node.is_null() {
         return Vec::new();
@@ -309,9 +313,12 @@ fn decode_webhooks(dec: &mut Decoder, node: &Node, path: &str) -> Vec<Webhook> {
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{i}]");
-        let (url, secret) = if matches!(item.kind, crate::spec::yaml::Kind::Map(_)) {
-            let Some(fields) = dec.map(item, &item_path, Some(&["url", "secret", "secret_file"]))
-            else {
+        let (url, secret, ca_file) = if matches!(item.kind, crate::spec::yaml::Kind::Map(_)) {
+            let Some(fields) = dec.map(
+                item,
+                &item_path,
+                Some(&["url", "secret", "secret_file", "ca_file"]),
+            ) else {
                 continue;
             };
             let Some(url) = fields.get("url") else {
@@ -321,11 +328,26 @@ fn decode_webhooks(dec: &mut Decoder, node: &Node, path: &str) -> Vec<Webhook> {
             };
             let url = dec.string(url, &fields.child_path("url"));
             let secret = crate::spec::decode_secret(dec, &fields, "secret", false);
-            (url, secret)
+            let ca_file = fields
+                .get("ca_file")
+                .and_then(|n| dec.string(n, &fields.child_path("ca_file")));
+            (url, secret, ca_file)
         } else {
-            (dec.string(item, &item_path), None)
+            (dec.string(item, &item_path), None, None)
         };
         let Some(url) = url else { continue };
+        if let Some(ca) = &ca_file
+            && !url.value.starts_with("https://")
+        {
+            dec.report(
+                Code::BadValue,
+                ca.pos,
+                &format!("{item_path}.ca_file"),
+                "a CA for a webhook that is not https://",
+            )
+            .hint = Some("use an https:// URL, or remove ca_file".into());
+            continue;
+        }
         if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
             dec.report(
                 Code::BadValue,
@@ -339,6 +361,7 @@ fn decode_webhooks(dec: &mut Decoder, node: &Node, path: &str) -> Vec<Webhook> {
         out.push(Webhook {
             url: url.value,
             secret,
+            ca_file: ca_file.map(|c| c.value),
         });
     }
     out
@@ -506,6 +529,10 @@ mod tests {
             (
                 "hooks: { webhooks: [\"ftp://x\"] }",
                 "E207 bad-value]: hooks.webhooks: `ftp://x` is not an http(s) URL",
+            ),
+            (
+                "hooks: { webhooks: [{ url: \"http://x/\", ca_file: ca.pem }] }",
+                "E207 bad-value]: hooks.webhooks[0].ca_file: a CA for a webhook that is not https://",
             ),
             (
                 "failover: 3",

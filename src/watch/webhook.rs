@@ -39,10 +39,9 @@ use prometheus_client::registry::Registry;
 use ring::hmac;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
 
 pub use crate::httpc::url_label;
-use crate::httpc::{Conn, ConnectError, Endpoint, connect, hex, tls_connector};
+use crate::httpc::{Conn, ConnectError, Endpoint, TlsFiles, TlsReloader, connect, hex};
 use crate::spec::secret::Secret;
 
 /// Events waiting per URL. Watch emits a handful of events per failure, so 1,024 holds a
@@ -91,6 +90,9 @@ pub struct Target {
     pub url: String,
     /// Signs each body (`X-Orch-Signature-256`).
     pub secret: Option<Secret>,
+    /// What an https:// receiver's certificate must chain up to: the files (a private CA,
+    /// re-read when rotated), or None for the public roots.
+    pub tls: Option<Arc<TlsReloader>>,
 }
 
 impl fmt::Debug for Target {
@@ -99,6 +101,7 @@ impl fmt::Debug for Target {
         f.debug_struct("Target")
             .field("url", &url_label(&self.url))
             .field("secret", &self.secret)
+            .field("own_ca", &self.tls.is_some())
             .finish()
     }
 }
@@ -342,7 +345,7 @@ impl Webhooks {
             pending: AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
         });
-        let mut tls = None;
+        let mut public_roots = None;
         let mut lanes = Vec::new();
         for target in targets {
             let endpoint = match Endpoint::parse(&target.url) {
@@ -352,20 +355,20 @@ impl Webhooks {
                     continue;
                 }
             };
-            let connector = if endpoint.server_name.is_some() {
-                if tls.is_none() {
-                    tls = Some(tls_connector());
-                }
-                match tls.as_ref() {
-                    Some(Ok(c)) => Some(c.clone()),
-                    Some(Err(e)) => {
-                        tracing::error!(url = %endpoint.label, "webhook skipped: TLS: {e}");
-                        continue;
+            let connector = match (endpoint.server_name.is_some(), target.tls) {
+                (false, _) => None,
+                (true, Some(own)) => Some(own),
+                (true, None) => {
+                    let roots = public_roots
+                        .get_or_insert_with(|| TlsReloader::new(TlsFiles::default()).map(Arc::new));
+                    match roots {
+                        Ok(c) => Some(c.clone()),
+                        Err(e) => {
+                            tracing::error!(url = %endpoint.label, "webhook skipped: TLS: {e}");
+                            continue;
+                        }
                     }
-                    None => None,
                 }
-            } else {
-                None
             };
             let counters = Counters::new(
                 &metrics,
@@ -528,6 +531,8 @@ impl AttemptError {
                     || *s == StatusCode::REQUEST_TIMEOUT
                     || *s == StatusCode::TOO_MANY_REQUESTS
             }
+            // An untrusted certificate (a missing `ca_file`, a receiver's own mistake).
+            AttemptError::Tls(e) => !crate::httpc::certificate_problem(e),
             _ => true,
         }
     }
@@ -537,7 +542,7 @@ impl fmt::Display for AttemptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AttemptError::Connect(e) => write!(f, "cannot connect: {e}"),
-            AttemptError::Tls(e) => write!(f, "TLS: {e}"),
+            AttemptError::Tls(e) => write!(f, "{}", crate::httpc::tls_text(e)),
             AttemptError::Http(e) => write!(f, "HTTP: {e}"),
             AttemptError::Timeout(t) => write!(f, "no answer within {t:?}"),
             AttemptError::Status(s) => write!(f, "answered {s}"),
@@ -549,7 +554,7 @@ impl fmt::Display for AttemptError {
 struct Deliverer {
     endpoint: Endpoint,
     key: Option<hmac::Key>,
-    tls: Option<TlsConnector>,
+    tls: Option<Arc<TlsReloader>>,
     conn: Option<Conn>,
     counters: Counters,
     timing: Timing,
@@ -691,7 +696,10 @@ impl Deliverer {
         let ep = &self.endpoint;
         let conn = match &mut self.conn {
             Some(c) => c,
-            slot @ None => slot.insert(connect(ep, self.tls.as_ref()).await?),
+            slot @ None => {
+                let tls = self.tls.as_ref().map(|t| t.connector());
+                slot.insert(connect(ep, tls.as_ref()).await?)
+            }
         };
         conn.sender.ready().await.map_err(AttemptError::Http)?;
         let mut request = Request::builder()
@@ -836,7 +844,11 @@ mod tests {
     }
 
     fn target(url: String) -> Target {
-        Target { url, secret: None }
+        Target {
+            url,
+            secret: None,
+            tls: None,
+        }
     }
 
     fn event(i: usize) -> serde_json::Value {
@@ -868,6 +880,7 @@ mod tests {
             vec![Target {
                 url: url.clone(),
                 secret: Some(Secret::new(secret.into())),
+                tls: None,
             }],
             metrics.clone(),
         );
@@ -1208,6 +1221,7 @@ mod tests {
             .map(|url| Target {
                 url: url.clone(),
                 secret: secret.clone(),
+                tls: None,
             })
             .collect();
         let metrics = WebhookMetrics::default();
@@ -1309,6 +1323,7 @@ mod tests {
         let target = Target {
             url: "https://u:hunter2@h/p?token=t".into(),
             secret: Some(Secret::new("s3cret".into())),
+            tls: None,
         };
         let shown = format!("{target:?}");
         assert!(
@@ -1395,6 +1410,6 @@ mod tests {
 
     #[test]
     fn the_tls_client_config_builds() {
-        tls_connector().unwrap();
+        TlsReloader::new(TlsFiles::default()).unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! `orch watch` in production on real MariaDB: the HTTP API refuses actions without the
 //! right token and changes nothing; its failover and downtimes act; `/metrics` parses with
 //! a Prometheus parser and follows a dead replica; a webhook receiver on loopback gets the
-//! events of a real failover, signed; the live page shows the tree and a killed replica
+//! events of a real failover, signed, and one behind a private CA gets them over HTTPS
+//! with its `ca_file`; the live page shows the tree and a killed replica
 //! within 2 s in headless Chromium; an invalid edit of the policy is refused and a valid
 //! one takes effect. Each test waits for conditions with deadlines and stops its watcher,
 //! receivers and servers even when it fails.
@@ -369,7 +370,41 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Receiver::serve("127.0.0.1:0", serve_requests)
+    }
+
+    /// HTTPS with `cert` and `key` (PEM files).
+    fn start_tls(addr: &str, cert: &std::path::Path, key: &std::path::Path) -> Receiver {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+        );
+        Receiver::serve(addr, move |tcp, keep| {
+            let conn =
+                rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+            serve_requests(rustls::StreamOwned::new(conn, tcp), keep)
+        })
+    }
+
+    fn serve(
+        addr: &str,
+        serve: impl Fn(TcpStream, &Requests) -> std::io::Result<()> + Send + 'static,
+    ) -> Receiver {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let got = Arc::new(Mutex::new(Vec::new()));
         let keep = got.clone();
@@ -378,8 +413,7 @@ impl Receiver {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let keep = keep.clone();
-                let _ = serve_requests(stream, &keep);
+                let _ = serve(stream, &keep);
             }
         });
         Receiver { addr, got }
@@ -395,8 +429,7 @@ type Request = (Vec<(String, String)>, String);
 type Requests = Mutex<Vec<Request>>;
 
 /// Reads requests off one (keep-alive) connection until it closes.
-fn serve_requests(stream: TcpStream, keep: &Requests) -> std::io::Result<()> {
-    let mut out = stream.try_clone()?;
+fn serve_requests<S: Read + Write>(stream: S, keep: &Requests) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -424,7 +457,9 @@ fn serve_requests(stream: TcpStream, keep: &Requests) -> std::io::Result<()> {
         keep.lock()
             .unwrap()
             .push((headers, String::from_utf8(body).unwrap()));
+        let out = reader.get_mut();
         out.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")?;
+        out.flush()?;
     }
 }
 
@@ -752,5 +787,102 @@ fn an_invalid_policy_edit_is_refused_and_a_valid_one_takes_effect() {
         assert!(v["message"].is_string() && v["level"].is_string(), "{line}");
     }
     assert!(log.contains(r#""cluster":"sandbox""#), "{log}");
+    sb.down();
+}
+
+/// A receiver behind a private CA: with `ca_file` its events arrive over HTTPS; the same
+/// receiver without it is refused by the certificate check (said in the log, nothing
+/// sent); a `ca_file` that holds no certificate stops the watch before it starts.
+#[test]
+fn a_webhook_behind_a_private_ca_gets_events_over_https_with_its_ca_file() {
+    use orch::sandbox::tls::{make_ca, make_signed};
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    make_ca(d, "ca", "/CN=orch test webhook ca").unwrap();
+    let server =
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+    make_signed(
+        d,
+        "ca",
+        ("server.pem", "server-key.pem"),
+        "/CN=hooks",
+        server,
+    )
+    .unwrap();
+    let (cert, key) = (d.join("server.pem"), d.join("server-key.pem"));
+    let private = Receiver::start_tls("127.0.0.1:0", &cert, &key);
+    let public = Receiver::start_tls("127.0.0.1:0", &cert, &key);
+    let ca = d.join("ca.pem");
+    let (sb, file, state) = watched(&format!(
+        "hooks:\n  webhooks:\n    - url: https://{}/orch\n      ca_file: {}\n    - https://{}/orch\n",
+        private.addr,
+        ca.display(),
+        public.addr
+    ));
+    let watch = Watch::start(&file, &state);
+    orch_ok(&[
+        "downtime",
+        &file,
+        "node3",
+        "--for",
+        "1h",
+        "--reason",
+        "disk swap",
+        "--state",
+        &state,
+    ]);
+    eventually("the event over HTTPS", Duration::from_secs(10), || {
+        private
+            .events()
+            .iter()
+            .any(|(_, b)| b.contains("\"downtime_added\"") && b.contains("disk swap"))
+    });
+    watch.wait_for(orch::httpc::ISSUER_UNKNOWN, 10);
+    assert!(public.events().is_empty(), "{:?}", public.events());
+    watch.stop();
+
+    // Not a certificate: refused at start, the file and the key named.
+    let bogus = sb.dir.join("bogus-ca.pem");
+    std::fs::write(&bogus, "not a certificate\n").unwrap();
+    write_policy(
+        &sb,
+        &format!(
+            "hooks:\n  webhooks:\n    - url: https://{}/orch\n      ca_file: bogus-ca.pem\n",
+            private.addr
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["watch", &file, "--state", &state])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("orch watch started with a ca_file that holds no certificate");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "hooks.webhooks[0].ca_file {}: no certificate in it",
+            bogus.display()
+        )),
+        "{err}"
+    );
     sb.down();
 }
