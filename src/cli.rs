@@ -347,8 +347,8 @@ pub enum CliCommand {
         /// ~/.local/state/orch].
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
-        /// With watchers on etcd: the downtime is recorded (ended, listed) there too, where
-        /// every leader reads it.
+        /// With watchers on etcd: the downtime is recorded there (not in the state store),
+        /// where every leader reads it; ended and listed there too.
         #[command(flatten)]
         etcd: EtcdFlags,
     },

@@ -1,6 +1,8 @@
 //! `orch downtime FILE [HOST] --for D --reason R | --end`, or the list: periods during which
-//! orch watch never recovers a host (or the cluster) automatically. With `--etcd`, also
-//! where every watch leader reads them. I/O: the file, the state store, etcd.
+//! orch watch never recovers a host (or the cluster) automatically. With `--etcd`, set in
+//! etcd instead of the state store (every watch leader reads them there, and they are
+//! ended there from any machine); ended and listed in both. I/O: the file, the state
+//! store, etcd.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,7 +44,7 @@ pub fn run(
             let ended = rt
                 .block_on(shared.end_downtimes(cluster, host))
                 .map_err(|e| in_etcd("ending the downtime", e))?;
-            n = n.max(ended);
+            n += ended;
         }
         println!(
             "{}",
@@ -60,41 +62,34 @@ pub fn run(
         let who = Who::current();
         let by = format!("{}@{}", who.user, who.host);
         let reason = reason.unwrap_or_default();
-        let id = store.add_downtime(cluster, host, until, reason, &by)?;
-        if let Some(shared) = &shared {
-            let d = state::Downtime {
-                id,
-                cluster: cluster.clone(),
-                host: host.map(str::to_string),
-                until,
-                reason: reason.to_string(),
-                created_by: by,
-                created_at: now_millis(),
-            };
-            rt.block_on(shared.add_downtime(&d)).map_err(|e| {
-                in_etcd(
-                    "recorded in the state store but not",
-                    format!("{e}; a watch leader on another machine would not see it: run the command again"),
-                )
-            })?;
+        match &shared {
+            // Only there: every leader reads it, and it is ended there from any machine.
+            Some(shared) => {
+                let d = state::Downtime {
+                    id: 0,
+                    cluster: cluster.clone(),
+                    host: host.map(str::to_string),
+                    until,
+                    reason: reason.to_string(),
+                    created_by: by,
+                    created_at: now_millis(),
+                };
+                rt.block_on(shared.add_downtime(&d))
+                    .map_err(|e| in_etcd("nothing recorded", e))?;
+            }
+            None => {
+                store.add_downtime(cluster, host, until, reason, &by)?;
+            }
         }
         println!("{what}: downtimed until {} ({reason})", utc(until));
         return Ok(0);
     }
     let mut list = store.downtimes(cluster)?;
     if let Some(shared) = &shared {
-        // Set here (with --etcd) they are in both: listed once.
-        for d in rt
+        let there = rt
             .block_on(shared.downtimes(cluster))
-            .map_err(|e| in_etcd("reading the downtimes", e))?
-        {
-            let same = |x: &state::Downtime| {
-                x.host == d.host && x.until == d.until && x.created_by == d.created_by
-            };
-            if !list.iter().any(same) {
-                list.push(d);
-            }
-        }
+            .map_err(|e| in_etcd("reading the downtimes", e))?;
+        list = state::Downtime::merge(list, there);
     }
     if list.is_empty() {
         println!("cluster {cluster}: no downtime");

@@ -110,6 +110,28 @@ pub struct Downtime {
     pub created_at: UnixMillis,
 }
 
+impl Downtime {
+    /// Whether `other` is this downtime recorded elsewhere (a state store and etcd): ids
+    /// are per store, and each place stamps its own creation time.
+    pub fn same(&self, other: &Downtime) -> bool {
+        self.cluster == other.cluster
+            && self.host == other.host
+            && self.until == other.until
+            && self.reason == other.reason
+            && self.created_by == other.created_by
+    }
+
+    /// `local`, then those of `shared` recorded nowhere in it: each downtime once.
+    pub fn merge(mut local: Vec<Downtime>, shared: Vec<Downtime>) -> Vec<Downtime> {
+        for d in shared {
+            if !local.iter().any(|l| l.same(&d)) {
+                local.push(d);
+            }
+        }
+        local
+    }
+}
+
 impl Store {
     /// Downtimes `host` (None: the whole cluster) of `cluster` until `until`.
     pub fn add_downtime(
@@ -178,6 +200,28 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One downtime in a state store and in etcd (other ids, other creation stamps) is
+    /// listed once; another with the same host but another reason is not the same.
+    #[test]
+    fn a_downtime_recorded_twice_is_merged_once() {
+        let d = |id, reason: &str, created_at| Downtime {
+            id,
+            cluster: "shop".into(),
+            host: Some("db1".into()),
+            until: 10_000,
+            reason: reason.into(),
+            created_by: "bob@laptop".into(),
+            created_at,
+        };
+        let merged = Downtime::merge(
+            vec![d(3, "disk swap", 100)],
+            vec![d(0, "disk swap", 102), d(0, "kernel", 105)],
+        );
+        let reasons: Vec<&str> = merged.iter().map(|x| x.reason.as_str()).collect();
+        assert_eq!(reasons, ["disk swap", "kernel"]);
+        assert_eq!(merged[0].id, 3);
+    }
 
     #[test]
     fn downtimes_hold_until_they_end_or_expire() {

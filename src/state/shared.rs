@@ -49,16 +49,17 @@ impl Shared {
             .collect())
     }
 
-    /// Records `d` (set in some state store as well) where every leader reads it, on a
-    /// lease that ends with it. Keys are unique across stores: their ids are not.
+    /// Records `d` where every leader reads it, on a lease that ends with it. Keys are
+    /// unique across processes (the time, the process, a counter).
     pub async fn add_downtime(&self, d: &Downtime) -> Result<(), String> {
+        static ADDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let length = Duration::from_millis(u64::try_from(d.until - now_millis()).unwrap_or(0));
         let key = format!(
             "{}{}-{}-{}",
             self.cluster_key(&d.cluster, "downtimes/"),
             d.created_at,
             std::process::id(),
-            d.id
+            ADDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let doc = serde_json::to_vec(d).expect("a downtime serializes");
         self.etcd

@@ -317,11 +317,23 @@ async fn downtimes(State(api): Shared, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&api, &headers, false) {
         return r;
     }
-    let store = api.store.lock().unwrap_or_else(|e| e.into_inner());
     let mut all = Vec::new();
     for name in api.hub.names() {
-        match store.downtimes(&name) {
-            Ok(list) => all.extend(list),
+        // With etcd, also those any process recorded there (every leader obeys them).
+        let shared = match &api.hub.leadership {
+            Some(l) => match l.shared.downtimes(&name).await {
+                Ok(list) => list,
+                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}")),
+            },
+            None => Vec::new(),
+        };
+        let local = api
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .downtimes(&name);
+        match local {
+            Ok(list) => all.extend(crate::state::Downtime::merge(list, shared)),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
@@ -527,6 +539,32 @@ async fn add_downtime(
     }
     let until = now_millis().saturating_add(i64::try_from(length.as_millis()).unwrap_or(i64::MAX));
     let by = format!("the API (from {peer})");
+    // With etcd, only there: every leader reads it, and it is ended there from any
+    // machine (a copy in this store would outlive an end elsewhere). The key expires with
+    // the downtime.
+    if let Some(l) = &api.hub.leadership {
+        let d = crate::state::Downtime {
+            id: 0,
+            cluster: b.cluster.clone(),
+            host: b.host.clone(),
+            until,
+            reason: b.reason.clone(),
+            created_by: by,
+            created_at: now_millis(),
+        };
+        if let Err(e) = l.shared.add_downtime(&d).await {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("etcd: {e}: nothing recorded; try again"),
+            );
+        }
+        downtimes_changed(&api, &b.cluster).await;
+        return (
+            StatusCode::CREATED,
+            axum::Json(json!({"schema": SCHEMA, "until": until, "recorded_in": "etcd"})),
+        )
+            .into_response();
+    }
     let added = api
         .store
         .lock()
@@ -536,32 +574,19 @@ async fn add_downtime(
         Ok(id) => id,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    // With etcd, where every leader reads it too; the key expires with the downtime.
-    if let Some(l) = &api.hub.leadership {
-        let d = crate::state::Downtime {
-            id,
-            cluster: b.cluster.clone(),
-            host: b.host.clone(),
-            until,
-            reason: b.reason.clone(),
-            created_by: by.clone(),
-            created_at: now_millis(),
-        };
-        if let Err(e) = l.shared.add_downtime(&d).await {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "recorded here but not in etcd ({e}): a new leader would not see it; try again"
-                ),
-            );
-        }
-    }
     // The watcher sends the event at its next poll, as for `orch downtime`.
     (
         StatusCode::CREATED,
         axum::Json(json!({"schema": SCHEMA, "id": id, "until": until})),
     )
         .into_response()
+}
+
+/// Tells `cluster`'s watcher to read the downtimes in etcd again (for its events).
+async fn downtimes_changed(api: &Api, cluster: &str) {
+    if let Some(tx) = api.hub.with(cluster, |c| c.commands.clone()) {
+        let _ = tx.send(Command::DowntimesChanged).await;
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -593,10 +618,11 @@ async fn end_downtime(
     };
     if let Some(l) = &api.hub.leadership {
         match l.shared.end_downtimes(&q.cluster, q.host.as_deref()).await {
-            // A downtime set through this process is in its store and in etcd: counted once.
-            Ok(removed) => n = n.max(removed),
+            // Those in this store were set without etcd (by `orch downtime` here).
+            Ok(removed) => n += removed,
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}")),
         }
+        downtimes_changed(&api, &q.cluster).await;
     }
     ok(json!({"schema": SCHEMA, "ended": n}))
 }

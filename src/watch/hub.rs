@@ -54,6 +54,8 @@ pub enum Command {
     },
     /// Read the files again (SIGHUP, or a file changed).
     Reload { why: String },
+    /// A downtime was set or ended in etcd through the API: read them again now.
+    DowntimesChanged,
 }
 
 /// How a failover asked through the API ended.

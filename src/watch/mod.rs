@@ -46,6 +46,10 @@ use crate::step::{Action, Phase, Step};
 /// How long the cluster lock outlives a watcher's last heartbeat.
 const LOCK_TTL: Duration = Duration::from_secs(60);
 
+/// How often a leader reads the downtimes in etcd for their events (set from another
+/// machine; a failure is always checked against a fresh read).
+const SHARED_DOWNTIMES_EVERY: Duration = Duration::from_secs(5);
+
 /// One cluster and what the watcher remembers between polls.
 pub struct Watcher<E: Executor> {
     pub topology: Topology,
@@ -82,6 +86,10 @@ pub struct Watcher<E: Executor> {
     /// The downtimes in force at the last poll (whoever set them: this process's API,
     /// `orch downtime`), to send an event when one starts or ends.
     downtimes: Vec<crate::state::Downtime>,
+    /// With etcd, while leading: the downtimes recorded there (set from any machine), as
+    /// last read, and when (None: not read since this process last began to lead).
+    shared_downtimes: Vec<crate::state::Downtime>,
+    shared_read: Option<Instant>,
     /// With etcd: the failover in flight as read (or written) during the leadership term
     /// `in_flight_term` (within one, only this process writes it).
     in_flight_seen: Option<inflight::InFlight>,
@@ -202,6 +210,8 @@ impl<E: Executor> Watcher<E> {
             loader: None,
             restart_sentinels: false,
             downtimes: Vec::new(),
+            shared_downtimes: Vec::new(),
+            shared_read: None,
             in_flight_seen: None,
             in_flight_term: None,
             resume_after: Instant::now(),
@@ -404,6 +414,12 @@ impl<E: Executor> Watcher<E> {
                 let _ = reply.send(done);
             }
             Command::Reload { why } => self.reload(&why),
+            // Read again at the next poll (not news on becoming the leader: still none).
+            Command::DowntimesChanged => {
+                self.shared_read = self
+                    .shared_read
+                    .map(|t| t.checked_sub(SHARED_DOWNTIMES_EVERY).unwrap_or(t));
+            }
         }
     }
 
@@ -415,7 +431,7 @@ impl<E: Executor> Watcher<E> {
         let took = began.elapsed();
         self.follow_primary(&snapshot)?;
         self.publish(&snapshot, took);
-        self.downtime_events()?;
+        self.downtime_events().await?;
         self.fence_returning(&snapshot, stop).await?;
         let findings = analyze(&snapshot, self.primary, self.max_lag());
         self.publish_primary(&snapshot, &findings);
@@ -675,9 +691,45 @@ impl<E: Executor> Watcher<E> {
         Ok(local.max(shared))
     }
 
-    /// An event for each downtime that started or ended since the last poll.
-    fn downtime_events(&mut self) -> anyhow::Result<()> {
-        let now = self.store.downtimes(self.cluster())?;
+    /// With etcd, while leading: the downtimes recorded there, read again at most every
+    /// [`SHARED_DOWNTIMES_EVERY`]. Those found on becoming the leader are not news.
+    async fn read_shared_downtimes(&mut self) {
+        let Some(l) = self.leadership.clone().filter(|l| l.is_leader()) else {
+            self.shared_read = None;
+            return;
+        };
+        if self
+            .shared_read
+            .is_some_and(|t| t.elapsed() < SHARED_DOWNTIMES_EVERY)
+        {
+            return;
+        }
+        match l.shared.downtimes(self.cluster()).await {
+            Ok(list) => {
+                if self.shared_read.is_none() {
+                    self.downtimes =
+                        crate::state::Downtime::merge(self.downtimes.clone(), list.clone());
+                }
+                self.shared_downtimes = list;
+                self.shared_read = Some(Instant::now());
+            }
+            // Tried again at the next poll; the leadership's own calls say etcd is gone.
+            Err(e) => tracing::debug!("reading the downtimes from etcd: {e}"),
+        }
+    }
+
+    /// An event for each downtime that started or ended since the last poll: in the state
+    /// store, and with etcd (while leading) in etcd.
+    async fn downtime_events(&mut self) -> anyhow::Result<()> {
+        self.read_shared_downtimes().await;
+        let local = self.store.downtimes(self.cluster())?;
+        let shared_now: Vec<_> = self
+            .shared_downtimes
+            .iter()
+            .filter(|d| d.until > crate::state::now_millis())
+            .cloned()
+            .collect();
+        let now = crate::state::Downtime::merge(local, shared_now);
         let what = |d: &crate::state::Downtime| {
             d.host
                 .clone()
@@ -685,18 +737,20 @@ impl<E: Executor> Watcher<E> {
         };
         for d in now
             .iter()
-            .filter(|d| !self.downtimes.iter().any(|o| o.id == d.id))
+            .filter(|d| !self.downtimes.iter().any(|o| o.same(d)))
         {
+            let message = format!(
+                "{} downtimed until {} ({}; by {})",
+                what(d),
+                crate::state::utc(d.until),
+                d.reason,
+                d.created_by
+            );
+            log(self.cluster(), &message);
             self.event(
                 "downtime_added",
                 d.host.as_deref(),
-                &format!(
-                    "{} downtimed until {} ({}; by {})",
-                    what(d),
-                    crate::state::utc(d.until),
-                    d.reason,
-                    d.created_by
-                ),
+                &message,
                 None,
                 serde_json::json!({"until": d.until, "reason": d.reason, "by": d.created_by}),
             );
@@ -704,12 +758,14 @@ impl<E: Executor> Watcher<E> {
         for d in self
             .downtimes
             .iter()
-            .filter(|o| !now.iter().any(|d| d.id == o.id))
+            .filter(|o| !now.iter().any(|d| d.same(o)))
         {
+            let message = format!("{}: downtime ended ({})", what(d), d.reason);
+            log(self.cluster(), &message);
             self.event(
                 "downtime_ended",
                 d.host.as_deref(),
-                &format!("{}: downtime ended ({})", what(d), d.reason),
+                &message,
                 None,
                 serde_json::json!({"reason": d.reason, "by": d.created_by}),
             );

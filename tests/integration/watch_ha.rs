@@ -709,6 +709,8 @@ fn downtime_and_ack_from_the_command_line_reach_every_leader_through_etcd() {
     let Pair {
         sb,
         etcd,
+        token,
+        addresses,
         states,
         mut watches,
         leader,
@@ -719,6 +721,24 @@ fn downtime_and_ack_from_the_command_line_reach_every_leader_through_etcd() {
     let file = file.to_str().unwrap();
     let laptop = sb.dir.join("state-laptop");
     let laptop = laptop.to_str().unwrap();
+    let w = watches[leader].as_ref().unwrap();
+    let api = addresses[leader].as_str();
+    // Set through the leader's API, ended from the laptop: nothing of it outlives the end
+    // (it is only in etcd), and the leader says both.
+    let (code, body) = http(
+        api,
+        "POST",
+        "/api/v1/downtimes",
+        Some(&token),
+        Some(r#"{"cluster": "sandbox", "host": "node1", "for": "1h", "reason": "rack move"}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    w.wait_for("node1 downtimed until", 10);
+    let out = orch_ok(&[
+        "downtime", file, "node1", "--end", "--state", laptop, "--etcd", &url,
+    ]);
+    assert!(out.contains("downtime ended"), "{out}");
+    w.wait_for("node1: downtime ended (rack move)", 10);
     let out = orch_ok(&[
         "downtime",
         file,
@@ -735,8 +755,14 @@ fn downtime_and_ack_from_the_command_line_reach_every_leader_through_etcd() {
     assert!(out.contains("node1 of sandbox: downtimed until"), "{out}");
     let listed = orch_ok(&["downtime", file, "--state", laptop, "--etcd", &url]);
     assert_eq!(listed.matches("kernel upgrade").count(), 1, "{listed}");
+    // Recorded in etcd only: the laptop's own store has none.
+    let local = orch_ok(&["downtime", file, "--state", laptop]);
+    assert!(local.contains("no downtime"), "{local}");
+    // The leader says it, and its API lists it.
+    w.wait_for("(kernel upgrade; by", 10);
+    let (_, body) = http(api, "GET", "/api/v1/downtimes", Some(&token), None);
+    assert_eq!(body.matches("kernel upgrade").count(), 1, "{body}");
     orch_ok(&["sandbox", "kill", sb.d(), "1"]);
-    let w = watches[leader].as_ref().unwrap();
     w.wait_for("node1 is downtimed", 20);
     assert_eq!(recoveries(&states[leader]), 0);
     // A failover from the command line is refused with etcd; nothing changes.
