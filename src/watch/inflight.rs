@@ -79,8 +79,9 @@ impl<E: Executor> Watcher<E> {
         }
     }
 
-    /// This cluster's failover in flight: etcd's with etcd (read once per leadership term:
-    /// within one, only this process writes it), else the state store's.
+    /// This cluster's failover in flight: etcd's with etcd, else the state store's. Within
+    /// one leadership term only this process creates it, so "none" is read once per term;
+    /// one in flight is read again each time (an operator may have deleted it by hand).
     pub(super) async fn in_flight(&mut self) -> anyhow::Result<Option<InFlight>> {
         let parse = |text: &[u8]| {
             serde_json::from_slice::<InFlight>(text).map_err(|e| {
@@ -96,8 +97,8 @@ impl<E: Executor> Watcher<E> {
             };
         };
         let term = l.token();
-        if term.is_some() && term == self.in_flight_term {
-            return Ok(self.in_flight_seen.clone());
+        if term.is_some() && term == self.in_flight_term && self.in_flight_seen.is_none() {
+            return Ok(None);
         }
         let read = l
             .shared
@@ -226,6 +227,10 @@ impl<E: Executor> Watcher<E> {
         if self.leadership.as_ref().is_some_and(|l| !l.is_leader()) {
             // Not this watcher's to finish.
             return Ok(false);
+        }
+        if Instant::now() < self.resume_after && self.in_flight_seen.is_some() {
+            // Paused (with etcd): read again when it is time to try again.
+            return Ok(true);
         }
         let f = match self.in_flight().await {
             Ok(Some(f)) => f,
