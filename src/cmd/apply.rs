@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use crate::apply::record::{Finished, Recording, progress_bar, run_recorded, say};
 use crate::apply::{Cluster, Limits};
 use crate::executor::Executor;
+use crate::executor::fenced::Fenced;
 use crate::executor::mysql::MysqlExecutor;
 use crate::observe::ObserveOptions;
 use crate::plan::{Placement, Plan, PlanOptions};
@@ -98,7 +99,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
                 &key,
                 &me,
             )) {
-                Ok(l) => Some(l),
+                Ok(l) => Some(Arc::new(l)),
                 Err(e) => {
                     lock.release()?;
                     bail!("{e}; nothing was changed");
@@ -124,10 +125,13 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         fingerprint: Some(plan.fingerprint.clone()),
     })?;
 
-    let exec = Arc::new(
-        MysqlExecutor::for_changes(&planned.topology, &planned.policy, args.observe)?
+    // Each step runs only while the etcd lock holds (a paused apply whose lease ran out
+    // must not act beside whoever took the lock since).
+    let exec = Arc::new(Fenced {
+        inner: MysqlExecutor::for_changes(&planned.topology, &planned.policy, args.observe)?
             .keeping_connections(),
-    );
+        fence: etcd_lock.clone(),
+    });
     let cluster = Cluster::of(&planned.desired, &planned.observed);
     let limits = Limits {
         expect_timeout: planned

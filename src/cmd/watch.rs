@@ -12,13 +12,14 @@ use anyhow::Context;
 
 use crate::cli::{ApiAuth, EtcdFlags, LogFormat};
 use crate::executor::Executor;
+use crate::executor::fenced::Fenced;
 use crate::executor::mysql::MysqlExecutor;
 use crate::observe::ObserveOptions;
 use crate::spec::secret::{Secret, SecretRef};
 use crate::state::shared::Shared;
 use crate::state::{self, RunFile, Store};
 use crate::watch::hub::{Command, Hub};
-use crate::watch::leader::{Fenced, Leadership};
+use crate::watch::leader::Leadership;
 use crate::watch::webhook::Target;
 use crate::watch::{Config, Watcher};
 
@@ -36,7 +37,7 @@ pub struct WatchArgs {
 }
 
 /// The executor of a watcher: MySQL, each step checked against the leadership.
-type Exec = Fenced<MysqlExecutor>;
+type Exec = Fenced<MysqlExecutor, Leadership>;
 
 pub fn run(args: WatchArgs) -> anyhow::Result<u8> {
     super::logs::init(args.log_format);
@@ -303,7 +304,7 @@ pub fn load(
     // their server twice, and a handshake per observation was most of a step.
     let exec = Arc::new(Fenced {
         inner: MysqlExecutor::for_changes(&topology, &policy, observe)?.keeping_connections(),
-        leadership,
+        fence: leadership,
     });
     Ok(Config {
         topology,

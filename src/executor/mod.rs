@@ -5,6 +5,7 @@
 //! and flavour differences) and [`sim::Simulator`], an in-memory topology with fault
 //! injection for fast tests and benchmarks. Every scenario test runs on both.
 
+pub mod fenced;
 pub mod mysql;
 pub mod sim;
 
@@ -25,7 +26,7 @@ pub trait Executor: Send + Sync + 'static {
 
     /// [`Executor::execute`], asking `gate` before each statement that changes the server:
     /// an `Err` stops the step there, unsent (a watcher whose leadership ran out while the
-    /// step ran: see `watch::leader::Fenced`). By default `gate` is asked once, first.
+    /// step ran: see [`fenced::Fenced`]). By default `gate` is asked once, first.
     fn execute_gated(
         &self,
         step: &Step,

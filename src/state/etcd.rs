@@ -392,11 +392,25 @@ pub enum Op<'a> {
 pub struct EtcdLock {
     etcd: std::sync::Arc<Etcd>,
     lease: i64,
+    key: String,
+    /// The key's create revision: the fencing token.
+    revision: i64,
+    /// Until when it holds by the clock: the last renewal's send time + the TTL etcd
+    /// gave − [`LEASE_MARGIN`] (etcd cannot let the lease expire before then).
+    valid_until: std::sync::Arc<std::sync::Mutex<tokio::time::Instant>>,
     renew: tokio::task::JoinHandle<()>,
 }
 
 /// How long an etcd lock outlives a holder that stopped renewing it.
 pub const LOCK_TTL: Duration = Duration::from_secs(15);
+
+/// A lease's holder stops counting on it this long before it could expire.
+pub const LEASE_MARGIN: Duration = Duration::from_millis(500);
+
+/// Until when a lease renewed (or granted) at `sent` for `ttl` holds by the clock.
+pub fn lease_valid_until(sent: tokio::time::Instant, ttl: Duration) -> tokio::time::Instant {
+    (sent + ttl).checked_sub(LEASE_MARGIN).unwrap_or(sent)
+}
 
 impl EtcdLock {
     /// Takes `key` for `who`; Err says who holds it (or why etcd could not be asked).
@@ -418,6 +432,7 @@ impl EtcdLock {
         who: &Value,
         leader: Option<(&str, i64)>,
     ) -> Result<EtcdLock, String> {
+        let sent = tokio::time::Instant::now();
         let lease = etcd.grant(LOCK_TTL).await?;
         let value = who.to_string();
         let mut attempt = etcd.create(key, value.as_bytes(), lease).await;
@@ -435,8 +450,8 @@ impl EtcdLock {
                 }
             }
         }
-        match attempt {
-            Ok(Ok(_)) => {}
+        let revision = match attempt {
+            Ok(Ok(revision)) => revision,
             Ok(Err(holder)) => {
                 let _ = etcd.revoke(lease).await;
                 return Err(format!(
@@ -448,23 +463,75 @@ impl EtcdLock {
                 let _ = etcd.revoke(lease).await;
                 return Err(e);
             }
-        }
-        let renewer = etcd.clone();
+        };
+        let valid_until =
+            std::sync::Arc::new(std::sync::Mutex::new(lease_valid_until(sent, LOCK_TTL)));
+        let (renewer, until) = (etcd.clone(), valid_until.clone());
         let renew = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LOCK_TTL / 3).await;
-                if let Err(e) = renewer.keepalive(lease).await {
-                    tracing::warn!("renewing the etcd lock: {e}");
+                let sent = tokio::time::Instant::now();
+                match renewer.keepalive(lease).await {
+                    Ok(ttl) if ttl > 0 => {
+                        let mut u = until.lock().unwrap_or_else(|e| e.into_inner());
+                        *u = lease_valid_until(sent, Duration::from_secs(ttl as u64));
+                    }
+                    Ok(_) => {
+                        tracing::warn!(
+                            "the etcd lock's lease expired: no further step runs under it"
+                        );
+                        return;
+                    }
+                    Err(e) => tracing::warn!("renewing the etcd lock: {e}"),
                 }
             }
         });
-        Ok(EtcdLock { etcd, lease, renew })
+        Ok(EtcdLock {
+            etcd,
+            lease,
+            key: key.to_string(),
+            revision,
+            valid_until,
+            renew,
+        })
     }
 
-    /// Releases it now (the lease and the key go).
-    pub async fn release(self) -> Result<(), String> {
+    /// Releases it now (the lease and the key go; a lease that ran out is gone already).
+    pub async fn release(&self) -> Result<(), String> {
         self.renew.abort();
-        self.etcd.revoke(self.lease).await
+        match self.etcd.revoke(self.lease).await {
+            Err(e) if e.contains("requested lease not found") => Ok(()),
+            r => r,
+        }
+    }
+}
+
+/// A step under the lock: it still holds, in etcd (the key has the create revision this
+/// process made it with) and by the clock.
+impl crate::executor::fenced::Fence for EtcdLock {
+    async fn check(&self) -> Result<(), String> {
+        self.holds()?;
+        match self.etcd.while_held(&self.key, self.revision, &[]).await {
+            // A process paused during the call may have lost it meanwhile.
+            Ok(true) => self.holds(),
+            Ok(false) => Err(format!(
+                "the cluster lock in etcd ({}) is no longer this process's (its lease ran out)",
+                self.key
+            )),
+            Err(e) => Err(format!("the cluster lock in etcd not confirmed: {e}")),
+        }
+    }
+
+    fn holds(&self) -> Result<(), String> {
+        let until = *self.valid_until.lock().unwrap_or_else(|e| e.into_inner());
+        if tokio::time::Instant::now() < until {
+            Ok(())
+        } else {
+            Err(format!(
+                "the cluster lock in etcd ({}) ran out: its lease was not renewed in time",
+                self.key
+            ))
+        }
     }
 }
 

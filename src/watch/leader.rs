@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::state::etcd::Op;
+use crate::state::etcd::{Op, lease_valid_until};
 use crate::state::shared::Shared;
 
 /// The leader lease. A dead leader is replaced within about this long; a shorter TTL
@@ -25,7 +25,7 @@ pub const TTL: Duration = Duration::from_secs(5);
 /// How often a watcher that does not lead tries to.
 pub const CAMPAIGN: Duration = Duration::from_millis(500);
 /// Stop counting as leader this long before the lease could expire.
-pub const MARGIN: Duration = Duration::from_millis(500);
+pub const MARGIN: Duration = crate::state::etcd::LEASE_MARGIN;
 
 #[derive(Default)]
 struct State {
@@ -115,8 +115,7 @@ impl Leadership {
         {
             // Still by the clock once etcd answered: a process paused during the call (a
             // stall, SIGSTOP) may have been replaced meanwhile. Each statement asks the
-            // clock again ([`Fenced`]); what remains is the time from that last look to
-            // the statement reaching its server.
+            // clock again (`executor::fenced`).
             Ok(true) if self.is_leader() => Ok(()),
             Ok(true) => {
                 Err("this watcher's lease ran out while its leadership was confirmed".into())
@@ -188,8 +187,7 @@ impl Leadership {
             match self.shared.etcd.keepalive(lease).await {
                 Ok(ttl) if ttl > 0 => {
                     let mut s = self.state();
-                    let until = sent + Duration::from_secs(ttl as u64);
-                    s.valid_until = Some(until.checked_sub(MARGIN).unwrap_or(sent));
+                    s.valid_until = Some(lease_valid_until(sent, Duration::from_secs(ttl as u64)));
                     s.renewed = Some(sent);
                 }
                 Ok(_) => {
@@ -223,7 +221,7 @@ impl Leadership {
                 let l = self.shared.etcd.grant(TTL).await?;
                 let mut s = self.state();
                 s.lease = Some(l);
-                s.valid_until = Some(sent + TTL - MARGIN);
+                s.valid_until = Some(lease_valid_until(sent, TTL));
                 s.renewed = Some(sent);
                 l
             }
@@ -258,52 +256,16 @@ impl Leadership {
     }
 }
 
-/// An executor whose steps each first check [`Leadership::check`], and whose statements
-/// each first check the lease by the clock (None: no etcd, every step runs). Observations and held connections pass through.
-pub struct Fenced<E> {
-    pub inner: E,
-    pub leadership: Option<Arc<Leadership>>,
-}
-
-impl<E: crate::executor::Executor> crate::executor::Executor for Fenced<E> {
-    fn observe(
-        &self,
-        address: &crate::topology::Address,
-    ) -> impl std::future::Future<Output = crate::observe::ServerState> + Send {
-        self.inner.observe(address)
+impl crate::executor::fenced::Fence for Leadership {
+    async fn check(&self) -> Result<(), String> {
+        Leadership::check(self).await
     }
 
-    async fn execute(
-        &self,
-        step: &crate::step::Step,
-    ) -> Result<crate::step::StepOutcome, crate::step::StepError> {
-        let Some(l) = &self.leadership else {
-            return self.inner.execute(step).await;
-        };
-        l.check()
-            .await
-            .map_err(|why| crate::step::StepError::Precondition(format!("{why}: not run")))?;
-        // And by the clock before each statement: the step's own connection and waits
-        // take time, during which this process may be paused and replaced.
-        let gate = || {
-            if l.is_leader() {
-                Ok(())
-            } else {
-                Err("this watcher's lease ran out during the step".to_string())
-            }
-        };
-        self.inner.execute_gated(step, &gate).await
-    }
-
-    fn hold(
-        &self,
-        address: &crate::topology::Address,
-        length: Duration,
-    ) -> impl std::future::Future<Output = crate::executor::Hold> {
-        self.inner.hold(address, length)
-    }
-
-    fn close(&self) -> impl std::future::Future<Output = ()> {
-        self.inner.close()
+    fn holds(&self) -> Result<(), String> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err("this watcher's lease ran out during the step".into())
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! temporary directories and stop them by PID.
 
 mod apply;
+mod apply_etcd;
 mod apply_faults;
 mod common;
 mod completions;
