@@ -195,7 +195,14 @@ impl Etcd {
                         .map_err(|e| format!("etcd {}: not JSON ({e})", ep.label))?;
                     if !status.is_success() {
                         let message = v["error"].as_str().or(v["message"].as_str()).unwrap_or("");
-                        return Err(format!("etcd {}: {status}: {message}", ep.label));
+                        let hint = if message.contains("invalid user ID or password") {
+                            " (check --etcd-user and --etcd-password-file)"
+                        } else if message.contains("permission denied") {
+                            " (the etcd user needs readwrite on orch's keys: etcdctl role grant-permission ROLE --prefix=true readwrite PREFIX, PREFIX being --etcd-prefix)"
+                        } else {
+                            ""
+                        };
+                        return Err(format!("etcd {}: {status}: {message}{hint}", ep.label));
                     }
                     return Ok(v);
                 }

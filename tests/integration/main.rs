@@ -7,6 +7,7 @@ mod apply_etcd;
 mod apply_faults;
 mod common;
 mod completions;
+mod etcd_auth;
 mod etcd_tls;
 mod golden;
 mod history;

@@ -34,16 +34,21 @@ pub(crate) struct EtcdTls {
 impl EtcdServer {
     /// Plain HTTP, no authentication.
     pub(crate) fn start(sb: &Sandbox) -> EtcdServer {
-        EtcdServer::launch(sb, None)
+        EtcdServer::launch(sb, None, &[])
+    }
+
+    /// Plain HTTP, with more of etcd's flags.
+    pub(crate) fn start_with(sb: &Sandbox, flags: &[&str]) -> EtcdServer {
+        EtcdServer::launch(sb, None, flags)
     }
 
     /// HTTPS only, with `--client-cert-auth`: a client needs a certificate signed by
     /// `tls.ca`. The test looks at its keys with etcdctl and `tls`' client certificate.
     pub(crate) fn start_tls(sb: &Sandbox, tls: EtcdTls) -> EtcdServer {
-        EtcdServer::launch(sb, Some(tls))
+        EtcdServer::launch(sb, Some(tls), &[])
     }
 
-    fn launch(sb: &Sandbox, tls: Option<EtcdTls>) -> EtcdServer {
+    fn launch(sb: &Sandbox, tls: Option<EtcdTls>, flags: &[&str]) -> EtcdServer {
         let host = ip(sb, 1);
         let addr = format!("{host}:2379");
         let client_url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
@@ -74,6 +79,7 @@ impl EtcdServer {
             }
             args.push("--client-cert-auth".into());
         }
+        args.extend(flags.iter().map(|f| f.to_string()));
         let child = Command::new("etcd")
             .args(&args)
             .stdout(Stdio::null())

@@ -79,7 +79,7 @@ fn json(body: &str) -> serde_json::Value {
 }
 
 /// A file only its owner may read (as orch requires of secrets) in the sandbox's directory.
-fn private_file(sb: &Sandbox, name: &str, text: &str) -> String {
+pub(crate) fn private_file(sb: &Sandbox, name: &str, text: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
     let path = sb.dir.join(name);
     std::fs::write(&path, text).unwrap();
