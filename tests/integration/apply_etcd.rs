@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sandbox::{eventually, first};
-use crate::watch_ha::EtcdServer;
+use crate::watch_ha::{EtcdServer, etcd_apply};
 use crate::watch_http::watched;
 
 /// Whether replica `i`'s IO thread was started (running or connecting).
@@ -34,15 +34,7 @@ fn an_apply_paused_past_its_etcd_lock_runs_no_further_step() {
     };
     account("LOCK");
     let mut apply = Command::new(env!("CARGO_BIN_EXE_orch"))
-        .args([
-            "apply",
-            &file,
-            "--auto-approve",
-            "--state",
-            &state,
-            "--etcd",
-        ])
-        .arg(etcd.url())
+        .args(etcd_apply(&file, &state, &etcd.url()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

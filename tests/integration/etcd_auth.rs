@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::sandbox::{Sandbox, first, orch, orch_ok};
 use crate::watch::{Watch, history};
-use crate::watch_ha::EtcdServer;
+use crate::watch_ha::{EtcdServer, etcd_apply};
 use crate::watch_http::{private_file, watched};
 
 /// etcdctl against `etcd` (as root once authentication is on); its output, or a panic
@@ -95,19 +95,9 @@ fn orch_authenticates_to_etcd_and_renews_its_token() {
     // Refused: nothing changes (node3's replication stays stopped), nothing is recorded.
     sb.root(3, "STOP SLAVE");
     let apply = |user: &str, password: &str| {
-        orch(&[
-            "apply",
-            &file,
-            "--auto-approve",
-            "--state",
-            &state,
-            "--etcd",
-            &url,
-            "--etcd-user",
-            user,
-            "--etcd-password-file",
-            password,
-        ])
+        let mut args = etcd_apply(&file, &state, &url);
+        args.extend(["--etcd-user", user, "--etcd-password-file", password]);
+        orch(&args)
     };
     let (code, _, err) = apply("orch", &wrong);
     assert_eq!(code, 1, "{err}");

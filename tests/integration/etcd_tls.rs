@@ -12,7 +12,7 @@ use orch::sandbox::tls::{make_ca, make_signed};
 
 use crate::sandbox::{eventually, first, orch, orch_ok};
 use crate::watch::{Watch, history, ip};
-use crate::watch_ha::{EtcdServer, EtcdTls};
+use crate::watch_ha::{EtcdServer, EtcdTls, etcd_apply};
 use crate::watch_http::watched;
 
 /// In `dir`: the CA etcd trusts (`ca`), another (`other-ca`), etcd's certificate for `ip`
@@ -77,15 +77,7 @@ fn apply_takes_the_etcd_lock_over_tls_with_a_client_certificate_and_nothing_with
         pem("client-key"),
         pem("server-key"),
     );
-    let base = [
-        "apply",
-        &file,
-        "--auto-approve",
-        "--state",
-        &state,
-        "--etcd",
-        &url,
-    ];
+    let base = etcd_apply(&file, &state, &url);
     let apply = |tls: &[&str]| {
         let args: Vec<&str> = base.iter().chain(tls).copied().collect();
         orch(&args)

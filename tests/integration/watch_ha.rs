@@ -176,6 +176,20 @@ impl EtcdServer {
 }
 
 /// The first key's value in a range answer.
+/// `orch apply FILE --auto-approve --state STATE --etcd URL`: an apply that takes the
+/// cluster lock in etcd (callers append more flags).
+pub(crate) fn etcd_apply<'a>(file: &'a str, state: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec![
+        "apply",
+        file,
+        "--auto-approve",
+        "--state",
+        state,
+        "--etcd",
+        url,
+    ]
+}
+
 fn value(range: &serde_json::Value) -> Option<String> {
     let value = range["kvs"][0]["value"].as_str()?;
     Some(String::from_utf8(orch::httpc::base64_decode(value).unwrap()).unwrap())
@@ -434,15 +448,7 @@ fn the_etcd_cluster_lock_holds_back_apply_and_the_watch_leader() {
     // Something to apply: node3's replication stopped.
     sb.root(3, "STOP SLAVE");
     let lease = etcd.hold(key);
-    let apply = [
-        "apply",
-        &file,
-        "--auto-approve",
-        "--state",
-        &state,
-        "--etcd",
-        &url,
-    ];
+    let apply = etcd_apply(&file, &state, &url);
     let (code, _, err) = crate::sandbox::orch(&apply);
     assert_eq!(code, 1, "{err}");
     assert!(

@@ -422,6 +422,27 @@ impl Receiver {
     fn events(&self) -> Vec<Request> {
         self.got.lock().unwrap().clone()
     }
+
+    /// A downtime set on node3 by another process (`orch downtime`) reaches this receiver
+    /// as a `downtime_added` event.
+    fn gets_a_downtime_set_by_another_process(&self, file: &str, state: &str) {
+        orch_ok(&[
+            "downtime",
+            file,
+            "node3",
+            "--for",
+            "1h",
+            "--reason",
+            "disk swap",
+            "--state",
+            state,
+        ]);
+        eventually("the downtime's event", Duration::from_secs(10), || {
+            self.events()
+                .iter()
+                .any(|(_, b)| b.contains("\"downtime_added\"") && b.contains("disk swap"))
+        });
+    }
 }
 
 /// A request's headers (names in lower case) and body.
@@ -474,23 +495,7 @@ fn a_webhook_receiver_gets_a_real_failover_signed() {
     private_file(&sb, "webhook.secret", secret);
     let watch = Watch::start(&file, &state);
     // A downtime set by another process is an event too (node3's: no bearing on node1).
-    orch_ok(&[
-        "downtime",
-        &file,
-        "node3",
-        "--for",
-        "1h",
-        "--reason",
-        "disk swap",
-        "--state",
-        &state,
-    ]);
-    eventually("the downtime's event", Duration::from_secs(10), || {
-        receiver
-            .events()
-            .iter()
-            .any(|(_, b)| b.contains("\"downtime_added\"") && b.contains("disk swap"))
-    });
+    receiver.gets_a_downtime_set_by_another_process(&file, &state);
     orch_ok(&["sandbox", "kill", sb.d(), "1"]);
     watch.wait_for("failover done", 20);
     eventually("the recovery's last event", Duration::from_secs(10), || {
@@ -820,23 +825,7 @@ fn a_webhook_behind_a_private_ca_gets_events_over_https_with_its_ca_file() {
         public.addr
     ));
     let watch = Watch::start(&file, &state);
-    orch_ok(&[
-        "downtime",
-        &file,
-        "node3",
-        "--for",
-        "1h",
-        "--reason",
-        "disk swap",
-        "--state",
-        &state,
-    ]);
-    eventually("the event over HTTPS", Duration::from_secs(10), || {
-        private
-            .events()
-            .iter()
-            .any(|(_, b)| b.contains("\"downtime_added\"") && b.contains("disk swap"))
-    });
+    private.gets_a_downtime_set_by_another_process(&file, &state);
     watch.wait_for(orch::httpc::ISSUER_UNKNOWN, 10);
     assert!(public.events().is_empty(), "{:?}", public.events());
     watch.stop();
