@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::{Cluster, Limits, Progress, Report, StepResult};
 use crate::executor::Executor;
+use crate::executor::fenced::Fenced;
 use crate::gtid::Flavor;
 use crate::plan::Plan;
 use crate::render::Format;
@@ -90,6 +91,12 @@ pub async fn run_recorded<E: Executor>(
         on_step: r.on_step,
         cluster: &plan.cluster,
     };
+    // Every step runs only while the lock is this process's (one paused past its TTL may
+    // have been replaced by another).
+    let exec = Arc::new(Fenced {
+        inner: exec,
+        fence: Some(r.lock.fence()),
+    });
     let report = super::run(exec, cluster, plan, limits, &stop, &mut progress).await;
     for (step, result) in plan.steps.iter().zip(&report.results) {
         if *result == StepResult::NotRun {

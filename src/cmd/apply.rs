@@ -38,9 +38,6 @@ pub struct ApplyArgs {
     pub etcd: crate::cli::EtcdFlags,
 }
 
-/// How long a lock outlives its holder's last heartbeat (the engine beats at every step).
-const LOCK_TTL: Duration = Duration::from_secs(60);
-
 pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     let text = std::fs::read_to_string(&args.target)
         .with_context(|| format!("cannot read {}", args.target.display()))?;
@@ -84,7 +81,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     let dir = state::resolve_dir(args.state.as_deref(), |n| std::env::var_os(n))?;
     let store = Store::open(&dir)?;
     let who = Who::current();
-    let lock = store.lock(&plan.cluster, &who, LOCK_TTL)?;
+    let lock = store.lock(&plan.cluster, &who, crate::state::lock_ttl())?;
     let rt = super::runtime()?;
     // With etcd, the cluster's lock there too: a watch leader on another machine takes
     // the same one.
@@ -223,7 +220,11 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         summary,
         error,
     } = finished;
-    lock.release()?;
+    match lock.release() {
+        // A lock taken over during the run stopped it, which said so: the result stands.
+        Ok(()) | Err(state::StateError::LockLost { .. }) => {}
+        Err(e) => eprintln!("releasing the cluster lock: {e}"),
+    }
     if let Some(l) = etcd_lock
         && let Err(e) = rt.block_on(l.release())
     {

@@ -1,5 +1,6 @@
-//! An executor that acts only while a right to act holds: a watch leader's leadership, an
-//! apply's cluster lock in etcd. Before each step the [`Fence`] is checked in etcd (the key
+//! An executor that acts only while a right to act holds: a watch leader's leadership, a
+//! cluster lock in etcd or in the state store (fences nest: a run under the state store's
+//! lock by a watch leader is checked against both). Before each step the [`Fence`] is checked in etcd (the key
 //! still has the create revision this process won with: a fencing token) and by the clock;
 //! before each statement of the step, by the clock again. What no check closes is the
 //! moment between the last look and the statement reaching its server: MySQL cannot check
@@ -8,14 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Executor, Hold};
+use super::{Executor, Gate, Hold};
 use crate::observe::ServerState;
 use crate::step::{Step, StepError, StepOutcome};
 use crate::topology::Address;
 
 /// A right to act that can run out.
 pub trait Fence: Send + Sync + 'static {
-    /// Before a step: it still holds, in etcd and by the clock. Err says why not.
+    /// Before a step: it still holds, where it is kept (etcd, the state store) and by the
+    /// clock. Err says why not.
     fn check(&self) -> impl std::future::Future<Output = Result<(), String>> + Send;
     /// Before each statement: it still holds by the clock (no I/O).
     fn holds(&self) -> Result<(), String>;
@@ -33,8 +35,13 @@ impl<E: Executor, F: Fence> Executor for Fenced<E, F> {
     }
 
     async fn execute(&self, step: &Step) -> Result<StepOutcome, StepError> {
+        self.execute_gated(step, &|| Ok(())).await
+    }
+
+    /// Fences nest: `gate` (an outer fence's) is asked with this one before each statement.
+    async fn execute_gated(&self, step: &Step, gate: Gate<'_>) -> Result<StepOutcome, StepError> {
         let Some(fence) = &self.fence else {
-            return self.inner.execute(step).await;
+            return self.inner.execute_gated(step, gate).await;
         };
         fence
             .check()
@@ -42,8 +49,11 @@ impl<E: Executor, F: Fence> Executor for Fenced<E, F> {
             .map_err(|why| StepError::Precondition(format!("{why}: not run")))?;
         // The step's own connection and waits take time, during which this process may be
         // paused and replaced.
-        let gate = || fence.holds();
-        self.inner.execute_gated(step, &gate).await
+        let both = || {
+            fence.holds()?;
+            gate()
+        };
+        self.inner.execute_gated(step, &both).await
     }
 
     fn hold(&self, address: &Address, length: Duration) -> impl std::future::Future<Output = Hold> {

@@ -55,6 +55,33 @@ pub trait Executor: Send + Sync + 'static {
     }
 }
 
+/// A shared executor: what a fence wraps around one kept for a whole watch.
+impl<E: Executor> Executor for Arc<E> {
+    fn observe(&self, address: &Address) -> impl Future<Output = ServerState> + Send {
+        (**self).observe(address)
+    }
+
+    fn execute(&self, step: &Step) -> impl Future<Output = Result<StepOutcome, StepError>> + Send {
+        (**self).execute(step)
+    }
+
+    fn execute_gated(
+        &self,
+        step: &Step,
+        gate: Gate<'_>,
+    ) -> impl Future<Output = Result<StepOutcome, StepError>> + Send {
+        (**self).execute_gated(step, gate)
+    }
+
+    fn hold(&self, address: &Address, length: std::time::Duration) -> impl Future<Output = Hold> {
+        (**self).hold(address, length)
+    }
+
+    fn close(&self) -> impl Future<Output = ()> {
+        (**self).close()
+    }
+}
+
 /// Asked before a statement is sent: `Err(why)` stops the step ([`Executor::execute_gated`]).
 pub type Gate<'a> = &'a (dyn Fn() -> Result<(), String> + Sync);
 

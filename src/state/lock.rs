@@ -8,30 +8,91 @@
 //! taken over, and the holder's unfinished runs on that cluster are marked `interrupted`;
 //! the check and the takeover are one `BEGIN IMMEDIATE` transaction, so of two processes
 //! racing for a free or stale lock exactly one wins. The holder refreshes it with
-//! [`ClusterLock::heartbeat`] well within its TTL; a heartbeat that finds its token gone
-//! reports [`StateError::LockLost`]. Releasing (or dropping the lock) deletes the row only
-//! while the token is still ours. I/O: the database and `kill(2)` with signal 0.
+//! [`ClusterLock::heartbeat`] well within its TTL, and a lock taken with [`Store::lock`]
+//! also from a thread of its own, every quarter TTL, so that a step or a hook longer than
+//! the TTL keeps it; a heartbeat that finds its token gone reports
+//! [`StateError::LockLost`]. Steps run under it are fenced by it ([`HeldLock`], a
+//! [`Fence`]): before each step a heartbeat must find the token still ours, and before
+//! each statement the clock must say a heartbeat came within the TTL (minus a margin), so
+//! a process paused long enough for another to take its lock sends nothing more once it
+//! resumes. Releasing (or dropping the lock) deletes the row only while the token is
+//! still ours. I/O: the database, `kill(2)` with signal 0, the heartbeat thread.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{Db, LockHolder, StateError, Store, UnixMillis, Who, now_millis, pid_alive};
+use crate::executor::fenced::Fence;
+
+/// How long a cluster lock outlives its holder's last heartbeat (a holder on this host
+/// whose process is gone loses it at once). `ORCH_LOCK_TTL_SECS` shortens it for tests
+/// and rehearsals.
+pub fn lock_ttl() -> Duration {
+    std::env::var("ORCH_LOCK_TTL_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(Duration::from_secs(60), Duration::from_secs)
+}
 
 /// A held cluster lock. Dropping it releases it (errors ignored); [`ClusterLock::release`]
 /// reports them.
 pub struct ClusterLock {
+    held: Arc<HeldLock>,
+    released: bool,
+    /// The heartbeat thread ([`Store::lock`]): its channel is closed and it is joined on
+    /// release or drop.
+    beat: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+/// What a [`ClusterLock`] holds, shared with its heartbeat thread and with the steps it
+/// fences.
+pub struct HeldLock {
     db: Db,
     cluster: String,
     token: String,
-    released: bool,
+    ttl: Duration,
+    /// Until when it holds by the clock: the last heartbeat's start + [`valid_for`] of the
+    /// TTL; None once the token was found gone.
+    valid_until: Mutex<Option<Instant>>,
+}
+
+/// How long after a heartbeat the holder still counts on its lock: the TTL less a sixth,
+/// a margin for the clocks (another process judges the heartbeat by the wall clock).
+fn valid_for(ttl: Duration) -> Duration {
+    ttl - ttl / 6
 }
 
 impl Store {
     /// Takes the lock on `cluster` for `who`, who promises to call
     /// [`ClusterLock::heartbeat`] more often than every `ttl`.
+    /// A thread of its own sends heartbeats every quarter `ttl` until it is released.
     pub fn lock(&self, cluster: &str, who: &Who, ttl: Duration) -> Result<ClusterLock, StateError> {
-        self.lock_at(cluster, who, ttl, now_millis())
+        let mut lock = self.lock_at(cluster, who, ttl, now_millis())?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let held = lock.held.clone();
+        let thread = std::thread::Builder::new()
+            .name("orch-lock-heartbeat".into())
+            .spawn(move || {
+                // Ends when the sender is dropped (release, drop) or the lock is lost.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(ttl / 4) {
+                    match held.heartbeat_at(now_millis()) {
+                        Ok(()) => {}
+                        Err(StateError::LockLost { .. }) => return,
+                        // A busy or failing database: the next beat tries again; the steps
+                        // stop by the clock if none gets through.
+                        Err(e) => tracing::warn!(cluster = held.cluster, "lock heartbeat: {e}"),
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => lock.beat = Some((stop, thread)),
+            // Heartbeats then come only between steps, as the lock's steps are checked.
+            Err(e) => tracing::warn!(cluster, "no thread for the lock's heartbeats: {e}"),
+        }
+        Ok(lock)
     }
 
     pub(super) fn lock_at(
@@ -44,6 +105,7 @@ impl Store {
         let err = |e| self.db.err(e);
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let token = random_token();
+        let taken = Instant::now();
         let mut conn = self.db.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -92,10 +154,15 @@ impl Store {
         .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(ClusterLock {
-            db: self.db.clone(),
-            cluster: cluster.to_string(),
-            token,
+            held: Arc::new(HeldLock {
+                db: self.db.clone(),
+                cluster: cluster.to_string(),
+                token,
+                ttl,
+                valid_until: Mutex::new(Some(taken + valid_for(ttl))),
+            }),
             released: false,
+            beat: None,
         })
     }
 
@@ -122,16 +189,45 @@ impl Store {
 
 impl ClusterLock {
     pub fn cluster(&self) -> &str {
-        &self.cluster
+        &self.held.cluster
     }
 
     /// Tells other processes we are alive; [`StateError::LockLost`] if the lock was taken
     /// over meanwhile (then stop acting on the cluster).
     pub fn heartbeat(&self) -> Result<(), StateError> {
-        self.heartbeat_at(now_millis())
+        self.held.heartbeat_at(now_millis())
     }
 
+    #[cfg(test)]
     pub(super) fn heartbeat_at(&self, now: UnixMillis) -> Result<(), StateError> {
+        self.held.heartbeat_at(now)
+    }
+
+    /// The fence for the steps run under this lock.
+    pub fn fence(&self) -> Arc<HeldLock> {
+        self.held.clone()
+    }
+
+    /// Releases the lock; [`StateError::LockLost`] if it had been taken over (the other
+    /// holder's lock is left alone).
+    pub fn release(mut self) -> Result<(), StateError> {
+        self.released = true;
+        self.stop_beating();
+        let changed = self.held.delete().map_err(|e| self.held.db.err(e))?;
+        self.held.ours(changed)
+    }
+
+    fn stop_beating(&mut self) {
+        if let Some((stop, thread)) = self.beat.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl HeldLock {
+    fn heartbeat_at(&self, now: UnixMillis) -> Result<(), StateError> {
+        let sent = Instant::now();
         let changed = self
             .db
             .conn()
@@ -140,15 +236,14 @@ impl ClusterLock {
                 params![self.cluster, self.token, now],
             )
             .map_err(|e| self.db.err(e))?;
-        self.ours(changed)
-    }
-
-    /// Releases the lock; [`StateError::LockLost`] if it had been taken over (the other
-    /// holder's lock is left alone).
-    pub fn release(mut self) -> Result<(), StateError> {
-        self.released = true;
-        let changed = self.delete().map_err(|e| self.db.err(e))?;
-        self.ours(changed)
+        let ours = self.ours(changed);
+        let mut until = self.valid_until.lock().unwrap_or_else(|e| e.into_inner());
+        match ours {
+            // Never moved back: a slow beat must not shorten what a later one granted.
+            Ok(()) => *until = (*until).map(|u| u.max(sent + valid_for(self.ttl))),
+            Err(_) => *until = None,
+        }
+        ours
     }
 
     fn delete(&self) -> rusqlite::Result<usize> {
@@ -168,12 +263,50 @@ impl ClusterLock {
     }
 }
 
+/// A step under the lock: a heartbeat finds the token still ours, and the clock says a
+/// heartbeat came within the TTL (less the margin).
+impl Fence for HeldLock {
+    async fn check(&self) -> Result<(), String> {
+        // Unlike a lease in etcd, a lock whose TTL passed is still ours until another
+        // process takes it: a heartbeat that finds the token renews it.
+        self.heartbeat_at(now_millis()).map_err(|e| match e {
+            StateError::LockLost { .. } => self.lost(),
+            e => format!("the cluster lock not confirmed: {e}"),
+        })?;
+        // A process paused during the write may have lost it meanwhile.
+        self.holds()
+    }
+
+    fn holds(&self) -> Result<(), String> {
+        match *self.valid_until.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => Err(self.lost()),
+            Some(until) if Instant::now() < until => Ok(()),
+            Some(_) => Err(format!(
+                "the cluster lock on {} ran out: no heartbeat within its TTL of {:?} (was \
+                 this process paused?); another process may have taken it",
+                self.cluster, self.ttl
+            )),
+        }
+    }
+}
+
+impl HeldLock {
+    fn lost(&self) -> String {
+        format!(
+            "the cluster lock on {} was taken over by another process (this one missed its \
+             heartbeats)",
+            self.cluster
+        )
+    }
+}
+
 impl Drop for ClusterLock {
     fn drop(&mut self) {
+        self.stop_beating();
         if !self.released {
             // Nothing to report to: a lock we cannot delete expires with its TTL, or is
             // taken over as soon as this process is gone.
-            let _ = self.delete();
+            let _ = self.held.delete();
         }
     }
 }
@@ -181,7 +314,7 @@ impl Drop for ClusterLock {
 impl std::fmt::Debug for ClusterLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterLock")
-            .field("cluster", &self.cluster)
+            .field("cluster", &self.held.cluster)
             .finish_non_exhaustive()
     }
 }

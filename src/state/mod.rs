@@ -44,7 +44,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use serde::Serialize;
 
-pub use lock::ClusterLock;
+pub use lock::{ClusterLock, HeldLock, lock_ttl};
 
 /// Milliseconds since the Unix epoch (UTC), as stored and as shown in JSON.
 pub type UnixMillis = i64;

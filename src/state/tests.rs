@@ -668,6 +668,102 @@ fn dropping_a_lock_releases_it() {
     again.release().unwrap();
 }
 
+/// The fence's check (async: it is awaited before each step), on a runtime of its own.
+fn check(fence: &HeldLock) -> Result<(), String> {
+    use crate::executor::fenced::Fence;
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(fence.check())
+}
+
+#[test]
+fn a_lock_taken_over_fences_its_former_holder_s_steps() {
+    use crate::executor::fenced::Fence;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let remote = Who {
+        host: "elsewhere.example".into(),
+        ..me("alice")
+    };
+    let ttl = Duration::from_secs(10);
+    let t0 = now_millis() - 60_000;
+    let a = store.lock_at("shop", &remote, ttl, t0).unwrap();
+    let fence = a.fence();
+    assert_eq!(fence.holds(), Ok(()));
+    // alice's heartbeats stopped a minute ago (a paused process): bob takes the lock.
+    let b = store.lock("shop", &me("bob"), ttl).unwrap();
+    // By the clock alone alice cannot know yet; her next step's check asks the store.
+    assert_eq!(fence.holds(), Ok(()));
+    let refused = check(&fence).unwrap_err();
+    assert!(
+        refused.contains("taken over by another process"),
+        "{refused}"
+    );
+    // Known now: no further statement either.
+    assert_eq!(fence.holds(), Err(refused));
+    assert_eq!(check(&b.fence()), Ok(()));
+    b.release().unwrap();
+}
+
+#[test]
+fn a_lock_with_no_heartbeat_for_its_ttl_stops_its_statements_by_the_clock() {
+    use crate::executor::fenced::Fence;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    // lock_at sends no heartbeats of its own: as if this process were paused.
+    let ttl = Duration::from_millis(300);
+    let a = store
+        .lock_at("shop", &me("alice"), ttl, now_millis())
+        .unwrap();
+    let fence = a.fence();
+    assert_eq!(fence.holds(), Ok(()));
+    poll_until(
+        "the lock ran out by the clock",
+        Duration::from_secs(5),
+        || fence.holds().is_err(),
+    );
+    let why = fence.holds().unwrap_err();
+    assert!(why.contains("no heartbeat within its TTL"), "{why}");
+    // Nobody took it: a heartbeat finds it still ours and it holds again.
+    assert_eq!(check(&fence), Ok(()));
+    a.release().unwrap();
+}
+
+#[test]
+fn a_held_lock_beats_on_its_own_through_a_step_longer_than_its_ttl() {
+    use crate::executor::fenced::Fence;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let other = Store::open(tmp.path()).unwrap();
+    let remote = Who {
+        host: "elsewhere.example".into(),
+        ..me("alice")
+    };
+    let ttl = Duration::from_millis(1500);
+    let a = store.lock("shop", &remote, ttl).unwrap();
+    let fence = a.fence();
+    let since = query_i64(&store, "SELECT since FROM locks");
+    // Three TTLs with no heartbeat from the caller: the lock's thread sends them, so
+    // nobody may take it and its statements may run.
+    poll_until("three TTLs of heartbeats", Duration::from_secs(10), || {
+        match other.lock("shop", &me("bob"), ttl) {
+            Err(StateError::Locked { .. }) => {}
+            r => panic!("the lock was lost: {r:?}"),
+        }
+        assert_eq!(fence.holds(), Ok(()));
+        query_i64(&store, "SELECT heartbeat_at FROM locks") - since > 3 * 1500
+    });
+    a.release().unwrap();
+    // Released: the thread stopped, the row is gone and stays gone.
+    assert_eq!(query_i64(&store, "SELECT COUNT(*) FROM locks"), 0);
+    other
+        .lock("shop", &me("bob"), ttl)
+        .unwrap()
+        .release()
+        .unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // A writer killed with SIGKILL
 

@@ -43,9 +43,6 @@ use crate::state::etcd::Op;
 use crate::state::{NewRun, Outcome, RunFile, RunId, RunKind, Store, Who};
 use crate::step::{Action, Phase, Step};
 
-/// How long the cluster lock outlives a watcher's last heartbeat.
-const LOCK_TTL: Duration = Duration::from_secs(60);
-
 /// How often a leader reads the downtimes in etcd for their events (set from another
 /// machine; a failure is always checked against a fresh read).
 const SHARED_DOWNTIMES_EVERY: Duration = Duration::from_secs(5);
@@ -1166,7 +1163,10 @@ impl<E: Executor> Watcher<E> {
         if let Some(why) = self.follower(key) {
             return Ok(Acted::Busy(why));
         }
-        let lock = match self.store.lock(self.cluster(), &Who::current(), LOCK_TTL) {
+        let lock = match self
+            .store
+            .lock(self.cluster(), &Who::current(), crate::state::lock_ttl())
+        {
             Ok(lock) => lock,
             Err(e) => {
                 self.once(format!("{key}/lock"), &format!("not acting now: {e}"));
@@ -1369,7 +1369,10 @@ impl<E: Executor> Watcher<E> {
         } else if in_flight.is_some() {
             self.pause_in_flight();
         }
-        lock.release()?;
+        if let Err(e) = lock.release() {
+            // Taken over during the run, which stopped it and said so: the result stands.
+            tracing::warn!(cluster = self.cluster(), "releasing the cluster lock: {e}");
+        }
         let took = began.elapsed();
         self.hub
             .metrics

@@ -3,8 +3,8 @@
 //! temporary directories and stop them by PID.
 
 mod apply;
-mod apply_etcd;
 mod apply_faults;
+mod apply_paused;
 mod common;
 mod completions;
 mod etcd_auth;
