@@ -155,6 +155,78 @@ pub(crate) fn everywhere(sb: &Sandbox, n: usize, acked: &[u64]) {
     }
 }
 
+/// Two applications writing to node1 (table app.t): `app`, an ordinary account that
+/// retries after an error, and `admin`, holding READ_ONLY ADMIN (which read_only does not
+/// stop), that stops at its first error.
+pub(crate) struct Writers {
+    done: Arc<AtomicBool>,
+    app: std::thread::JoinHandle<(Vec<u64>, Vec<String>)>,
+    admin: std::thread::JoinHandle<(Vec<u64>, Vec<String>)>,
+}
+
+impl Writers {
+    /// Creates the accounts and starts both; returns once both have written.
+    pub(crate) fn start(sb: &Sandbox) -> Writers {
+        for sql in [
+            "CREATE DATABASE app",
+            "CREATE TABLE app.t (id BIGINT PRIMARY KEY)",
+            "CREATE USER app@'127.%' IDENTIFIED BY 'app-password'",
+            "GRANT SELECT, INSERT ON app.* TO app@'127.%'",
+            "CREATE USER admin@'127.%' IDENTIFIED BY 'admin-password'",
+            "GRANT SELECT, INSERT ON app.* TO admin@'127.%'",
+            "GRANT READ_ONLY ADMIN ON *.* TO admin@'127.%'",
+        ] {
+            sb.root(1, sql);
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let opts = |user: &str| sb.tcp_opts(1, user, &format!("{user}-password"));
+        let app = writer(opts("app"), 1, false, done.clone());
+        let admin = writer(opts("admin"), 1_000_000_000, true, done.clone());
+        let count = |filter: &str| {
+            let sql = format!("SELECT COUNT(*) AS c FROM app.t WHERE {filter}");
+            first(&sb.root(1, &sql), "c")
+        };
+        eventually("both writers are writing", Duration::from_secs(10), || {
+            count("id >= 1000000000") != "0" && count("id < 1000000000") != "0"
+        });
+        Writers { done, app, admin }
+    }
+
+    /// Stops both: the ids acknowledged. Each got only clean errors, and the admin's
+    /// session was killed by the fence (exactly one error).
+    pub(crate) fn stop(self) -> Vec<u64> {
+        self.done.store(true, Ordering::SeqCst);
+        let (mut acked, mut errors) = self.app.join().unwrap();
+        let (admin_acked, admin_errors) = self.admin.join().unwrap();
+        assert!(!acked.is_empty() && !admin_acked.is_empty());
+        assert_eq!(
+            admin_errors.len(),
+            1,
+            "the admin's session was killed by the fence: {admin_errors:?}"
+        );
+        acked.extend(admin_acked);
+        errors.extend(admin_errors);
+        for e in &errors {
+            assert!(
+                e.contains("1290")
+                    || e.contains("read-only")
+                    || e.to_lowercase().contains("connection"),
+                "a clean error: {e}"
+            );
+        }
+        acked
+    }
+}
+
+/// Whether server `i`'s binlog has every GTID server `of`'s has.
+pub(crate) fn has_every_gtid_of(sb: &Sandbox, i: usize, of: usize) -> bool {
+    let position = |i| {
+        let p = first(&sb.root(i, "SELECT @@gtid_binlog_pos AS p"), "p");
+        orch::gtid::GtidSet::parse(orch::gtid::Flavor::Mariadb, &p).unwrap()
+    };
+    position(i).contains(&position(of)).unwrap()
+}
+
 /// The case users fear: an application writes continuously to the primary while a
 /// switchover is applied, as an ordinary account and as one holding READ_ONLY ADMIN (which
 /// read_only does not stop). Every acknowledged write ends on the new primary and every
@@ -163,63 +235,12 @@ pub(crate) fn everywhere(sb: &Sandbox, n: usize, acked: &[u64]) {
 #[test]
 fn switchover_under_write_load() {
     let sb = Sandbox::up(&["-n", "3"]);
-    for sql in [
-        "CREATE DATABASE app",
-        "CREATE TABLE app.t (id BIGINT PRIMARY KEY)",
-        "CREATE USER app@'127.%' IDENTIFIED BY 'app-password'",
-        "GRANT SELECT, INSERT ON app.* TO app@'127.%'",
-        "CREATE USER admin@'127.%' IDENTIFIED BY 'admin-password'",
-        "GRANT SELECT, INSERT ON app.* TO admin@'127.%'",
-        "GRANT READ_ONLY ADMIN ON *.* TO admin@'127.%'",
-    ] {
-        sb.root(1, sql);
-    }
-    let done = Arc::new(AtomicBool::new(false));
-    let app = writer(
-        sb.tcp_opts(1, "app", "app-password"),
-        1,
-        false,
-        done.clone(),
-    );
-    let admin = writer(
-        sb.tcp_opts(1, "admin", "admin-password"),
-        1_000_000_000,
-        true,
-        done.clone(),
-    );
-    eventually("both writers are writing", Duration::from_secs(10), || {
-        first(
-            &sb.root(1, "SELECT COUNT(*) AS c FROM app.t WHERE id >= 1000000000"),
-            "c",
-        ) != "0"
-            && first(
-                &sb.root(1, "SELECT COUNT(*) AS c FROM app.t WHERE id < 1000000000"),
-                "c",
-            ) != "0"
-    });
+    let writers = Writers::start(&sb);
     let file = write_topology(&sb, "switchover.yaml", &[Some(2), None, Some(2)]);
     let state = state_dir(&sb);
     let (code, out, err) = orch(&["apply", &file, "--auto-approve", "--state", &state]);
-    done.store(true, Ordering::SeqCst);
-    let (mut acked, mut errors) = app.join().unwrap();
-    let (admin_acked, admin_errors) = admin.join().unwrap();
+    let acked = writers.stop();
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(!acked.is_empty() && !admin_acked.is_empty());
-    assert_eq!(
-        admin_errors.len(),
-        1,
-        "the admin's session was killed by the fence: {admin_errors:?}"
-    );
-    acked.extend(admin_acked);
-    errors.extend(admin_errors);
-    for e in &errors {
-        assert!(
-            e.contains("1290")
-                || e.contains("read-only")
-                || e.to_lowercase().contains("connection"),
-            "a clean error: {e}"
-        );
-    }
     assert_eq!(
         (
             first(&sb.root(1, "SELECT @@read_only AS r"), "r"),
@@ -230,16 +251,7 @@ fn switchover_under_write_load() {
         "exactly one writable server\n{out}\n{err}"
     );
     everywhere(&sb, 3, &acked);
-    let old = first(&sb.root(1, "SELECT @@gtid_binlog_pos AS p"), "p");
-    let new = first(&sb.root(2, "SELECT @@gtid_binlog_pos AS p"), "p");
-    let (o, n) = (
-        orch::gtid::GtidSet::parse(orch::gtid::Flavor::Mariadb, &old).unwrap(),
-        orch::gtid::GtidSet::parse(orch::gtid::Flavor::Mariadb, &new).unwrap(),
-    );
-    assert!(
-        n.contains(&o).unwrap(),
-        "node1 {old} has GTIDs node2 {new} lacks"
-    );
+    assert!(has_every_gtid_of(&sb, 2, 1), "node1 has GTIDs node2 lacks");
     sb.down();
 }
 
