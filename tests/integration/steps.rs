@@ -382,7 +382,7 @@ fn a_closed_gate_stops_a_step_before_its_next_statement() {
         .unwrap_err();
     assert!(
         e.to_string()
-            .contains("the lease ran out: `SET GLOBAL read_only = ON` not sent"),
+            .contains("the lease ran out: `SET STATEMENT lock_wait_timeout = 1 FOR SET GLOBAL read_only = ON` not sent"),
         "{e}"
     );
     assert_eq!(read_only(&sb, 1), "0");

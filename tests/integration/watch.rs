@@ -329,6 +329,47 @@ fn a_frozen_primary_waits_for_the_grace_then_is_replaced_and_fenced_on_thaw() {
     sb.down();
 }
 
+/// A primary frozen under a semi-synchronous write load is replaced; when it thaws, the
+/// insert it was holding waits for an acknowledgement its former replicas will never send
+/// (they moved away), and after `rpl_semi_sync_master_timeout` it would be acknowledged
+/// to the application while the new primary never had it. The fence's `read_only` is held
+/// back by that commit, so it kills the client sessions: the insert is never
+/// acknowledged, and every write that was is on the new primary.
+#[test]
+fn a_thawed_former_primary_acknowledges_no_write_the_new_primary_lacks() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    semi_sync(&sb);
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+    let done = Arc::new(AtomicBool::new(false));
+    let w = writer(sb.tcp_opts(1, "app", "app-password"), 1, true, done.clone());
+    eventually("the writer is writing", Duration::from_secs(10), || {
+        first(&sb.root(1, "SELECT COUNT(*) AS c FROM app.t"), "c") != "0"
+    });
+    orch_ok(&["sandbox", "freeze", sb.d(), "1"]);
+    watch.wait_for("failover done", 30);
+    let new = if read_only(&sb, 2) == "0" { 2 } else { 3 };
+    orch_ok(&["sandbox", "thaw", sb.d(), "1"]);
+    // Past the 30 s semi-sync timeout if need be (then the held insert was acknowledged
+    // and the check below fails).
+    eventually(
+        "the writer's insert failed",
+        Duration::from_secs(45),
+        || w.is_finished(),
+    );
+    done.store(true, Ordering::SeqCst);
+    let (acked, errors) = w.join().unwrap();
+    all_acked_on(&sb, &[new, 5 - new], &acked);
+    assert_eq!(read_only(&sb, 1), "1", "{}", watch.log());
+    // Killed by the fence (not refused by read_only once acknowledged).
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("connection closed"), "{errors:?}");
+    drop(watch);
+    sb.down();
+}
+
 /// `automatic: false`: a dead primary is detected and recorded, nothing is changed; then
 /// `orch failover` (a person) replaces it; a second death within anti-flap is blocked.
 #[test]

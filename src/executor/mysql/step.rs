@@ -86,6 +86,13 @@ pub enum Op {
     EventsOff,
     /// Kill every client session but this one (replication and system threads stay).
     KillClients,
+    /// `SET GLOBAL read_only = ON` waiting at most [`FENCE_PATIENCE_SECS`] for the commits
+    /// in progress. A commit held back longer is waiting for a semi-synchronous
+    /// acknowledgement that will not come (a former primary whose replicas moved away):
+    /// let it wait out `rpl_semi_sync_master_timeout` and it is acknowledged to its client
+    /// while the new primary never has it. So the client sessions are killed (theirs are
+    /// then never acknowledged) and it is tried again, a few times (MariaDB).
+    ReadOnlyPastCommits,
     /// Wait until the SQL thread has applied everything the IO thread received.
     WaitRelayLog { timeout_secs: u64 },
     /// Wait until this server has executed everything `until` has, then check that
@@ -112,6 +119,22 @@ const CLIENT_SESSIONS: &str = "SELECT ID FROM information_schema.PROCESSLIST WHE
 /// MariaDB's "unknown thread id": the session ended between the list and the kill.
 const ER_NO_SUCH_THREAD: u16 = 1094;
 
+/// "Lock wait timeout exceeded".
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+
+/// How long a fence's `read_only = ON` waits for the commits in progress before it kills
+/// the client sessions ([`Op::ReadOnlyPastCommits`]); well under the default
+/// `rpl_semi_sync_master_timeout` (10 s) and `--read-timeout` (3 s).
+const FENCE_PATIENCE_SECS: u64 = 1;
+
+/// How often [`Op::ReadOnlyPastCommits`] kills the client sessions before it gives up.
+const FENCE_KILL_ROUNDS: usize = 3;
+
+/// [`Op::ReadOnlyPastCommits`]'s statement.
+fn read_only_past_commits() -> String {
+    format!("SET STATEMENT lock_wait_timeout = {FENCE_PATIENCE_SECS} FOR SET GLOBAL read_only = ON")
+}
+
 /// The script of `step` on a server of `flavor`.
 pub fn script(flavor: Flavor, step: &Step, replication_user: &str, d: Detection) -> Vec<Op> {
     let mariadb = flavor == Flavor::Mariadb;
@@ -136,10 +159,7 @@ pub fn script(flavor: Flavor, step: &Step, replication_user: &str, d: Detection)
     match &step.action {
         Action::Fence { kill_writers } => {
             if *kill_writers && mariadb {
-                let mut v = vec![Op::EventsOff];
-                v.extend(read_only(true));
-                v.push(Op::KillClients);
-                v
+                vec![Op::EventsOff, Op::ReadOnlyPastCommits, Op::KillClients]
             } else {
                 read_only(true)
             }
@@ -212,6 +232,10 @@ impl Op {
                 CLIENT_SESSIONS.to_string(),
                 "KILL CONNECTION <ID>  -- each session above (one already gone is fine)".into(),
             ],
+            Op::ReadOnlyPastCommits => vec![format!(
+                "{}  -- held back by a commit (one waiting for a semi-sync acknowledgement): the client sessions are killed, then again",
+                read_only_past_commits()
+            )],
             Op::WaitRelayLog { timeout_secs } => match flavor {
                 Flavor::Mariadb => vec![format!(
                     "-- every 5ms for at most {timeout_secs}s until @@gtid_slave_pos contains SHOW SLAVE STATUS's Gtid_IO_Pos"
@@ -384,22 +408,22 @@ impl MysqlExecutor {
                 }
                 Ok(())
             }
-            Op::KillClients => {
-                let ids: Vec<u64> = self
-                    .bounded(host, CLIENT_SESSIONS, conn.query(CLIENT_SESSIONS))
-                    .await?;
-                for id in ids {
-                    let kill = format!("KILL CONNECTION {id}");
-                    ask(&kill)?;
-                    match self.bounded(host, &kill, conn.query_drop(&kill)).await {
+            Op::KillClients => self.kill_clients(host, conn, &ask).await,
+            Op::ReadOnlyPastCommits => {
+                let sql = read_only_past_commits();
+                for round in 0..=FENCE_KILL_ROUNDS {
+                    ask(&sql)?;
+                    match self.bounded(host, &sql, conn.query_drop(&sql)).await {
                         Err(StepError::Server {
-                            code: ER_NO_SUCH_THREAD,
+                            code: ER_LOCK_WAIT_TIMEOUT,
                             ..
-                        }) => {}
-                        other => other?,
+                        }) if round < FENCE_KILL_ROUNDS => {
+                            self.kill_clients(host, conn, &ask).await?;
+                        }
+                        other => return other,
                     }
                 }
-                Ok(())
+                unreachable!("the last round returns")
             }
             Op::WaitRelayLog { timeout_secs } => {
                 let status_sql = match flavor {
@@ -461,6 +485,31 @@ impl MysqlExecutor {
                 Ok(())
             }
         }
+    }
+
+    /// Kills every client session but this one ([`CLIENT_SESSIONS`]), asking `ask` before
+    /// each kill; one already gone is fine.
+    async fn kill_clients(
+        &self,
+        host: &str,
+        conn: &mut Conn,
+        ask: &impl Fn(&str) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        let ids: Vec<u64> = self
+            .bounded(host, CLIENT_SESSIONS, conn.query(CLIENT_SESSIONS))
+            .await?;
+        for id in ids {
+            let kill = format!("KILL CONNECTION {id}");
+            ask(&kill)?;
+            match self.bounded(host, &kill, conn.query_drop(&kill)).await {
+                Err(StepError::Server {
+                    code: ER_NO_SUCH_THREAD,
+                    ..
+                }) => {}
+                other => other?,
+            }
+        }
+        Ok(())
     }
 
     /// Waits, at most `timeout_secs`, until this server's `mine` set contains `target`:
@@ -646,14 +695,18 @@ mod tests {
             );
         }
         // The MariaDB fence: events off first (nothing changed if that is refused), then
-        // read_only, then every client session killed.
+        // read_only (past a commit that waits for an acknowledgement that will not come),
+        // then every client session killed.
         assert_eq!(
             script(Flavor::Mariadb, &step(fence(true)), "repl", d),
-            [
-                Op::EventsOff,
-                Op::Sql("SET GLOBAL read_only = ON".into()),
-                Op::KillClients
-            ]
+            [Op::EventsOff, Op::ReadOnlyPastCommits, Op::KillClients]
+        );
+        assert_eq!(
+            Op::ReadOnlyPastCommits.render(Flavor::Mariadb)[0]
+                .split("  --")
+                .next()
+                .unwrap(),
+            "SET STATEMENT lock_wait_timeout = 1 FOR SET GLOBAL read_only = ON"
         );
         let wait = Action::WaitForGtid {
             until: "db1".into(),
