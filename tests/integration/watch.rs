@@ -7,7 +7,7 @@
 //! fails.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -147,12 +147,7 @@ fn app_account(sb: &Sandbox) {
 /// catches up from it, is promoted) keeps it.
 #[test]
 fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
-    let sb = Sandbox::up(&["-n", "3"]);
-    semi_sync(&sb);
-    let policy = write_policy(&sb, "");
-    let file = topology(&sb, 3, &policy);
-    let state = sb.dir.join("state").to_str().unwrap().to_string();
-    let watch = Watch::start(&file, &state);
+    let (sb, file, state, watch) = semi_sync_watched();
     let acked = kill_primary_under_writes(&sb);
     watch.wait_for("failover done", 20);
     let new = if read_only(&sb, 2) == "0" { 2 } else { 3 };
@@ -211,6 +206,33 @@ fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
     sb.down();
 }
 
+/// A 3-node sandbox replicating semi-synchronously ([`semi_sync`]) under `orch watch`: the
+/// sandbox, the topology file, the state directory and the watch.
+fn semi_sync_watched() -> (Sandbox, String, String, Watch) {
+    let sb = Sandbox::up(&["-n", "3"]);
+    semi_sync(&sb);
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+    (sb, file, state, watch)
+}
+
+/// The app writing to node1 (one connection, each insert acknowledged before the next;
+/// it stops at its first error); returns once it has written.
+fn app_writing(sb: &Sandbox) -> std::thread::JoinHandle<(Vec<u64>, Vec<String>)> {
+    let w = writer(
+        sb.tcp_opts(1, "app", "app-password"),
+        1,
+        true,
+        Arc::new(AtomicBool::new(false)),
+    );
+    eventually("the writer is writing", Duration::from_secs(10), || {
+        first(&sb.root(1, "SELECT COUNT(*) AS c FROM app.t"), "c") != "0"
+    });
+    w
+}
+
 /// The `app` account (table `app.t`), and node1 replicating semi-synchronously (AFTER_SYNC)
 /// to nodes 2 and 3: every commit acknowledged to a client is in some replica's relay log.
 pub(crate) fn semi_sync(sb: &Sandbox) {
@@ -238,14 +260,9 @@ pub(crate) fn semi_sync(sb: &Sandbox) {
 /// The app writes to node1 (one connection, each insert acknowledged before the next)
 /// until node1 is killed (kill -9) under it: the ids acknowledged.
 pub(crate) fn kill_primary_under_writes(sb: &Sandbox) -> Vec<u64> {
-    let done = Arc::new(AtomicBool::new(false));
-    let w = writer(sb.tcp_opts(1, "app", "app-password"), 1, true, done.clone());
-    eventually("the writer is writing", Duration::from_secs(10), || {
-        first(&sb.root(1, "SELECT COUNT(*) AS c FROM app.t"), "c") != "0"
-    });
+    let w = app_writing(sb);
     orch_ok(&["sandbox", "kill", sb.d(), "1"]);
     let (acked, _) = w.join().unwrap();
-    done.store(true, Ordering::SeqCst);
     acked
 }
 
@@ -337,17 +354,8 @@ fn a_frozen_primary_waits_for_the_grace_then_is_replaced_and_fenced_on_thaw() {
 /// acknowledged, and every write that was is on the new primary.
 #[test]
 fn a_thawed_former_primary_acknowledges_no_write_the_new_primary_lacks() {
-    let sb = Sandbox::up(&["-n", "3"]);
-    semi_sync(&sb);
-    let policy = write_policy(&sb, "");
-    let file = topology(&sb, 3, &policy);
-    let state = sb.dir.join("state").to_str().unwrap().to_string();
-    let watch = Watch::start(&file, &state);
-    let done = Arc::new(AtomicBool::new(false));
-    let w = writer(sb.tcp_opts(1, "app", "app-password"), 1, true, done.clone());
-    eventually("the writer is writing", Duration::from_secs(10), || {
-        first(&sb.root(1, "SELECT COUNT(*) AS c FROM app.t"), "c") != "0"
-    });
+    let (sb, _, _, watch) = semi_sync_watched();
+    let w = app_writing(&sb);
     orch_ok(&["sandbox", "freeze", sb.d(), "1"]);
     watch.wait_for("failover done", 30);
     let new = if read_only(&sb, 2) == "0" { 2 } else { 3 };
@@ -359,7 +367,6 @@ fn a_thawed_former_primary_acknowledges_no_write_the_new_primary_lacks() {
         Duration::from_secs(45),
         || w.is_finished(),
     );
-    done.store(true, Ordering::SeqCst);
     let (acked, errors) = w.join().unwrap();
     all_acked_on(&sb, &[new, 5 - new], &acked);
     assert_eq!(read_only(&sb, 1), "1", "{}", watch.log());
