@@ -128,17 +128,20 @@ fn an_apply_keeps_its_lock_through_a_long_step_and_stops_once_another_took_it() 
     // (marking the first run interrupted) and converges.
     a.signal(libc::SIGSTOP);
     account(&sb, "UNLOCK");
-    let mut last = String::new();
+    let mut taken = None;
     eventually(
         "another apply took the lock",
         Duration::from_secs(30),
         || {
             let (code, out, err) = orch(&apply);
-            last = format!("{out}{err}");
-            code == 0
+            let refused = err.contains("is locked by pid");
+            taken = Some((code, format!("{out}{err}")));
+            !refused
         },
     );
-    assert!(!last.contains("nothing to apply"), "{last}");
+    let (code, out) = taken.unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("apply succeeded"), "{out}");
     // Resumed, the first runs nothing more: its lock is someone else's now.
     a.signal(libc::SIGCONT);
     let (ok, out) = a.ended();
