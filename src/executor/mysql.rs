@@ -12,6 +12,7 @@
 //! | `SELECT @@version, @@version_comment` | flavour and version | none | none |
 //! | `SELECT @@server_id, @@read_only, @@log_bin, ... @@gtid_*` | identity, fencing state, GTID positions | none | none |
 //! | `SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'` | semi-sync state, where present | none | none |
+//! | `SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%_status'` (where semi-sync source is on) | still waiting for acknowledgements, or fallen back | none | none |
 //! | `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS` | replication threads, errors, lag, GTID mode | `SLAVE MONITOR` | `REPLICATION CLIENT` |
 //! | `SHOW STATUS LIKE 'Slave_heartbeat_period'` (MariaDB) | heartbeat period | none | — |
 //! | `performance_schema.replication_connection_configuration` (MySQL) | heartbeat period | — | `SELECT` on `performance_schema` |
@@ -273,8 +274,20 @@ impl MysqlExecutor {
             Flavor::Mysql
         };
         let mut vars = query_map(conn, &variables_sql(flavor, &version.0)).await?;
-        let semi =
+        let mut semi =
             show_variables(conn, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'").await?;
+        if [
+            "rpl_semi_sync_master_enabled",
+            "rpl_semi_sync_source_enabled",
+        ]
+        .iter()
+        .any(|n| semi.get(*n).is_some_and(|v| v == "ON"))
+        {
+            // Whether it still waits for acknowledgements or fell back to asynchronous.
+            semi.extend(
+                show_variables(conn, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%_status'").await?,
+            );
+        }
         let status_sql = if flavor == Flavor::Mariadb || !mysql_at_least(&version.0, (8, 0, 22)) {
             "SHOW SLAVE STATUS"
         } else {
@@ -649,6 +662,10 @@ fn build_info(
             "rpl_semi_sync_slave_enabled",
             "rpl_semi_sync_replica_enabled",
         ]),
+        source_active: ["Rpl_semi_sync_master_status", "Rpl_semi_sync_source_status"]
+            .iter()
+            .find_map(|n| semi.get(*n))
+            .map(|v| v == "ON"),
     });
     let gtid = match flavor {
         Flavor::Mariadb => Gtids::Mariadb {

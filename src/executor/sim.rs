@@ -1156,6 +1156,13 @@ impl Simulator {
         self
     }
 
+    /// The server's semi-synchronous replication state (None: the server has none).
+    #[track_caller]
+    pub fn set_semi_sync(&self, address: impl SimAddress, semi: Option<SemiSync>) -> &Self {
+        self.with(address, |st, i| st.servers[i].semi_sync = semi);
+        self
+    }
+
     /// How long observations take; zero by default.
     pub fn set_latency(&self, latency: Latency) -> &Self {
         self.lock().latency = latency;

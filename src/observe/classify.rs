@@ -60,6 +60,8 @@ problem_codes! {
     AddressMismatch = "address-mismatch", Warning;
     NoGtid = "replication-without-gtid", Warning;
     SlowDetection = "slow-failure-detection", Warning;
+    SemiSyncOff = "semi-sync-off-on-primary", Warning;
+    SemiSyncFellBack = "semi-sync-fell-back", Error;
     FailoverDrift = "failover-drift", Warning;
 }
 
@@ -170,6 +172,64 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
         [only] => Some(*only),
         _ => primary.filter(|&p| info[p].is_some()),
     };
+
+    // Semi-synchronous replication: a primary that waits for no acknowledgement though
+    // its replicas would send them (after a failover to a replica that was not a
+    // semi-sync source, typically), or that stopped waiting when a wait timed out.
+    if let Some(p) = live_primary
+        && let Some(inf) = info[p]
+        && let Some(semi) = inf.semi_sync
+    {
+        let acking: Vec<&str> = (0..ids.len())
+            .filter(|&i| source_of(i) == Some(p))
+            .filter(|&i| {
+                info[i]
+                    .and_then(|x| x.semi_sync)
+                    .is_some_and(|s| s.replica_enabled)
+            })
+            .map(|i| ids[i])
+            .collect();
+        let (source, status, replica) = match inf.flavor {
+            crate::gtid::Flavor::Mariadb => (
+                "rpl_semi_sync_master_enabled",
+                "Rpl_semi_sync_master_status",
+                "rpl_semi_sync_slave_enabled",
+            ),
+            crate::gtid::Flavor::Mysql => (
+                "rpl_semi_sync_source_enabled",
+                "Rpl_semi_sync_source_status",
+                "rpl_semi_sync_replica_enabled",
+            ),
+        };
+        if !semi.source_enabled && !acking.is_empty() {
+            push(
+                ProblemCode::SemiSyncOff,
+                ids[p],
+                format!(
+                    "waits for no acknowledgement ({source}=OFF) though {} would send them \
+                     ({replica}=ON): a write it acknowledges can be lost with it; set \
+                     {source}=ON on it and in its configuration (orch does not change it)",
+                    acking.join(", ")
+                ),
+            );
+        }
+        if semi.source_enabled && semi.source_active == Some(false) {
+            push(
+                ProblemCode::SemiSyncFellBack,
+                ids[p],
+                format!(
+                    "semi-sync fell back to asynchronous ({status}=OFF: a wait for an \
+                     acknowledgement timed out; semi-sync replicas: {}): a write it \
+                     acknowledges can be lost with it until a semi-sync replica catches up",
+                    if acking.is_empty() {
+                        "none".to_string()
+                    } else {
+                        acking.join(", ")
+                    }
+                ),
+            );
+        }
+    }
 
     // Duplicate server_ids: replication silently skips or loops on them.
     for (id, members) in &by_server_id {
@@ -613,6 +673,51 @@ pub(crate) mod tests {
                 "read-only primary",
                 |s| s.set_read_only(host_address(0), true),
                 &[(ReadOnlyPrimary, "h0")],
+            ),
+            (
+                "semi-sync replicas under a primary that waits for none",
+                |s| {
+                    let semi = |source_enabled, replica_enabled| {
+                        Some(crate::observe::SemiSync {
+                            source_enabled,
+                            replica_enabled,
+                            source_active: None,
+                        })
+                    };
+                    s.set_semi_sync(host_address(0), semi(false, true));
+                    s.set_semi_sync(host_address(1), semi(false, true));
+                },
+                &[(SemiSyncOff, "h0")],
+            ),
+            (
+                "semi-sync everywhere, nothing to say",
+                |s| {
+                    for i in 0..3 {
+                        s.set_semi_sync(
+                            host_address(i),
+                            Some(crate::observe::SemiSync {
+                                source_enabled: true,
+                                replica_enabled: true,
+                                source_active: Some(true),
+                            }),
+                        );
+                    }
+                },
+                &[],
+            ),
+            (
+                "a semi-sync primary fallen back to asynchronous",
+                |s| {
+                    s.set_semi_sync(
+                        host_address(0),
+                        Some(crate::observe::SemiSync {
+                            source_enabled: true,
+                            replica_enabled: false,
+                            source_active: Some(false),
+                        }),
+                    );
+                },
+                &[(SemiSyncFellBack, "h0")],
             ),
             (
                 "after a failover the live primary, not the file's, is read-only",

@@ -107,6 +107,11 @@ pub const USER_SCHEMAS_SHOWN: usize = 10;
 pub struct SemiSync {
     pub source_enabled: bool,
     pub replica_enabled: bool,
+    /// Where `source_enabled`: whether it still waits for acknowledgements
+    /// (`Rpl_semi_sync_master_status`), or fell back to asynchronous replication after
+    /// a wait timed out. None where not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_active: Option<bool>,
 }
 
 /// The GTID variables, as the flavour has them.

@@ -506,3 +506,54 @@ fn status_sees_a_source_that_passes_nothing_on_and_a_removed_subtree() {
     }
     sb.down();
 }
+
+/// Semi-synchronous replication as status sees it: replicas that would acknowledge under
+/// a primary that waits for none; then a semi-sync primary whose replica stopped
+/// acknowledging, fallen back to asynchronous after its first wait timed out.
+#[test]
+fn a_primary_without_semi_sync_or_fallen_back_from_it() {
+    let sb = Sandbox::up(&["-n", "2"]);
+    let t = topology(&sb);
+    let semi_replica = |on: &str| {
+        sb.root(
+            2,
+            &format!(
+                "SET GLOBAL rpl_semi_sync_slave_enabled = {on}; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD"
+            ),
+        );
+    };
+    semi_replica("ON");
+    let (code, json) = status_json(&t, &[]);
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(
+        problems(&json),
+        [("semi-sync-off-on-primary".to_string(), "node1".to_string())],
+        "{json}"
+    );
+    // A semi-sync primary with its semi-sync replica connected: nothing to say.
+    sb.root(
+        1,
+        "SET GLOBAL rpl_semi_sync_master_timeout = 200; SET GLOBAL rpl_semi_sync_master_enabled = ON",
+    );
+    eventually(
+        "the semi-sync replica connected",
+        Duration::from_secs(10),
+        || status_json(&t, &[]).0 == 0,
+    );
+    // Its replica no longer acknowledges: the next commit waits 200 ms, then the primary
+    // carries on asynchronously.
+    semi_replica("OFF");
+    sb.root(1, "CREATE DATABASE after_the_fall");
+    let (code, json) = status_json(&t, &[]);
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(
+        problems(&json),
+        [("semi-sync-fell-back".to_string(), "node1".to_string())],
+        "{json}"
+    );
+    assert_eq!(
+        json["hosts"][0]["semi_sync"]["source_active"], false,
+        "{json}"
+    );
+    sb.down();
+}

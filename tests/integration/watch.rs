@@ -171,6 +171,9 @@ fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
         codes.contains(&"failover-drift") && !codes.contains(&"dead-primary"),
         "{out}"
     );
+    // The new primary was a semi-sync replica, not a source: orch says so (it does not
+    // change the setting).
+    assert!(codes.contains(&"semi-sync-off-on-primary"), "{out}");
     // The new primary takes writes that reach the replica.
     sb.root(new, "INSERT INTO app.t VALUES (999999999)");
     everywhere_of(&sb, &[new, other], 999_999_999);
