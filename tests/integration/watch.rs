@@ -72,15 +72,32 @@ impl Watch {
 
     /// Waits until the log contains `needle`; panics with the log when it does not.
     pub(crate) fn wait_for(&self, needle: &str, secs: u64) {
+        self.wait_for_any(&[needle], secs);
+    }
+
+    /// Waits until the log contains one of `needles`; panics with the log when none.
+    pub(crate) fn wait_for_any(&self, needles: &[&str], secs: u64) {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        while !self.log().contains(needle) {
+        while !needles.iter().any(|n| self.log().contains(n)) {
             assert!(
                 std::time::Instant::now() < deadline,
-                "no {needle:?} within {secs}s in the watch log:\n{}",
+                "none of {needles:?} within {secs}s in the watch log:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// A watcher that is not the leader saw the primary die and did not act, or (when the
+    /// leader was quicker than its detection) already follows the primary it promoted.
+    pub(crate) fn refrained_or_followed(&self, secs: u64) {
+        self.wait_for_any(
+            &[
+                "not acting: this watcher is not the leader",
+                "the primary is now",
+            ],
+            secs,
+        );
     }
 
     /// Sends `signal` to the watcher (SIGSTOP freezes it, SIGCONT thaws it).

@@ -324,15 +324,10 @@ fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
     eventually("the new primary published", Duration::from_secs(10), || {
         etcd.get(key) == Some(sb.address(new))
     });
-    assert!(
-        watches[follower]
-            .as_ref()
-            .unwrap()
-            .log()
-            .contains("not the leader"),
-        "{}",
-        watches[follower].as_ref().unwrap().log()
-    );
+    watches[follower]
+        .as_ref()
+        .unwrap()
+        .refrained_or_followed(10);
     assert_eq!(recoveries(&states[leader]), 1);
     assert_eq!(recoveries(&states[follower]), 0);
     // The follower follows the new primary.

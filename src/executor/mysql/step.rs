@@ -86,12 +86,13 @@ pub enum Op {
     EventsOff,
     /// Kill every client session but this one (replication and system threads stay).
     KillClients,
-    /// `SET GLOBAL read_only = ON` waiting at most [`FENCE_PATIENCE_SECS`] for the commits
-    /// in progress. A commit held back longer is waiting for a semi-synchronous
-    /// acknowledgement that will not come (a former primary whose replicas moved away):
-    /// let it wait out `rpl_semi_sync_master_timeout` and it is acknowledged to its client
-    /// while the new primary never has it. So the client sessions are killed (theirs are
-    /// then never acknowledged) and it is tried again, a few times (MariaDB).
+    /// `read_only = ON` (MySQL: `super_read_only`) waiting at most
+    /// [`FENCE_PATIENCE_SECS`] for the commits in progress. A commit held back longer is
+    /// waiting for a semi-synchronous acknowledgement that will not come (a former primary
+    /// whose replicas moved away): let it wait out `rpl_semi_sync_master_timeout` and it
+    /// is acknowledged to its client while the new primary never has it. So the client
+    /// sessions are killed (theirs are then never acknowledged) and it is tried again, a
+    /// few times.
     ReadOnlyPastCommits,
     /// Wait until the SQL thread has applied everything the IO thread received.
     WaitRelayLog { timeout_secs: u64 },
@@ -130,9 +131,32 @@ const FENCE_PATIENCE_SECS: u64 = 1;
 /// How often [`Op::ReadOnlyPastCommits`] kills the client sessions before it gives up.
 const FENCE_KILL_ROUNDS: usize = 3;
 
-/// [`Op::ReadOnlyPastCommits`]'s statement.
-fn read_only_past_commits() -> String {
-    format!("SET STATEMENT lock_wait_timeout = {FENCE_PATIENCE_SECS} FOR SET GLOBAL read_only = ON")
+/// [`Op::ReadOnlyPastCommits`]'s statements: `before` once, `attempt` in each round,
+/// `after` once it succeeded (the connection is kept for the next steps).
+struct PastCommits {
+    before: Option<String>,
+    attempt: String,
+    after: Option<String>,
+}
+
+fn read_only_past_commits(flavor: Flavor) -> PastCommits {
+    match flavor {
+        Flavor::Mariadb => PastCommits {
+            before: None,
+            attempt: format!(
+                "SET STATEMENT lock_wait_timeout = {FENCE_PATIENCE_SECS} FOR SET GLOBAL read_only = ON"
+            ),
+            after: None,
+        },
+        // No SET STATEMENT: the session's own timeout, put back afterwards.
+        Flavor::Mysql => PastCommits {
+            before: Some(format!(
+                "SET SESSION lock_wait_timeout = {FENCE_PATIENCE_SECS}"
+            )),
+            attempt: "SET GLOBAL super_read_only = ON".into(),
+            after: Some("SET SESSION lock_wait_timeout = DEFAULT".into()),
+        },
+    }
 }
 
 /// The script of `step` on a server of `flavor`.
@@ -158,10 +182,11 @@ pub fn script(flavor: Flavor, step: &Step, replication_user: &str, d: Detection)
     };
     match &step.action {
         Action::Fence { kill_writers } => {
-            if *kill_writers && mariadb {
-                vec![Op::EventsOff, Op::ReadOnlyPastCommits, Op::KillClients]
-            } else {
-                read_only(true)
+            match (*kill_writers, mariadb) {
+                (true, true) => vec![Op::EventsOff, Op::ReadOnlyPastCommits, Op::KillClients],
+                // super_read_only holds the accounts that could write despite read_only.
+                (true, false) => vec![Op::ReadOnlyPastCommits],
+                (false, _) => read_only(true),
             }
         }
         Action::Unfence => read_only(false),
@@ -232,10 +257,14 @@ impl Op {
                 CLIENT_SESSIONS.to_string(),
                 "KILL CONNECTION <ID>  -- each session above (one already gone is fine)".into(),
             ],
-            Op::ReadOnlyPastCommits => vec![format!(
-                "{}  -- held back by a commit (one waiting for a semi-sync acknowledgement): the client sessions are killed, then again",
-                read_only_past_commits()
-            )],
+            Op::ReadOnlyPastCommits => {
+                let p = read_only_past_commits(flavor);
+                let attempt = format!(
+                    "{}  -- held back by a commit (one waiting for a semi-sync acknowledgement): the client sessions are killed, then again",
+                    p.attempt
+                );
+                p.before.into_iter().chain([attempt]).chain(p.after).collect()
+            }
             Op::WaitRelayLog { timeout_secs } => match flavor {
                 Flavor::Mariadb => vec![format!(
                     "-- every 5ms for at most {timeout_secs}s until @@gtid_slave_pos contains SHOW SLAVE STATUS's Gtid_IO_Pos"
@@ -410,20 +439,31 @@ impl MysqlExecutor {
             }
             Op::KillClients => self.kill_clients(host, conn, &ask).await,
             Op::ReadOnlyPastCommits => {
-                let sql = read_only_past_commits();
-                for round in 0..=FENCE_KILL_ROUNDS {
-                    ask(&sql)?;
-                    match self.bounded(host, &sql, conn.query_drop(&sql)).await {
+                let p = read_only_past_commits(flavor);
+                if let Some(sql) = &p.before {
+                    self.bounded(host, sql, conn.query_drop(sql)).await?;
+                }
+                let mut round = 0;
+                loop {
+                    ask(&p.attempt)?;
+                    match self
+                        .bounded(host, &p.attempt, conn.query_drop(&p.attempt))
+                        .await
+                    {
                         Err(StepError::Server {
                             code: ER_LOCK_WAIT_TIMEOUT,
                             ..
                         }) if round < FENCE_KILL_ROUNDS => {
                             self.kill_clients(host, conn, &ask).await?;
+                            round += 1;
                         }
-                        other => return other,
+                        other => break other?,
                     }
                 }
-                unreachable!("the last round returns")
+                if let Some(sql) = &p.after {
+                    self.bounded(host, sql, conn.query_drop(sql)).await?;
+                }
+                Ok(())
             }
             Op::WaitRelayLog { timeout_secs } => {
                 let status_sql = match flavor {
@@ -643,8 +683,19 @@ mod tests {
             ),
             (
                 Flavor::Mysql,
-                fence(true),
+                fence(false),
                 &["SET GLOBAL super_read_only = ON"],
+            ),
+            // Past a commit held for a semi-sync acknowledgement: the session's lock wait
+            // bounded, then put back (the connection serves the next steps).
+            (
+                Flavor::Mysql,
+                fence(true),
+                &[
+                    "SET SESSION lock_wait_timeout = 1",
+                    "SET GLOBAL super_read_only = ON",
+                    "SET SESSION lock_wait_timeout = DEFAULT",
+                ],
             ),
             (
                 Flavor::Mariadb,
@@ -688,11 +739,12 @@ mod tests {
         ];
         let d = Detection::from_poll_interval(Duration::from_millis(500));
         for (flavor, action, want) in cases {
-            assert_eq!(
-                step_sql(*flavor, &step(action.clone()), "re'pl", d),
-                *want,
-                "{flavor:?} {action:?}"
-            );
+            // The statements, without the comments that explain them.
+            let sql: Vec<String> = step_sql(*flavor, &step(action.clone()), "re'pl", d)
+                .iter()
+                .map(|l| l.split("  --").next().unwrap().to_string())
+                .collect();
+            assert_eq!(sql, *want, "{flavor:?} {action:?}");
         }
         // The MariaDB fence: events off first (nothing changed if that is refused), then
         // read_only (past a commit that waits for an acknowledgement that will not come),
