@@ -243,7 +243,9 @@ pub fn detail(run: &RunDetail, format: Format, out: &mut dyn Write) -> std::io::
                 out,
                 "  candidate {} at {}: {}",
                 c["host"].as_str().unwrap_or("?"),
-                c["position"].as_str().unwrap_or("?"),
+                c["position"]
+                    .as_str()
+                    .map_or("?", crate::plan::recover::position_text),
                 c["verdict"].as_str().unwrap_or("?")
             )?;
         }

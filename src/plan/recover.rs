@@ -38,6 +38,16 @@ pub struct Considered {
     pub verdict: String,
 }
 
+/// A candidate's position as people read it: an empty GTID set (a server that never
+/// executed a transaction) says so rather than print nothing.
+pub fn position_text(position: &str) -> &str {
+    if position.is_empty() {
+        "an empty GTID set"
+    } else {
+        position
+    }
+}
+
 /// A recovery that can run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Recovery {
@@ -698,6 +708,12 @@ mod tests {
         ("h2", Some("h0")),
         ("h3", Some("h0")),
     ];
+
+    #[test]
+    fn an_empty_position_is_said() {
+        assert_eq!(position_text(""), "an empty GTID set");
+        assert_eq!(position_text("0-1-5"), "0-1-5");
+    }
 
     fn star(n: usize) -> Arc<Simulator> {
         let sim = Arc::new(Simulator::star(n, Flavor::Mariadb));

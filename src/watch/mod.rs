@@ -1240,7 +1240,12 @@ impl<E: Executor> Watcher<E> {
                 lock.release()?;
                 let mut text = why;
                 for c in &no.considered {
-                    text.push_str(&format!("\n  {} at {}: {}", c.host, c.position, c.verdict));
+                    text.push_str(&format!(
+                        "\n  {} at {}: {}",
+                        c.host,
+                        crate::plan::recover::position_text(&c.position),
+                        c.verdict
+                    ));
                 }
                 return Ok(Acted::Refused(text));
             }
