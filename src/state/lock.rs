@@ -12,10 +12,10 @@
 //! also from a thread of its own, every quarter TTL, so that a step or a hook longer than
 //! the TTL keeps it; a heartbeat that finds its token gone reports
 //! [`StateError::LockLost`]. Steps run under it are fenced by it ([`HeldLock`], a
-//! [`Fence`]): before each step a heartbeat must find the token still ours, and before
-//! each statement the clock must say a heartbeat came within the TTL (minus a margin), so
-//! a process paused long enough for another to take its lock sends nothing more once it
-//! resumes. Releasing (or dropping the lock) deletes the row only while the token is
+//! [`Fence`]): before each step a heartbeat (the last, when under a quarter TTL old; else
+//! one then) must have found the token still ours, and before each statement the clock
+//! must say a heartbeat came within the TTL (minus a margin), so a process paused long
+//! enough for another to take its lock sends nothing more once it resumes. Releasing (or dropping the lock) deletes the row only while the token is
 //! still ours. I/O: the database, `kill(2)` with signal 0, the heartbeat thread.
 
 use std::sync::{Arc, Mutex, mpsc};
@@ -54,9 +54,10 @@ pub struct HeldLock {
     cluster: String,
     token: String,
     ttl: Duration,
-    /// Until when it holds by the clock: the last heartbeat's start + [`valid_for`] of the
-    /// TTL; None once the token was found gone.
-    valid_until: Mutex<Option<Instant>>,
+    /// When the last heartbeat that found the token ours began (or the lock was taken):
+    /// it holds by the clock until then + [`valid_for`] of the TTL. None once the token
+    /// was found gone.
+    last_beat: Mutex<Option<Instant>>,
 }
 
 /// How long after a heartbeat the holder still counts on its lock: the TTL less a sixth,
@@ -159,7 +160,7 @@ impl Store {
                 cluster: cluster.to_string(),
                 token,
                 ttl,
-                valid_until: Mutex::new(Some(taken + valid_for(ttl))),
+                last_beat: Mutex::new(Some(taken)),
             }),
             released: false,
             beat: None,
@@ -237,11 +238,11 @@ impl HeldLock {
             )
             .map_err(|e| self.db.err(e))?;
         let ours = self.ours(changed);
-        let mut until = self.valid_until.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.last_beat.lock().unwrap_or_else(|e| e.into_inner());
         match ours {
             // Never moved back: a slow beat must not shorten what a later one granted.
-            Ok(()) => *until = (*until).map(|u| u.max(sent + valid_for(self.ttl))),
-            Err(_) => *until = None,
+            Ok(()) => *last = (*last).map(|l| l.max(sent)),
+            Err(_) => *last = None,
         }
         ours
     }
@@ -267,8 +268,15 @@ impl HeldLock {
 /// heartbeat came within the TTL (less the margin).
 impl Fence for HeldLock {
     async fn check(&self) -> Result<(), String> {
-        // Unlike a lease in etcd, a lock whose TTL passed is still ours until another
-        // process takes it: a heartbeat that finds the token renews it.
+        // A heartbeat that found the token ours a moment ago (the run's own after each
+        // step, or the thread's) vouches for it: nobody may take the lock until that
+        // heartbeat is a TTL old. Otherwise one now (unlike a lease in etcd, a lock whose
+        // TTL passed is still ours until another process takes it).
+        let fresh = (*self.last_beat.lock().unwrap_or_else(|e| e.into_inner()))
+            .is_some_and(|l| l.elapsed() < self.ttl / 4);
+        if fresh {
+            return self.holds();
+        }
         self.heartbeat_at(now_millis()).map_err(|e| match e {
             StateError::LockLost { .. } => self.lost(),
             e => format!("the cluster lock not confirmed: {e}"),
@@ -278,9 +286,9 @@ impl Fence for HeldLock {
     }
 
     fn holds(&self) -> Result<(), String> {
-        match *self.valid_until.lock().unwrap_or_else(|e| e.into_inner()) {
+        match *self.last_beat.lock().unwrap_or_else(|e| e.into_inner()) {
             None => Err(self.lost()),
-            Some(until) if Instant::now() < until => Ok(()),
+            Some(last) if last.elapsed() < valid_for(self.ttl) => Ok(()),
             Some(_) => Err(format!(
                 "the cluster lock on {} ran out: no heartbeat within its TTL of {:?} (was \
                  this process paused?); another process may have taken it",
