@@ -329,15 +329,7 @@ fn a_chain_reversed_and_back_with_two_domains_under_writes() {
         for w in writers {
             let (acked, errors) = w.join().unwrap();
             assert!(!acked.is_empty());
-            for e in &errors {
-                // Read-only (1290), or the session killed by the fence.
-                assert!(
-                    e.contains("1290")
-                        || e.contains("read-only")
-                        || e.to_lowercase().contains("connection"),
-                    "{e}"
-                );
-            }
+            errors.iter().for_each(|e| crate::apply::a_clean_error(e));
             acked_all.extend(acked);
         }
         assert_eq!(code, 0, "round {round}\n{out}\n{err}");
