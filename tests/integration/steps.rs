@@ -392,3 +392,61 @@ fn a_closed_gate_stops_a_step_before_its_next_statement() {
     rt.block_on(client.disconnect()).unwrap();
     sb.down();
 }
+
+/// The fence past a commit that waits for a semi-sync acknowledgement that will not come
+/// (no semi-sync replica, a 30 s timeout): `read_only` waits 1 s for it, the sessions are
+/// killed (the insert is never acknowledged), `read_only` is set, all well within a
+/// `--read-timeout` shorter than that wait.
+#[test]
+fn a_fence_kills_a_commit_held_for_a_semi_sync_acknowledgement() {
+    use orch::executor::Executor;
+    let sb = Sandbox::up(&["-n", "2"]);
+    sb.root(
+        1,
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY); \
+         CREATE USER u@'%' IDENTIFIED BY 'u-password'; GRANT INSERT ON app.* TO u@'%'; \
+         SET GLOBAL rpl_semi_sync_master_timeout = 30000; \
+         SET GLOBAL rpl_semi_sync_master_enabled = ON",
+    );
+    let rt = crate::sandbox::runtime();
+    let opts = sb.tcp_opts(1, "u", "u-password");
+    let insert = std::thread::spawn(move || {
+        let rt = crate::sandbox::runtime();
+        rt.block_on(async {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            c.query_drop("INSERT INTO app.t VALUES (1)").await
+        })
+    });
+    eventually(
+        "the insert waits for an acknowledgement",
+        Duration::from_secs(10),
+        || {
+            first(
+            &sb.root(
+                1,
+                "SELECT COUNT(*) AS c FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for semi-sync%'",
+            ),
+            "c",
+        ) == "1"
+        },
+    );
+    let file = write_topology(&sb, "fence.yaml", &[None, Some(1)]);
+    let (t, policy) = orch::spec::load_valid(std::path::Path::new(&file)).unwrap();
+    let options = orch::observe::ObserveOptions {
+        read_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let exec = orch::executor::mysql::MysqlExecutor::for_changes(&t, &policy, options).unwrap();
+    let fence: orch::step::Step = serde_json::from_value(serde_json::json!({
+        "number": 1, "phase": "failover", "host": "node1", "address": sb.address(1),
+        "action": "fence", "kill_writers": true, "why": "a test",
+        "requires": [], "expects": [],
+    }))
+    .unwrap();
+    rt.block_on(exec.execute(&fence)).unwrap();
+    assert_eq!(read_only(&sb, 1), "1");
+    let answer = insert.join().unwrap();
+    assert!(answer.is_err(), "the insert was acknowledged: {answer:?}");
+    rt.block_on(exec.close());
+    sb.down();
+}

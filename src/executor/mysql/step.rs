@@ -377,13 +377,22 @@ impl MysqlExecutor {
         sql: &str,
         query: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
     ) -> Result<T, StepError> {
-        match timeout(self.options.read_timeout, query).await {
+        self.bounded_by(self.options.read_timeout, host, sql, query)
+            .await
+    }
+
+    /// One query, bounded by `limit`.
+    async fn bounded_by<T>(
+        &self,
+        limit: Duration,
+        host: &str,
+        sql: &str,
+        query: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
+    ) -> Result<T, StepError> {
+        match timeout(limit, query).await {
             Err(_) => Err(StepError::Unreachable {
                 host: host.to_string(),
-                detail: format!(
-                    "no answer to `{sql}` within {:?}",
-                    self.options.read_timeout
-                ),
+                detail: format!("no answer to `{sql}` within {limit:?}"),
             }),
             Ok(r) => r.map_err(|e| failed(host, sql, e)),
         }
@@ -443,11 +452,16 @@ impl MysqlExecutor {
                 if let Some(sql) = &p.before {
                     self.bounded(host, sql, conn.query_drop(sql)).await?;
                 }
+                // The server's own wait must end first, whatever --read-timeout says.
+                let limit = self
+                    .options
+                    .read_timeout
+                    .max(Duration::from_secs(FENCE_PATIENCE_SECS + 1));
                 let mut round = 0;
                 loop {
                     ask(&p.attempt)?;
                     match self
-                        .bounded(host, &p.attempt, conn.query_drop(&p.attempt))
+                        .bounded_by(limit, host, &p.attempt, conn.query_drop(&p.attempt))
                         .await
                     {
                         Err(StepError::Server {
