@@ -1,10 +1,12 @@
 //! An executor that acts only while a right to act holds: a watch leader's leadership, a
 //! cluster lock in etcd or in the state store (fences nest: a run under the state store's
-//! lock by a watch leader is checked against both). Before each step the [`Fence`] is checked in etcd (the key
-//! still has the create revision this process won with: a fencing token) and by the clock;
-//! before each statement of the step, by the clock again. What no check closes is the
-//! moment between the last look and the statement reaching its server: MySQL cannot check
-//! a token itself. Observations and held connections pass through. I/O: none of its own.
+//! lock by a watch leader is checked against both). Before each step the [`Fence`] is
+//! checked where it is kept (etcd: the key still has the create revision this process won
+//! with, a fencing token; the state store: a heartbeat found the lock still ours) and by
+//! the clock; before each statement of the step, by the clock again. What no check closes
+//! is the moment between the last look and the statement reaching its server: MySQL cannot
+//! check a token itself. Observations and held connections pass through. I/O: none of its
+//! own.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -276,12 +276,9 @@ impl MysqlExecutor {
         let mut vars = query_map(conn, &variables_sql(flavor, &version.0)).await?;
         let mut semi =
             show_variables(conn, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'").await?;
-        if [
-            "rpl_semi_sync_master_enabled",
-            "rpl_semi_sync_source_enabled",
-        ]
-        .iter()
-        .any(|n| semi.get(*n).is_some_and(|v| v == "ON"))
+        if SEMI_SYNC_SOURCE
+            .iter()
+            .any(|n| semi.get(*n).is_some_and(|v| v == "ON"))
         {
             // Whether it still waits for acknowledgements or fell back to asynchronous.
             semi.extend(
@@ -639,6 +636,13 @@ fn number<T: std::str::FromStr>(m: &RowMap, key: &str) -> Option<T> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The variable that makes a server a semi-sync source: MariaDB's and MySQL's before
+/// 8.0.26, MySQL's since.
+const SEMI_SYNC_SOURCE: [&str; 2] = [
+    "rpl_semi_sync_master_enabled",
+    "rpl_semi_sync_source_enabled",
+];
+
 fn build_info(
     flavor: Flavor,
     version: String,
@@ -654,10 +658,7 @@ fn build_info(
             .any(|n| semi.get(*n).is_some_and(|v| v == "ON"))
     };
     let semi_sync = (!semi.is_empty()).then(|| SemiSync {
-        source_enabled: semi_flag(&[
-            "rpl_semi_sync_master_enabled",
-            "rpl_semi_sync_source_enabled",
-        ]),
+        source_enabled: semi_flag(&SEMI_SYNC_SOURCE),
         replica_enabled: semi_flag(&[
             "rpl_semi_sync_slave_enabled",
             "rpl_semi_sync_replica_enabled",

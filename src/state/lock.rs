@@ -8,15 +8,16 @@
 //! taken over, and the holder's unfinished runs on that cluster are marked `interrupted`;
 //! the check and the takeover are one `BEGIN IMMEDIATE` transaction, so of two processes
 //! racing for a free or stale lock exactly one wins. The holder refreshes it with
-//! [`ClusterLock::heartbeat`] well within its TTL, and a lock taken with [`Store::lock`]
-//! also from a thread of its own, every quarter TTL, so that a step or a hook longer than
-//! the TTL keeps it; a heartbeat that finds its token gone reports
-//! [`StateError::LockLost`]. Steps run under it are fenced by it ([`HeldLock`], a
-//! [`Fence`]): before each step a heartbeat (the last, when under a quarter TTL old; else
-//! one then) must have found the token still ours, and before each statement the clock
-//! must say a heartbeat came within the TTL (minus a margin), so a process paused long
-//! enough for another to take its lock sends nothing more once it resumes. Releasing (or dropping the lock) deletes the row only while the token is
-//! still ours. I/O: the database, `kill(2)` with signal 0, the heartbeat thread.
+//! [`ClusterLock::heartbeat`], and a lock taken with [`Store::lock`] also from a thread of
+//! its own every quarter TTL, so that a step or a hook longer than the TTL keeps it; a
+//! heartbeat that finds its token gone reports [`StateError::LockLost`]. Steps run under
+//! it are fenced by it ([`HeldLock`], a [`Fence`]): before each step a heartbeat (the
+//! last, when under a quarter TTL old; else one then) must have found the token still
+//! ours, and before each statement the clock must say a heartbeat came within the TTL
+//! (minus a margin), so a process paused long enough for another to take its lock sends
+//! nothing more once it resumes. Releasing (or dropping the lock) deletes the row only
+//! while the token is still ours. I/O: the database, `kill(2)` with signal 0, the
+//! heartbeat thread.
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -67,9 +68,8 @@ fn valid_for(ttl: Duration) -> Duration {
 }
 
 impl Store {
-    /// Takes the lock on `cluster` for `who`, who promises to call
-    /// [`ClusterLock::heartbeat`] more often than every `ttl`.
-    /// A thread of its own sends heartbeats every quarter `ttl` until it is released.
+    /// Takes the lock on `cluster` for `who`; a thread of its own sends heartbeats every
+    /// quarter `ttl` until it is released (or dropped).
     pub fn lock(&self, cluster: &str, who: &Who, ttl: Duration) -> Result<ClusterLock, StateError> {
         let mut lock = self.lock_at(cluster, who, ttl, now_millis())?;
         let (stop, stopped) = mpsc::channel::<()>();
