@@ -109,7 +109,17 @@ pub async fn run_recorded<E: Executor>(
         .filter(|x| matches!(x, StepResult::Done(_)))
         .count();
     let total = plan.steps.len();
-    let (outcome, summary) = if report.succeeded() {
+    let (outcome, summary) = if report.succeeded() && !report.left_behind.is_empty() {
+        let left: Vec<String> = report
+            .left_behind
+            .iter()
+            .map(|l| format!("{} ({})", l.host, l.why))
+            .collect();
+        (
+            Outcome::Succeeded,
+            format!("{done} steps applied; left behind: {}", left.join("; ")),
+        )
+    } else if report.succeeded() {
         (Outcome::Succeeded, format!("{done} steps applied"))
     } else if report.interrupted {
         (
@@ -122,10 +132,14 @@ pub async fn run_recorded<E: Executor>(
             format!("failed after {done} of {total} steps"),
         )
     };
-    let mut error = report.results.iter().find_map(|x| match x {
-        StepResult::Failed(e) => Some(e.clone()),
-        _ => None,
-    });
+    let mut error = report
+        .results
+        .iter()
+        .find_map(|x| match x {
+            StepResult::Failed(e) => Some(e.clone()),
+            _ => None,
+        })
+        .filter(|_| !report.succeeded());
     if !report.rolled_back.is_empty() {
         let rb = report.rolled_back.join("; ");
         error = Some(format!("{}; {rb}", error.unwrap_or_default()));

@@ -786,7 +786,35 @@ fn replication(flavor: Flavor, s: &RowMap, heartbeat_period: f64) -> Replication
         connect_retry: number(s, "Connect_Retry").unwrap_or(0),
         heartbeat_period,
         source_server_id: number(s, c.source_id).unwrap_or(0),
+        filters: filters(s),
     }
+}
+
+/// The replication filters `SHOW SLAVE STATUS` reports (the same column names on MariaDB
+/// and MySQL; the domain filters are MariaDB's, the rewrite MySQL's), as `column=value`.
+/// Each drops or rewrites transactions, so the replica may lack whole schemas: it must
+/// never serve others or be promoted.
+fn filters(s: &RowMap) -> Vec<String> {
+    const FILTERS: [&str; 10] = [
+        "Replicate_Do_DB",
+        "Replicate_Ignore_DB",
+        "Replicate_Do_Table",
+        "Replicate_Ignore_Table",
+        "Replicate_Wild_Do_Table",
+        "Replicate_Wild_Ignore_Table",
+        "Replicate_Ignore_Server_Ids",
+        "Replicate_Do_Domain_Ids",
+        "Replicate_Ignore_Domain_Ids",
+        "Replicate_Rewrite_DB",
+    ];
+    FILTERS
+        .iter()
+        .filter_map(|c| {
+            let v = text(s, c);
+            let v = v.trim();
+            (!v.is_empty()).then(|| format!("{}={v}", c.to_ascii_lowercase()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -238,8 +238,16 @@ pub struct SimReplication {
     pub sql_running: bool,
     pub last_io_error: Option<ReplicationError>,
     pub last_sql_error: Option<ReplicationError>,
-    /// Reported only: the simulator's delay knob is [`SimReplication::lag`].
+    /// `MASTER_DELAY`: the SQL thread applies nothing while it is set (every transaction
+    /// the simulator makes is younger than any delay: a delayed replica keeps what it
+    /// received in its relay log, as a real one does within a failover's wait).
     pub sql_delay: u32,
+    /// Replication filters `SHOW SLAVE STATUS` reports (reported only: the simulator has
+    /// no schemas).
+    pub filters: Vec<String>,
+    /// The SQL thread waits on a lock held by a session: it applies nothing, and `STOP
+    /// SLAVE` (which waits for it) does not return.
+    pub blocked: bool,
     pub connect_retry: u32,
     pub heartbeat_period: f64,
     /// The source's server_id as last seen on connect (0 until then).
@@ -259,6 +267,8 @@ impl SimReplication {
             last_io_error: None,
             last_sql_error: None,
             sql_delay: 0,
+            filters: Vec::new(),
+            blocked: false,
             // As the sandboxes configure replication: outages noticed and healed quickly.
             connect_retry: 1,
             heartbeat_period: 1.0,
@@ -550,6 +560,7 @@ impl SimServer {
             connect_retry: rep.connect_retry,
             heartbeat_period: rep.heartbeat_period,
             source_server_id: rep.source_server_id,
+            filters: rep.filters.clone(),
         })
     }
 
@@ -890,7 +901,7 @@ impl State {
         }
         let server = &mut self.servers[i];
         let rep = server.replication.as_mut().expect("a replica");
-        if !rep.sql_running {
+        if !rep.sql_running || rep.sql_delay > 0 || rep.blocked {
             return;
         }
         let (mut relay, lag) = (std::mem::take(&mut rep.relay), rep.lag);
@@ -1485,6 +1496,14 @@ impl Simulator {
             }
             Action::Unfence => self.set_read_only(address, false),
             Action::StopReplication => {
+                if server.replication.as_ref().is_some_and(|r| r.blocked) {
+                    return Err(StepError::Unreachable {
+                        host: step.host.clone(),
+                        detail: format!(
+                            "{address} did not answer `STOP SLAVE` within the read timeout (its SQL thread waits on a lock)"
+                        ),
+                    });
+                }
                 if server.replication.is_some() {
                     self.stop_replication(address);
                 }

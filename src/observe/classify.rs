@@ -63,6 +63,7 @@ problem_codes! {
     SemiSyncOff = "semi-sync-off-on-primary", Warning;
     SemiSyncFellBack = "semi-sync-fell-back", Error;
     FailoverDrift = "failover-drift", Warning;
+    ReplicationFilters = "replication-filters", Warning;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,6 +455,16 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                 id,
                 "replicates by binlog file and position, not GTID: it cannot be moved safely"
                     .into(),
+            );
+        }
+        if !r.filters.is_empty() {
+            push(
+                ProblemCode::ReplicationFilters,
+                id,
+                format!(
+                    "replicates with filters ({}): it may lack whole schemas, so orch never promotes it nor makes it a source",
+                    r.filters.join(", ")
+                ),
             );
         }
         // Errant: transactions the primary never had. Compared with the live primary

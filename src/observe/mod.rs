@@ -245,6 +245,10 @@ pub struct Replication {
     pub heartbeat_period: f64,
     /// The source's server_id as the replica last saw it (0 if never connected).
     pub source_server_id: u32,
+    /// Replication filters in force (`replicate_do_db=shop`, ...): the replica may lack
+    /// whole schemas, so it never serves others and is never promoted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<String>,
 }
 
 /// A replica connected to a server, from `SHOW SLAVE HOSTS` (needs `report_host`) or,

@@ -197,6 +197,7 @@ block_codes! {
     DuplicateIdentity = "duplicate-identity", "two servers report the same server_id (or server_uuid): no change involves either";
     LostReplica = "lost-replica", "the change would leave a replica without a source that passes on transactions (--allow-lost-replicas accepts it)";
     Delayed = "delayed", "a delayed replica is never a switchover candidate, nor the source of a replica that is not declared delayed";
+    ReplicationFilters = "replication-filters", "a replica with replication filters may lack whole schemas: it never serves replicas nor becomes the primary";
 }
 
 /// A change the plan will not make, and why.

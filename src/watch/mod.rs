@@ -153,8 +153,9 @@ enum Kind<'a> {
     /// A failover, with the hooks' event name: pre and post hooks; in flight until done.
     Failover(&'a str),
     /// The rest of a failover in flight: post hooks only (the pre hooks ran before it
-    /// began, and nothing may abort a failover half done).
-    Resume,
+    /// began, and nothing may abort a failover half done); with the servers its attempts
+    /// excluded.
+    Resume(&'a [crate::plan::recover::Excluded]),
 }
 
 impl<'a> Kind<'a> {
@@ -163,7 +164,7 @@ impl<'a> Kind<'a> {
         match self {
             Kind::Repair => None,
             Kind::Failover(event) => Some(event),
-            Kind::Resume => Some("resumed_failover"),
+            Kind::Resume(_) => Some("resumed_failover"),
         }
     }
 }
@@ -985,6 +986,7 @@ impl<E: Executor> Watcher<E> {
             why: format!("{why}: read_only=ON and its writing sessions killed"),
             requires: vec![crate::step::Condition::Reachable],
             expects: vec![crate::step::Condition::ReadOnly { on: true }],
+            detachable: None,
         }];
         Ok(Recovery {
             dead: h.id.clone(),
@@ -1329,7 +1331,12 @@ impl<E: Executor> Watcher<E> {
         // primary: whoever acts next finishes it.
         let in_flight = match kind {
             Kind::Repair => None,
-            _ => Some(inflight::InFlight::of(&recovery, detection, &self.me())),
+            Kind::Resume(excluded) => {
+                let mut f = inflight::InFlight::of(&recovery, detection, &self.me());
+                f.excluded = excluded.to_vec();
+                Some(f)
+            }
+            Kind::Failover(_) => Some(inflight::InFlight::of(&recovery, detection, &self.me())),
         };
         if let Some(f) = &in_flight
             && let Err(e) = self.begin_in_flight(f).await
@@ -1350,7 +1357,7 @@ impl<E: Executor> Watcher<E> {
                 self.progress_in_flight(f, done.get());
             }
         };
-        let (run, outcome) = record_recovery(
+        let (run, outcome, failed) = record_recovery(
             &self.store,
             &lock,
             &self.exec,
@@ -1371,8 +1378,34 @@ impl<E: Executor> Watcher<E> {
                 // Never re-admitted writable: fenced the moment it answers.
                 self.to_fence.insert(old);
             }
-        } else if in_flight.is_some() {
-            self.pause_in_flight();
+        } else if let Some(mut f) = in_flight {
+            // A server that showed it cannot do its part is left out of the next attempt,
+            // which then comes at once: it is a different plan.
+            let excluded = failed
+                .and_then(|(n, e)| crate::plan::recover::excluded_by(&recovery, n, &e))
+                .filter(|x| !f.excluded.contains(x));
+            match excluded {
+                Some(x) => {
+                    log(
+                        self.cluster(),
+                        &format!(
+                            "{} is left out of the next attempt of this failover: {}",
+                            x.host, x.why
+                        ),
+                    );
+                    f.excluded.push(x);
+                    f.done = done.get();
+                    if let Err(e) = self.begin_in_flight(&f).await {
+                        tracing::warn!(
+                            cluster = self.cluster(),
+                            "recording what the next attempt leaves out: {e}"
+                        );
+                    }
+                    self.pause_in_flight();
+                    self.resume_after = Instant::now();
+                }
+                None => self.pause_in_flight(),
+            }
         }
         if let Err(e) = lock.release() {
             // Taken over during the run, which stopped it and said so: the result stands.
@@ -1649,9 +1682,9 @@ impl<E: Executor> Watcher<E> {
             );
             self.locked(
                 stop,
-                |w, fresh| Some(w.rest_of(fresh, x, &f.successor)),
+                |w, fresh| Some(w.rest_of(fresh, x, &f.successor, &f.excluded)),
                 &detection,
-                Kind::Resume,
+                Kind::Resume(&f.excluded),
                 &key,
             )
             .await?
@@ -1844,7 +1877,7 @@ pub fn recover(
 }
 
 /// Runs `recovery` under `lock`, recorded (with its detection and decision) as a recovery
-/// run; returns the run and how it ended.
+/// run; returns the run, how it ended and, when it failed, the step that failed and why.
 #[allow(clippy::too_many_arguments)]
 pub async fn record_recovery<E: Executor>(
     store: &Store,
@@ -1857,7 +1890,7 @@ pub async fn record_recovery<E: Executor>(
     sql: &dyn Fn(&Step) -> Vec<String>,
     stop: Arc<AtomicBool>,
     on_step: Option<&crate::apply::record::OnStep<'_>>,
-) -> anyhow::Result<(RunId, Outcome)> {
+) -> anyhow::Result<(RunId, Outcome, Option<(usize, String)>)> {
     let plan = &recovery.plan;
     let run = store.begin_run(NewRun {
         kind: RunKind::Recovery,
@@ -1892,7 +1925,21 @@ pub async fn record_recovery<E: Executor>(
         },
     )
     .await?;
-    Ok((run, finished.outcome))
+    let failed = (!finished.report.succeeded())
+        .then(|| {
+            finished
+                .report
+                .results
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| plan.steps[*n].detachable.is_none())
+                .find_map(|(n, r)| match r {
+                    crate::apply::StepResult::Failed(e) => Some((n, e.clone())),
+                    _ => None,
+                })
+        })
+        .flatten();
+    Ok((run, finished.outcome, failed))
 }
 
 fn empty_plan(desired: &Desired, observed: &Observed) -> Plan {
@@ -2163,6 +2210,7 @@ mod tests {
             by: serde_json::json!({"id": "a watcher that died"}),
             steps: vec!["1 h1: stop io".into(), "2 h2: stop io".into()],
             done: 1,
+            excluded: Vec::new(),
         };
         w.store
             .set_in_flight("sim", Some(&serde_json::to_string(&began).unwrap()))

@@ -676,6 +676,7 @@ mod tests {
             why: String::new(),
             requires: Vec::new(),
             expects: Vec::new(),
+            detachable: None,
         }
     }
 
