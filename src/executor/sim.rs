@@ -550,6 +550,7 @@ impl SimServer {
             connect_retry: rep.connect_retry,
             heartbeat_period: rep.heartbeat_period,
             source_server_id: rep.source_server_id,
+            source_uuid: None,
         })
     }
 
@@ -574,6 +575,8 @@ impl SimServer {
             replication: self.replication_status(seconds_per_transaction),
             replicas,
             user_schemas: Some(self.user_schemas.clone()),
+            privileges: None,
+            channels: Vec::new(),
         }
     }
 }
