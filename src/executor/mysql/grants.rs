@@ -292,6 +292,58 @@ mod tests {
         );
     }
 
+    /// The sandbox grants exactly what the sandbox docs list; every step orch may run
+    /// must find what it needs there, on both flavours (MySQL's RELOAD was missing).
+    #[test]
+    fn the_sandbox_account_can_run_every_step() {
+        use crate::sandbox::config::{MARIADB_ORCH_PRIVILEGES, MYSQL_ORCH_PRIVILEGES};
+        use crate::step::GtidPosition;
+        use crate::topology::Address;
+        let actions = [
+            Action::Fence { kill_writers: true },
+            Action::Fence {
+                kill_writers: false,
+            },
+            Action::Unfence,
+            Action::StopReplication,
+            Action::StopIo,
+            Action::WaitRelayLog { timeout_secs: 1 },
+            Action::WaitForGtid {
+                until: "db1".into(),
+                until_address: Address::parse("10.0.0.1:3306").unwrap(),
+                timeout_secs: 1,
+            },
+            Action::ChangeSource {
+                source: "db1".into(),
+                source_address: Address::parse("10.0.0.1:3306").unwrap(),
+                gtid_position: GtidPosition::SlavePos,
+                delay_secs: 0,
+                with_credentials: true,
+            },
+            Action::StartReplication,
+            Action::Promote,
+            Action::ResetReplication,
+        ];
+        for (dialect, list) in [
+            (
+                d(Flavor::Mariadb, "10.11.6-MariaDB"),
+                MARIADB_ORCH_PRIVILEGES,
+            ),
+            (d(Flavor::Mysql, "8.0.36"), MYSQL_ORCH_PRIVILEGES),
+            (d(Flavor::Mysql, "8.4.3"), MYSQL_ORCH_PRIVILEGES),
+        ] {
+            let held = Privileges {
+                account: "'orch'@'127.%'".into(),
+                global: list.iter().map(|p| p.name.to_string()).collect(),
+                roles: Vec::new(),
+            };
+            for a in &actions {
+                let needs = needs(dialect, a).unwrap();
+                assert!(missing(&held, &needs).is_empty(), "{dialect:?} {a:?}");
+            }
+        }
+    }
+
     #[test]
     fn implication_rules() {
         let held = |g: &[&str]| Privileges {
