@@ -13,7 +13,8 @@
 //! | `SELECT @@server_id, @@read_only, @@log_bin, ... @@gtid_*` | identity, fencing state, GTID positions | none | none |
 //! | `SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'` | semi-sync state, where present | none | none |
 //! | `SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%_status'` (where semi-sync source is on) | still waiting for acknowledgements, or fallen back | none | none |
-//! | `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS` | replication threads, errors, lag, GTID mode | `SLAVE MONITOR` | `REPLICATION CLIENT` |
+//! | `SHOW GRANTS` (same round trip as the first query) | orch's own privileges, checked before any change ([`grants`]) | none | none |
+//! | `SHOW ALL SLAVES STATUS` (MariaDB) / `SHOW REPLICA STATUS` (`SHOW SLAVE STATUS` before MySQL 8.0.22) | replication threads, errors, lag, GTID mode; every channel, to count them | `SLAVE MONITOR` | `REPLICATION CLIENT` |
 //! | `SHOW STATUS LIKE 'Slave_heartbeat_period'` (MariaDB) | heartbeat period | none | — |
 //! | `performance_schema.replication_connection_configuration` (MySQL) | heartbeat period | — | `SELECT` on `performance_schema` |
 //! | `SHOW SLAVE HOSTS` / `SHOW REPLICAS` | the replicas a server has | `REPLICATION MASTER ADMIN` | `REPLICATION SLAVE` |
