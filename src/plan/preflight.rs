@@ -121,3 +121,95 @@ pub fn text(refused: &[Blocked]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::{Action, Phase};
+    use crate::topology::Address;
+
+    fn state(address: &str, extra: serde_json::Value) -> ServerState {
+        let mut v = serde_json::json!({
+            "address": address, "state": "reachable", "flavor": "mariadb",
+            "version": "10.11.6-MariaDB", "server_id": 2, "read_only": true, "log_bin": true,
+            "log_replica_updates": true, "binlog_format": "ROW", "replica_net_timeout": 4,
+            "gtid": {"flavor": "mariadb", "current_pos": "", "binlog_pos": "",
+                     "binlog_state": "", "slave_pos": ""},
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn step(number: usize, host: &str, address: &str, action: Action) -> Step {
+        Step {
+            number,
+            phase: Phase::Switchover,
+            host: host.into(),
+            address: Address::parse(address).unwrap(),
+            action,
+            why: String::new(),
+            requires: Vec::new(),
+            expects: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn refusals_table() {
+        let (a, b) = ("10.0.0.2:3306", "10.0.0.3:3306");
+        let steps = [
+            step(1, "db2", a, Action::StopReplication),
+            step(2, "db2", a, Action::ResetReplication),
+            step(3, "db3", b, Action::StopReplication),
+        ];
+        let granted =
+            |g: &[&str]| serde_json::json!({"privileges": {"account": "'orch'@'%'", "global": g}});
+        let codes = |states: &[ServerState]| -> Vec<(String, &'static str)> {
+            refusals(&steps, states)
+                .iter()
+                .map(|b| (b.host.clone(), b.code.name()))
+                .collect()
+        };
+        // Enough, or not read (simulator, old snapshot), or unreachable: nothing refused.
+        let enough = granted(&["REPLICATION SLAVE ADMIN", "RELOAD"]);
+        assert!(codes(&[state(a, enough.clone()), state(b, enough.clone())]).is_empty());
+        assert!(codes(&[state(a, serde_json::json!({}))]).is_empty());
+        let dead: ServerState = serde_json::from_value(serde_json::json!({
+            "address": a, "state": "unreachable", "cause": "refused", "detail": ""
+        }))
+        .unwrap();
+        assert!(codes(&[dead]).is_empty());
+        // RELOAD missing on db2: named with the step and the GRANT to run.
+        let r = refusals(
+            &steps,
+            &[
+                state(a, granted(&["REPLICATION SLAVE ADMIN"])),
+                state(b, enough.clone()),
+            ],
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].code, r[0].host.as_str()),
+            (BlockCode::MissingPrivilege, "db2")
+        );
+        assert!(
+            r[0].reason.contains("RELOAD for RESET SLAVE ALL (step 2)")
+                && r[0].reason.ends_with("GRANT RELOAD ON *.* TO 'orch'@'%'"),
+            "{}",
+            r[0].reason
+        );
+        assert_eq!(r[0].change, "steps 1, 2");
+        // Several channels; a MySQL older than 8.0.
+        let channels = serde_json::json!({"channels": ["", "other"]});
+        let old = serde_json::json!({"flavor": "mysql", "version": "5.7.44",
+            "gtid": {"flavor": "mysql", "executed": "", "purged": "", "gtid_mode": "ON"}});
+        assert_eq!(
+            codes(&[state(a, channels), state(b, old)]),
+            [
+                ("db2".to_string(), "multiple-replication-channels"),
+                ("db3".to_string(), "unsupported-version")
+            ]
+        );
+    }
+}

@@ -32,7 +32,13 @@ fn codes(v: &serde_json::Value, key: &str) -> Vec<(String, String)> {
 fn a_missing_privilege_refuses_switchover_and_failover_before_any_change() {
     let sb = Sandbox::up(&["-n", "3"]);
     let state = sb.dir.join("state").to_str().unwrap().to_string();
-    // RESET SLAVE ALL needs RELOAD: the candidate of a switchover (node2) lacks it.
+    // A switchover to node2, planned and saved while orch still holds every grant.
+    let switched = write_topology(&sb, "switch.yaml", &[Some(2), None, Some(2)]);
+    let saved = sb.dir.join("switch.plan.json");
+    let saved = saved.to_str().unwrap();
+    let (code, _, err) = orch(&["plan", &switched, "-o", saved]);
+    assert_eq!(code, 0, "{err}");
+    // RESET SLAVE ALL needs RELOAD: the candidate of the switchover (node2) loses it.
     quietly(&sb, 2, "REVOKE RELOAD ON *.* FROM 'orch'@'127.%'");
     let star = write_topology(&sb, "star.yaml", &[None, Some(1), Some(1)]);
     let (code, status, err) = orch(&["status", &star, "--format", "json"]);
@@ -47,8 +53,19 @@ fn a_missing_privilege_refuses_switchover_and_failover_before_any_change() {
         "{status}"
     );
 
-    let switched = write_topology(&sb, "switch.yaml", &[Some(2), None, Some(2)]);
     let before = shape(&sb, 3);
+    // The saved plan is not stale (grants are not the topology's shape): the apply engine
+    // refuses it before its first step, from the observation it runs against.
+    let (code, out, err) = orch(&["apply", saved, "--state", &state]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("refused before any change"), "{out}\n{err}");
+    assert!(
+        crate::watch::history(&state)["runs"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("RELOAD")),
+        "recorded with the reason"
+    );
+    assert_eq!(shape(&sb, 3), before, "nothing changed");
     let (code, plan) = plan_json(&switched, &[]);
     assert_eq!(code, 3, "blocked, nothing to run: {plan}");
     assert_eq!(steps(&plan), Vec::<String>::new(), "{plan}");
