@@ -63,6 +63,9 @@ pub struct Report {
     pub interrupted: bool,
     /// What was undone after a failure, for people.
     pub rolled_back: Vec<String>,
+    /// Why no step ran: orch may not change a server of the plan (a missing privilege,
+    /// a version it cannot drive, several replication channels). Nothing was changed.
+    pub refused: Option<String>,
     /// Replicas whose detachable steps failed: the run went on without them.
     pub left_behind: Vec<LeftBehind>,
     /// The steps of those replicas (the failed one and the skipped ones after it).
@@ -80,7 +83,8 @@ pub struct LeftBehind {
 impl Report {
     /// Every step done, except those of replicas left behind.
     pub fn succeeded(&self) -> bool {
-        !self.interrupted
+        self.refused.is_none()
+            && !self.interrupted
             && self
                 .results
                 .iter()
@@ -89,9 +93,12 @@ impl Report {
     }
 }
 
-/// The cluster the plan acts on: every server's name and address.
+/// The cluster the plan acts on: every server's name and address, and the observation
+/// the plan was made from (checked before the first step, see [`crate::plan::preflight`]).
 pub struct Cluster {
     pub servers: Vec<(String, Address)>,
+    /// Empty: nothing is checked before the first step.
+    pub states: Vec<ServerState>,
 }
 
 impl Cluster {
@@ -107,6 +114,12 @@ impl Cluster {
                         .chain(&observed.undeclared)
                         .map(|s| s.address.clone()),
                 )
+                .collect(),
+            states: observed
+                .hosts
+                .iter()
+                .chain(&observed.undeclared)
+                .cloned()
                 .collect(),
         }
     }
@@ -131,7 +144,18 @@ pub async fn run<E: Executor>(
         rolled_back: Vec::new(),
         left_behind: Vec::new(),
         excused: Vec::new(),
+        refused: None,
     };
+    // The observation the plan was made from says whether orch may change its servers:
+    // checked here, before any step, for every plan and recovery alike, without asking
+    // the servers again.
+    let refused = crate::plan::preflight::refusals(&plan.steps, &cluster.states);
+    if !refused.is_empty() {
+        let why = crate::plan::preflight::text(&refused);
+        progress.note(&format!("refused before any change: {why}"));
+        report.refused = Some(why);
+        return report;
+    }
     for (n, step) in plan.steps.iter().enumerate() {
         if stop.load(Ordering::SeqCst) {
             report.interrupted = true;
@@ -547,6 +571,7 @@ mod tests {
                 .iter()
                 .map(|h| (h.id.clone(), h.address.clone()))
                 .collect(),
+            states: Vec::new(),
         }
     }
 

@@ -23,7 +23,7 @@ use crate::executor::Executor;
 use crate::executor::fenced::Fenced;
 use crate::executor::mysql::MysqlExecutor;
 use crate::observe::ObserveOptions;
-use crate::plan::{Placement, Plan, PlanOptions};
+use crate::plan::{BlockCode, Placement, Plan, PlanOptions};
 use crate::render::{self, Format};
 use crate::state::{self, NewRun, Outcome, RunFile, RunKind, Store, Who};
 
@@ -63,7 +63,15 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         let codes: Vec<String> = plan
             .blocked
             .iter()
-            .map(|b| format!("{} ({})", b.host, b.code.name()))
+            .map(|b| match b.code {
+                // Refusals of the whole plan say what to do.
+                BlockCode::MissingPrivilege
+                | BlockCode::UnsupportedVersion
+                | BlockCode::MultipleChannels => {
+                    format!("{} ({}): {}", b.host, b.code.name(), b.reason)
+                }
+                _ => format!("{} ({})", b.host, b.code.name()),
+            })
             .collect();
         bail!(
             "nothing applied: every change the file asks for is blocked: {}",

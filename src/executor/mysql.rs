@@ -13,7 +13,8 @@
 //! | `SELECT @@server_id, @@read_only, @@log_bin, ... @@gtid_*` | identity, fencing state, GTID positions | none | none |
 //! | `SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'` | semi-sync state, where present | none | none |
 //! | `SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%_status'` (where semi-sync source is on) | still waiting for acknowledgements, or fallen back | none | none |
-//! | `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS` | replication threads, errors, lag, GTID mode | `SLAVE MONITOR` | `REPLICATION CLIENT` |
+//! | `SHOW GRANTS` (same round trip as the first query) | orch's own privileges, checked before any change ([`grants`]) | none | none |
+//! | `SHOW ALL SLAVES STATUS` (MariaDB) / `SHOW REPLICA STATUS` (`SHOW SLAVE STATUS` before MySQL 8.0.22) | replication threads, errors, lag, GTID mode; every channel, to count them | `SLAVE MONITOR` | `REPLICATION CLIENT` |
 //! | `SHOW STATUS LIKE 'Slave_heartbeat_period'` (MariaDB) | heartbeat period | none | — |
 //! | `performance_schema.replication_connection_configuration` (MySQL) | heartbeat period | — | `SELECT` on `performance_schema` |
 //! | `SHOW SLAVE HOSTS` / `SHOW REPLICAS` | the replicas a server has | `REPLICATION MASTER ADMIN` | `REPLICATION SLAVE` |
@@ -37,6 +38,7 @@ use tokio::time::timeout;
 use super::{Executor, Gate, Hold};
 use crate::step::{Step, StepError, StepOutcome};
 
+pub mod grants;
 mod step;
 use crate::gtid::{Flavor, MariadbGtid, MariadbGtidPos};
 use crate::observe::{
@@ -45,7 +47,7 @@ use crate::observe::{
 };
 use crate::spec::{Secret, TlsMode};
 use crate::topology::Address;
-pub use step::{Detection, Op, script, step_sql};
+pub use step::{Detection, Dialect, Op, script, step_sql};
 
 /// Connects as one admin user to any server of a cluster.
 #[derive(Clone)]
@@ -264,10 +266,18 @@ impl MysqlExecutor {
     }
 
     async fn read(&self, conn: &mut Conn) -> Result<ServerInfo, mysql_async::Error> {
-        let version: (String, String) = conn
-            .query_first("SELECT @@version, @@version_comment")
+        // orch's own grants ride along with the first query, in the same round trip (a
+        // multi-statement query): checking them before a failover costs it no time.
+        let mut first = conn
+            .query_iter("SELECT @@version, @@version_comment; SHOW GRANTS")
+            .await?;
+        let version: (String, String) = first
+            .collect::<(String, String)>()
             .await?
+            .into_iter()
+            .next()
             .unwrap_or_default();
+        let grants: Vec<String> = first.collect_and_drop().await?;
         let flavor = if version.0.contains("MariaDB") || version.1.contains("MariaDB") {
             Flavor::Mariadb
         } else {
@@ -285,12 +295,14 @@ impl MysqlExecutor {
                 show_variables(conn, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%_status'").await?,
             );
         }
-        let status_sql = if flavor == Flavor::Mariadb || !mysql_at_least(&version.0, (8, 0, 22)) {
-            "SHOW SLAVE STATUS"
-        } else {
-            "SHOW REPLICA STATUS"
+        // Every channel, to count them: MariaDB's SHOW SLAVE STATUS shows only the default
+        // connection (`SHOW ALL SLAVES STATUS`, same privilege, shows the named ones too);
+        // MySQL's shows one row per channel.
+        let status_sql = match flavor {
+            Flavor::Mariadb => "SHOW ALL SLAVES STATUS",
+            Flavor::Mysql => step::Dialect::of(flavor, &version.0).status_sql(),
         };
-        let status = query_rows(conn, status_sql).await?.into_iter().next();
+        let (status, channels) = default_channel(query_rows(conn, status_sql).await?);
         let heartbeat = match flavor {
             Flavor::Mariadb => show_variables(conn, "SHOW GLOBAL STATUS LIKE 'Slave_heartbeat_period'")
                 .await?
@@ -326,6 +338,8 @@ impl MysqlExecutor {
             replicas,
         );
         info.user_schemas = Some(user_schemas);
+        info.privileges = Some(grants::parse(&grants));
+        info.channels = channels;
         Ok(info)
     }
 
@@ -705,7 +719,29 @@ fn build_info(
         replication: status.map(|s| replication(flavor, s, heartbeat_period)),
         replicas,
         user_schemas: None,
+        privileges: None,
+        channels: Vec::new(),
     }
+}
+
+/// The replication status rows of a server's channels: the default channel's row (named
+/// `""`; else the first), and every channel's name when there is more than one.
+fn default_channel(mut rows: Vec<RowMap>) -> (Option<RowMap>, Vec<String>) {
+    // MariaDB `Connection_name`, MySQL `Channel_Name` (`Channel_name` before 8.0.22).
+    let name = |r: &RowMap| {
+        ["Connection_name", "Channel_Name", "Channel_name"]
+            .iter()
+            .find_map(|c| r.get(*c).cloned().flatten())
+            .unwrap_or_default()
+    };
+    let channels = if rows.len() > 1 {
+        rows.iter().map(name).collect()
+    } else {
+        Vec::new()
+    };
+    let at = rows.iter().position(|r| name(r).is_empty()).unwrap_or(0);
+    let row = (at < rows.len()).then(|| rows.swap_remove(at));
+    (row, channels)
 }
 
 /// The column names of each flavour's replica status, in orch's order.
@@ -787,6 +823,14 @@ fn replication(flavor: Flavor, s: &RowMap, heartbeat_period: f64) -> Replication
         heartbeat_period,
         source_server_id: number(s, c.source_id).unwrap_or(0),
         filters: filters(s),
+        // The column that keeps the source's identity once the source is gone.
+        source_uuid: match flavor {
+            Flavor::Mariadb => None,
+            Flavor::Mysql => ["Source_UUID", "Master_UUID"]
+                .iter()
+                .map(|c| text(s, c))
+                .find(|u| !u.is_empty()),
+        },
     }
 }
 

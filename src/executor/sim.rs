@@ -561,6 +561,7 @@ impl SimServer {
             heartbeat_period: rep.heartbeat_period,
             source_server_id: rep.source_server_id,
             filters: rep.filters.clone(),
+            source_uuid: None,
         })
     }
 
@@ -585,6 +586,8 @@ impl SimServer {
             replication: self.replication_status(seconds_per_transaction),
             replicas,
             user_schemas: Some(self.user_schemas.clone()),
+            privileges: None,
+            channels: Vec::new(),
         }
     }
 }

@@ -64,6 +64,8 @@ problem_codes! {
     SemiSyncFellBack = "semi-sync-fell-back", Error;
     FailoverDrift = "failover-drift", Warning;
     ReplicationFilters = "replication-filters", Warning;
+    MultipleChannels = "multiple-replication-channels", Error;
+    MissingPrivilege = "missing-privilege", Error;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,6 +335,29 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
     }
 
     for i in 0..ids.len() {
+        let Some(inf) = info[i] else { continue };
+        // What orch cannot change: reported here, refused by every plan and recovery.
+        if !inf.channels.is_empty() {
+            push(
+                ProblemCode::MultipleChannels,
+                ids[i],
+                format!(
+                    "has {} replication channels ({}): orch observes only the default one and changes no such server (plans and recoveries that need it are refused)",
+                    inf.channels.len(),
+                    inf.channels
+                        .iter()
+                        .map(|c| format!("'{c}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        if let Some(lacking) = lacking_privileges(inf) {
+            push(ProblemCode::MissingPrivilege, ids[i], lacking);
+        }
+    }
+
+    for i in 0..ids.len() {
         let id = ids[i];
         let Some(inf) = info[i] else {
             if Some(i) != primary
@@ -549,6 +574,37 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
     }
     out.sort_by(|a, b| (a.severity, &a.host, a.code).cmp(&(b.severity, &b.host, b.code)));
     out
+}
+
+/// What orch's account lacks on a server for any step it may have to run there (a
+/// switchover or a failover can ask any server for any of them), with the GRANT to run.
+fn lacking_privileges(inf: &ServerInfo) -> Option<String> {
+    use crate::executor::mysql::{Dialect, grants};
+    use crate::step::Action;
+    let held = inf.privileges.as_ref()?;
+    let dialect = Dialect::of(inf.flavor, &inf.version);
+    let every = [
+        Action::Fence { kill_writers: true },
+        Action::StopReplication,
+        Action::WaitRelayLog { timeout_secs: 1 },
+        Action::ResetReplication,
+    ];
+    let mut names: Vec<&str> = Vec::new();
+    for a in &every {
+        for n in grants::missing(held, &grants::needs(dialect, a)?) {
+            if !names.contains(&n.privilege) {
+                names.push(n.privilege);
+            }
+        }
+    }
+    (!names.is_empty()).then(|| {
+        format!(
+            "orch's account {} lacks {}: plans and recoveries that change this server are refused; run: {}",
+            held.account,
+            names.join(", "),
+            grants::grant_statement(&held.account, &names)
+        )
+    })
 }
 
 /// Why a server does not answer: the cause, with the driver's detail when it says more.

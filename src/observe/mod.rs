@@ -98,6 +98,32 @@ pub struct ServerInfo {
     /// the beginning. None where not read (snapshots written before orch read it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_schemas: Option<Vec<String>>,
+    /// orch's own privileges there (`SHOW GRANTS`), checked before a plan or a recovery
+    /// changes the server. None where not read (the simulator, snapshots written before
+    /// orch read them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<Privileges>,
+    /// The names of the server's replication channels when it has more than one (MariaDB
+    /// named connections from `SHOW ALL SLAVES STATUS`, MySQL channels, Group Replication's
+    /// included; the default one is `""`). Empty with one channel or none. `replication`
+    /// describes the default channel (else the first); orch changes no such server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+}
+
+/// orch's own account on a server, as `SHOW GRANTS` lists it. Never a password hash: only
+/// the account name and privilege names are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Privileges {
+    /// The account as the server names it (`'orch'@'%'`), for the GRANT statement to run.
+    pub account: String,
+    /// Global privileges (`ON *.*`), upper case, as the server spells them
+    /// (`ALL PRIVILEGES` included as such), sorted.
+    pub global: Vec<String>,
+    /// Roles granted to the account. MariaDB lists an active role's privileges too; MySQL
+    /// lists no role's: a privilege that comes only through a role is not seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// How many user schema names an observation keeps.
@@ -249,6 +275,11 @@ pub struct Replication {
     /// whole schemas, so it never serves others and is never promoted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<String>,
+    /// MySQL `Source_UUID` (`Master_UUID`): the source's server_uuid as the replica last
+    /// saw it, known even once the source is dead. None on MariaDB, before the first
+    /// connection, and in snapshots written before orch read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_uuid: Option<String>,
 }
 
 /// A replica connected to a server, from `SHOW SLAVE HOSTS` (needs `report_host`) or,

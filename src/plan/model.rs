@@ -69,7 +69,8 @@ pub struct Live {
     pub position: Option<GtidSet>,
     pub purged: Option<GtidSet>,
     /// MariaDB: `gtid_current_pos` differs from `gtid_slave_pos` (the server wrote
-    /// transactions of its own: a former primary, or errant writes).
+    /// transactions of its own: a former primary, or errant writes). MySQL: it has
+    /// transactions its source never sent it ([`super::mysql_errant`]).
     pub own_writes: bool,
     /// Has transactions the cluster's primary never had.
     pub errant: bool,
@@ -153,6 +154,9 @@ impl Model {
         preferred: Option<usize>,
     ) -> Model {
         let sources = observed_sources(servers);
+        // MySQL cannot tell its own writes on the server itself: compared with the
+        // source, or with the other replicas of a dead one.
+        let mysql_own_writes = super::mysql_errant::own_writes(servers, &sources);
         let nodes: Vec<Node> = servers
             .iter()
             .enumerate()
@@ -196,7 +200,7 @@ impl Model {
                             ..
                         } => (true, current_pos != slave_pos),
                         crate::observe::Gtids::Mysql { gtid_mode, .. } => {
-                            (gtid_mode.eq_ignore_ascii_case("on"), false)
+                            (gtid_mode.eq_ignore_ascii_case("on"), mysql_own_writes[i])
                         }
                     };
                     let running = link.as_ref().is_some_and(|l| l.state == LinkState::Running);

@@ -1869,11 +1869,29 @@ pub fn recover(
         reason: e,
         considered: Vec::new(),
     })?;
-    if primary {
+    let recovery = if primary {
         crate::plan::recover::dead_primary(desired, &observed, policy, x, to)
     } else {
         crate::plan::recover::dead_intermediate(desired, &observed, policy, x)
+    }?;
+    // Refused before it begins (not half-way) when orch may not change a server it needs.
+    let states: Vec<_> = observed
+        .hosts
+        .iter()
+        .chain(&observed.undeclared)
+        .cloned()
+        .collect();
+    let refused = crate::plan::preflight::refusals(&recovery.plan.steps, &states);
+    if !refused.is_empty() {
+        return Err(NoRecovery {
+            reason: format!(
+                "refused before any change: {}",
+                crate::plan::preflight::text(&refused)
+            ),
+            considered: recovery.considered,
+        });
     }
+    Ok(recovery)
 }
 
 /// Runs `recovery` under `lock`, recorded (with its detection and decision) as a recovery

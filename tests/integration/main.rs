@@ -12,6 +12,7 @@ mod etcd_tls;
 mod golden;
 mod history;
 mod plan;
+mod preflight;
 mod review;
 mod sandbox;
 mod status;
