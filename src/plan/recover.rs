@@ -953,6 +953,9 @@ pub fn dead_intermediate(
     while let Some(u) = up.filter(|&u| m.live(u).is_none()) {
         up = desired.hosts[u].source.as_deref().and_then(|s| m.find(s));
     }
+    // A former primary has no source of its own: the replicas a failover left behind
+    // under it (stuck, locked, errant) follow the primary, once they can.
+    let up = up.or(m.primary.filter(|&p| p != dead && m.live(p).is_some()));
     let Some(up) = up else {
         return Err(NoRecovery {
             reason: format!("{dead_id}'s own source is not known to be alive"),
@@ -974,11 +977,33 @@ pub fn dead_intermediate(
     };
     let upid = e.id(up);
     let mut considered = Vec::new();
+    let mut lost = Vec::new();
     for &r in &replicas {
         let rid = e.id(r);
+        let position = eventual(&e.m, r);
+        // What `up` cannot be shown to have (errant writes, or more than it has while it
+        // takes writes itself) stays where it is, named: never moved with a gap.
+        let behind = e.m.live(r).is_some_and(|l| l.errant)
+            || (e.m.primary == Some(up)
+                && !covers(&e.m.live(up).and_then(|l| l.position.clone()), &position));
+        if behind {
+            let why = format!(
+                "{rid} has transactions {upid} lacks: it stays under {dead_id}; compare them and re-seed {rid} (or move it by hand)"
+            );
+            considered.push(Considered {
+                host: rid.clone(),
+                position: show(&position),
+                verdict: why.clone(),
+            });
+            lost.push(Lost {
+                host: rid.clone(),
+                reason: why,
+            });
+            continue;
+        }
         considered.push(Considered {
             host: rid.clone(),
-            position: show(&eventual(&e.m, r)),
+            position: show(&position),
             verdict: format!("moves under {upid}"),
         });
         let delay =
@@ -995,12 +1020,19 @@ pub fn dead_intermediate(
         );
         e.group = None;
     }
-    let plan = e.finish(desired, observed).map_err(|bug| NoRecovery {
+    if lost.len() == replicas.len() {
+        return Err(NoRecovery {
+            reason: format!("no replica of {dead_id} can follow {upid} without a gap"),
+            considered,
+        });
+    }
+    let mut plan = e.finish(desired, observed).map_err(|bug| NoRecovery {
         reason: format!(
             "internal error: the recovery failed its proof ({bug}); nothing was changed"
         ),
         considered: considered.clone(),
     })?;
+    plan.lost = lost;
     Ok(Recovery {
         dead: dead_id,
         successor: upid,
@@ -1313,6 +1345,21 @@ mod tests {
             source_of(&sim, 3),
             Some(host_address(0)),
             "left where it was"
+        );
+        // The lock goes away and its STOP SLAVE completes: the replica the failover left
+        // under the dead former primary follows the new primary.
+        sim.update(host_address(3), |s| {
+            s.replication.as_mut().unwrap().blocked = false;
+        });
+        sim.stop_replication(host_address(3));
+        sim.tick();
+        let later = dead_intermediate(&d, &observe(&sim, &d), &Policy::default(), 0).unwrap();
+        assert_eq!(later.successor, "h1");
+        execute(&sim, &later.plan);
+        assert_eq!(source_of(&sim, 3), Some(host_address(1)));
+        assert_eq!(
+            sim.server(host_address(3)).unwrap().position(),
+            sim.server(host_address(1)).unwrap().position()
         );
     }
 
