@@ -239,6 +239,18 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         // It expires on its own within its TTL.
         eprintln!("releasing the etcd lock: {e}");
     }
+    // The primary a switchover made is the one every view judges against from now on
+    // (`orch status --state`, a watcher started later), as a failover's is: left as it
+    // was, a primary recorded by an earlier failover would show the file as drift and the
+    // new primary as a writable replica.
+    if outcome == Outcome::Succeeded
+        && let Some(new) = plan
+            .steps
+            .iter()
+            .find(|s| matches!(s.action, crate::step::Action::Promote))
+    {
+        store.record_primary(&plan.cluster, &new.host)?;
+    }
     let mut error = error;
     if let Some(values) = hook_values.filter(|_| outcome == Outcome::Succeeded) {
         let hooks = &planned.policy.hooks;

@@ -332,6 +332,7 @@ mod tests {
             Arc::new(sim.clone()),
             &t,
             &Policy::default(),
+            None,
             8,
         ));
         analyze(&snapshot, 0, 10)

@@ -20,6 +20,9 @@ pub mod leader;
 pub mod metrics;
 pub mod webhook;
 
+#[cfg(test)]
+mod views_tests;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -270,8 +273,17 @@ impl<E: Executor> Watcher<E> {
         first
     }
 
+    /// One observation, judged against the primary this watcher holds (the file's, or the
+    /// one a failover made): what every view shows and what recovery reads.
     pub async fn observe(&self) -> Snapshot {
-        crate::executor::observe_cluster(self.exec.clone(), &self.topology, &self.policy, 32).await
+        crate::executor::observe_cluster(
+            self.exec.clone(),
+            &self.topology,
+            &self.policy,
+            Some(self.id(self.primary)),
+            32,
+        )
+        .await
     }
 
     /// Watches until `stop`; each poll observes, fences, analyses and acts; between polls,
@@ -425,9 +437,14 @@ impl<E: Executor> Watcher<E> {
     /// (the moments after a crash): the caller looks again soon.
     async fn poll(&mut self, stop: &Arc<AtomicBool>) -> anyhow::Result<bool> {
         let began = Instant::now();
-        let snapshot = self.observe().await;
+        let mut snapshot = self.observe().await;
         let took = began.elapsed();
-        self.follow_primary(&snapshot)?;
+        if self.follow_primary(&snapshot)? {
+            // Judged against the primary held before this very observation showed it had
+            // moved: judged again, so that no view shows the former one as dead.
+            snapshot =
+                snapshot.judged_against(&self.topology, &self.policy, Some(self.id(self.primary)));
+        }
         self.publish(&snapshot, took);
         self.downtime_events().await?;
         self.fence_returning(&snapshot, stop).await?;
@@ -863,8 +880,8 @@ impl<E: Executor> Watcher<E> {
     }
 
     /// The live primary moved (a switchover by apply, or a failover by another watcher):
-    /// follow it.
-    fn follow_primary(&mut self, snapshot: &Snapshot) -> anyhow::Result<()> {
+    /// follow it. True when it did.
+    fn follow_primary(&mut self, snapshot: &Snapshot) -> anyhow::Result<bool> {
         let states: Vec<_> = snapshot.hosts.iter().map(|h| h.state.clone()).collect();
         let sources = crate::observe::classify::observed_sources(&states);
         let serving: Vec<usize> = (0..states.len())
@@ -891,8 +908,9 @@ impl<E: Executor> Watcher<E> {
             );
             self.primary = *p;
             self.store.record_primary(self.cluster(), self.id(*p))?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// A former primary that answers again is fenced at once, never re-admitted writable.
