@@ -9,6 +9,7 @@ mod common;
 mod completions;
 mod etcd_auth;
 mod etcd_tls;
+mod failover_decisions;
 mod golden;
 mod history;
 mod plan;
