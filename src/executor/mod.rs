@@ -6,6 +6,7 @@
 //! injection for fast tests and benchmarks. Every scenario test runs on both.
 
 pub mod fenced;
+pub mod guarded;
 pub mod mysql;
 pub mod sim;
 

@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod webhook;
 
 #[cfg(test)]
+mod thaw_tests;
+#[cfg(test)]
 mod views_tests;
 
 use std::collections::{HashMap, HashSet};
@@ -1375,26 +1377,62 @@ impl<E: Executor> Watcher<E> {
                 self.progress_in_flight(f, done.get());
             }
         };
-        let (run, outcome, failed) = record_recovery(
-            &self.store,
-            &lock,
-            &self.exec,
-            &cluster,
-            &recovery,
-            &self.files,
-            detection,
-            &sql,
-            stop.clone(),
-            Some(&on_step),
-        )
-        .await?;
+        // A failover of a primary that did not answer is guarded against it: fenced the
+        // moment it answers writable, while the steps run (see executor::guarded).
+        let former = match kind {
+            Kind::Repair => None,
+            _ => self
+                .index(&recovery.dead)
+                .filter(|&x| fresh.hosts[x].state.info().is_none())
+                .map(|x| (recovery.dead.clone(), self.desired.hosts[x].address.clone())),
+        };
+        let guarded = Arc::new(crate::executor::guarded::Guarded::new(
+            self.exec.clone(),
+            former,
+        ));
+        let ran = AtomicBool::new(false);
+        let (result, ()) = tokio::join!(
+            async {
+                let result = record_recovery(
+                    &self.store,
+                    &lock,
+                    &guarded,
+                    &cluster,
+                    &recovery,
+                    &self.files,
+                    detection,
+                    &sql,
+                    stop.clone(),
+                    Some(&on_step),
+                )
+                .await;
+                ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                result
+            },
+            guarded.watch(&ran)
+        );
+        let (run, outcome, failed) = result?;
+        for line in guarded.fenced() {
+            log(self.cluster(), &line);
+            self.event(
+                "fence",
+                Some(&recovery.dead),
+                &line,
+                Some(run),
+                serde_json::json!({"during": "failover"}),
+            );
+        }
         let promoted = kind != Kind::Repair && outcome == Outcome::Succeeded;
         if promoted {
             self.end_in_flight(&recovery.successor).await?;
             self.primary = self.index(&recovery.successor).expect("declared");
             if let Some(old) = self.index(&recovery.dead) {
-                // Never re-admitted writable: fenced the moment it answers.
+                // Never re-admitted writable: fenced the moment it answers (the guard goes
+                // on looking until it is read_only; the polls look too).
                 self.to_fence.insert(old);
+                let guard = guarded.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move { guard.watch_until_fenced(&stop).await });
             }
         } else if let Some(mut f) = in_flight {
             // A server that showed it cannot do its part is left out of the next attempt,
