@@ -22,3 +22,4 @@ mod watch;
 mod watch_ha;
 mod watch_http;
 mod watch_partition;
+mod watch_refusals;
