@@ -85,6 +85,15 @@ impl ServerState {
             Reach::Unreachable { .. } => None,
         }
     }
+
+    /// Whether the server is alive as far as orch can tell: observed, or answering with an
+    /// error packet (out of connections, access denied, host blocked).
+    pub fn alive(&self) -> bool {
+        match &self.reach {
+            Reach::Reachable(_) => true,
+            Reach::Unreachable { cause, .. } => cause.answered(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
