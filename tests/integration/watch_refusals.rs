@@ -222,3 +222,96 @@ fn a_primary_refusing_orchs_password_is_reported_and_never_failed_over() {
     assert_eq!(watch.stop(), 0);
     sb.down();
 }
+
+/// node1 with an administration port (MariaDB `extra_port`), watched while it answers:
+/// orch learns the port. Then (the watcher paused meanwhile) orch's sessions on node1 are
+/// killed and node1 runs out of connections, the extra one for administrators included.
+/// The watcher, resumed, gets in through the extra port: it observes node1 (writable,
+/// the primary), reports `primary-rejects-connections node1` with the main port's
+/// refusal, and never fails over.
+#[test]
+fn a_primary_out_of_connections_is_observed_through_its_extra_port() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let address = sb.address(1);
+    let (ip, port) = address.split_once(':').unwrap();
+    let extra: u16 = port.parse::<u16>().unwrap() + 1;
+    // Every sandbox instance has its own loopback IP, so the next port is free there.
+    let cnf = sb.dir.join("node1/my.cnf");
+    let mut text = std::fs::read_to_string(&cnf).unwrap();
+    text.push_str(&format!(
+        "extra_port = {extra}\nextra_max_connections = 3\n"
+    ));
+    std::fs::write(&cnf, text).unwrap();
+    crate::sandbox::orch_ok(&["sandbox", "stop", sb.d(), "1"]);
+    crate::sandbox::orch_ok(&["sandbox", "start", sb.d(), "1"]);
+    assert_eq!(
+        first(&sb.root(1, "SELECT @@extra_port AS p"), "p"),
+        extra.to_string()
+    );
+    sb.root(
+        1,
+        "CREATE USER filler@'127.%' IDENTIFIED BY 'filler-password'",
+    );
+    let orch_sessions = || {
+        sb.root(
+            1,
+            "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = 'orch'",
+        )
+        .iter()
+        .map(|r| r.get::<u64, _>("id").unwrap())
+        .collect::<Vec<_>>()
+    };
+    let watch = Watch::start(&file, &state);
+    // Its held connection and its kept one: it has observed node1.
+    eventually(
+        "the watcher connected to node1",
+        Duration::from_secs(10),
+        || orch_sessions().len() >= 2,
+    );
+    watch.signal(libc::SIGSTOP);
+    for i in [2, 3] {
+        sb.root(i, "STOP SLAVE IO_THREAD");
+    }
+    for id in orch_sessions() {
+        let _ = crate::sandbox::query(root_opts(&sb.socket(1)), &format!("KILL {id}"));
+    }
+    let mut held = Held::new(&sb, 1);
+    eventually(
+        "node1's dump threads and orch's sessions gone",
+        Duration::from_secs(10),
+        || {
+            first(
+                &held.query(
+                    "SELECT COUNT(*) AS c FROM information_schema.PROCESSLIST \
+                     WHERE COMMAND LIKE 'Binlog Dump%' OR USER = 'orch'",
+                ),
+                "c",
+            ) == "0"
+        },
+    );
+    held.query("SET GLOBAL max_connections = 10");
+    assert_eq!(held.fill(sb.tcp_opts(1, "filler", "filler-password")), 1040);
+    assert_eq!(held.fill(sb.tcp_opts(1, "orch", &orch_password(&sb))), 1040);
+    for i in [2, 3] {
+        sb.root(i, "START SLAVE IO_THREAD");
+    }
+    watch.signal(libc::SIGCONT);
+    watch.wait_for("primary-rejects-connections node1", 10);
+    let log = watch.log();
+    assert!(
+        log.contains("through its administration port"),
+        "node1 was not observed through {ip}:{extra}:\n{log}"
+    );
+    let monitor = std::cell::RefCell::new(held);
+    never_failed_over(
+        &watch,
+        || first(&monitor.borrow_mut().query("SELECT @@read_only AS r"), "r"),
+        &sb,
+    );
+    assert_eq!(watch.stop(), 0);
+    drop(monitor);
+    sb.down();
+}
