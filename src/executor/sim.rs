@@ -35,6 +35,7 @@
 //! | [`freeze`](Simulator::freeze) | `HungAfterConnect` | IO `Connecting`, errno 2013, from the next tick (`slave_net_timeout` expired) |
 //! | [`partition_from_orch`](Simulator::partition_from_orch) | `TimedOut` | nothing: they keep replicating |
 //! | [`access_denied`](Simulator::access_denied) | `AccessDenied` | nothing: only orch's account is refused |
+//! | [`exhaust_connections`](Simulator::exhaust_connections) | `ConnectionLimit` (error 1040) | connected ones nothing; one that (re)connects: IO `Connecting`, errno 1040 |
 //! | [`break_sql`](Simulator::break_sql) | SQL thread stopped with that error | — |
 //! | [`purge_binlogs`](Simulator::purge_binlogs) | `purged` = everything so far (MariaDB: the binlog state, read from the oldest binlog's `Gtid_list`; MySQL: `gtid_purged`) | nothing while connected; one that (re)connects needing a purged transaction: IO stopped, error 1236 |
 //!
@@ -82,6 +83,8 @@ const ORCH_USER: &str = "orch";
 /// The client error numbers a replica's IO thread reports.
 const CR_CONN_HOST_ERROR: u32 = 2003;
 const CR_SERVER_LOST: u32 = 2013;
+/// ER_CON_COUNT_ERROR, "Too many connections".
+const ER_CON_COUNT_ERROR: u32 = 1040;
 const ER_MASTER_FATAL_ERROR_READING_BINLOG: u32 = 1236;
 const ER_GTID_STRICT_OUT_OF_ORDER: u32 = 1950;
 
@@ -140,6 +143,10 @@ pub enum Health {
     PartitionedFromOrch,
     /// orch's account is refused; replication is unaffected.
     AccessDenied,
+    /// Out of connections (`max_connections`): every new connection, orch's and the
+    /// replicas' IO threads alike, is answered with error 1040. Connections already open
+    /// (replicas connected before) keep working.
+    TooManyConnections,
 }
 
 impl Health {
@@ -588,6 +595,7 @@ impl SimServer {
             user_schemas: Some(self.user_schemas.clone()),
             privileges: None,
             channels: Vec::new(),
+            main_port_refused: None,
         }
     }
 }
@@ -727,6 +735,11 @@ impl State {
                 CR_SERVER_LOST,
                 "Lost connection to server at 'handshake: reading initial communication packet', system error: 110",
             ),
+            // The source answers the connection with an error packet; the IO thread retries
+            // every MASTER_CONNECT_RETRY.
+            Some(Health::TooManyConnections) if rep.io == IoState::Connecting => {
+                lost(rep, ER_CON_COUNT_ERROR, "Too many connections")
+            }
             Some(_) if rep.io == IoState::Connecting => {
                 self.connect(i, source.expect("healthy source exists"))
             }
@@ -1017,6 +1030,11 @@ impl State {
                 ),
                 l.answer,
             ),
+            Health::TooManyConnections => unreachable(
+                Unreachable::ConnectionLimit,
+                format!("server error {ER_CON_COUNT_ERROR}: Too many connections"),
+                l.answer,
+            ),
             Health::Up => {
                 let info = server.info(
                     self.connected_replicas(address),
@@ -1301,12 +1319,25 @@ impl Simulator {
         self.with(address, |st, i| st.servers[i].health = Health::AccessDenied);
     }
 
-    /// Lifts [`Simulator::partition_from_orch`] or [`Simulator::access_denied`].
+    /// The server runs out of connections: every new connection is answered with error
+    /// 1040; the ones already open keep working.
+    #[track_caller]
+    pub fn exhaust_connections(&self, address: impl SimAddress) {
+        self.with(address, |st, i| {
+            st.servers[i].health = Health::TooManyConnections
+        });
+    }
+
+    /// Lifts [`Simulator::partition_from_orch`], [`Simulator::access_denied`] or
+    /// [`Simulator::exhaust_connections`].
     #[track_caller]
     pub fn heal(&self, address: impl SimAddress) {
         self.with(address, |st, i| {
             let h = &mut st.servers[i].health;
-            if matches!(h, Health::PartitionedFromOrch | Health::AccessDenied) {
+            if matches!(
+                h,
+                Health::PartitionedFromOrch | Health::AccessDenied | Health::TooManyConnections
+            ) {
                 *h = Health::Up;
             }
         });

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{IoState, Replication, ServerInfo, ServerState, Unreachable};
+use super::{IoState, Reach, Replication, ServerInfo, ServerState, Unreachable};
 use crate::spec::Policy;
 use crate::spec::Topology;
 
@@ -48,6 +48,8 @@ problem_codes! {
     MultipleWritable = "multiple-writable", Critical;
     ReadOnlyPrimary = "read-only-primary", Critical;
     DuplicateServerId = "duplicate-server-id", Critical;
+    PrimaryRejectsConnections = "primary-rejects-connections", Critical;
+    ReplicaRejectsConnections = "replica-rejects-connections", Error;
     Unreachable = "unreachable", Error;
     ReplicationStopped = "replication-stopped", Error;
     NotReplicating = "not-replicating", Error;
@@ -133,6 +135,105 @@ fn may_be_one_server(r: &Replication, address: &crate::topology::Address) -> boo
             (Some(a), Some(b)) => a == b,
             _ => true,
         }
+}
+
+/// A server that is alive but refuses connections with error packets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// Its index in the observation.
+    pub host: usize,
+    /// What was seen, with what to do, for people.
+    pub text: String,
+}
+
+/// The servers that answer connections with an error packet (out of connections, access
+/// denied, host blocked): orch's probe was refused, or orch got in only through the
+/// reserved administration port, or a replica of it that is not connected was last
+/// answered with one. Such a server is alive: a problem to report, never a failover (its
+/// replicas did not lose it, orch did not either). `ids` names the observed servers.
+pub fn rejections(observed: &[ServerState], ids: &[&str]) -> Vec<Rejection> {
+    let sources = observed_sources(observed);
+    let mut out = Vec::new();
+    for (x, state) in observed.iter().enumerate() {
+        let mut causes = Vec::new();
+        let mut seen = Vec::new();
+        match &state.reach {
+            Reach::Unreachable { cause, detail } if cause.answered() => {
+                causes.push(*cause);
+                seen.push(format!("orch was answered {detail}"));
+            }
+            Reach::Reachable(info) => {
+                if let Some(r) = &info.main_port_refused {
+                    causes.push(r.cause);
+                    seen.push(format!(
+                        "its main port answered orch {} (orch observes it through its administration port)",
+                        r.detail
+                    ));
+                }
+            }
+            Reach::Unreachable { .. } => {}
+        }
+        for (i, replica) in observed.iter().enumerate() {
+            if sources[i] != Some(x) {
+                continue;
+            }
+            if let Some((cause, e)) = replica
+                .info()
+                .and_then(|inf| inf.replication.as_ref())
+                .and_then(Replication::refused_by_source)
+            {
+                causes.push(cause);
+                // MariaDB's IO error reads "error reconnecting to master 'repl@host:port' -
+                // retry-time: 1 maximum-retries: 100000 message: Too many connections":
+                // the server's own words come last.
+                let words = e
+                    .message
+                    .rsplit_once("message: ")
+                    .map_or(e.message.as_str(), |(_, m)| m);
+                seen.push(format!(
+                    "{}'s IO thread was answered error {}: {words}",
+                    ids[i], e.errno
+                ));
+            }
+        }
+        if seen.is_empty() {
+            continue;
+        }
+        causes.sort_by_key(|c| cause_text(*c));
+        causes.dedup();
+        let todo: Vec<&str> = causes.iter().map(|c| refusal_advice(*c)).collect();
+        out.push(Rejection {
+            host: x,
+            text: format!(
+                "{} is alive but refuses connections ({}): not a failover case; {}",
+                ids[x],
+                seen.join("; "),
+                todo.join("; ")
+            ),
+        });
+    }
+    out
+}
+
+/// What to do about a server that refuses connections with `cause`.
+fn refusal_advice(cause: Unreachable) -> &'static str {
+    match cause {
+        Unreachable::ConnectionLimit => {
+            "it is out of connections: new clients fail too; close idle sessions or raise \
+             max_connections (max_user_connections for one account) on it, and reserve orch \
+             a way in that needs no free slot (MariaDB extra_port, MySQL admin_port: see the \
+             README) so that it can observe and fence it meanwhile"
+        }
+        Unreachable::AccessDenied => {
+            "it refuses the account: check the user, password and grants orch (or the \
+             replication account) uses on it"
+        }
+        Unreachable::HostBlocked => {
+            "it blocks the client's host after too many failed connections: run FLUSH HOSTS \
+             on it and raise max_connect_errors"
+        }
+        _ => "",
+    }
 }
 
 pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<Problem> {
@@ -249,9 +350,23 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
         }
     }
 
+    // Servers that answer with error packets: alive, whatever else is wrong.
+    for r in rejections(observed, &ids) {
+        let code = if Some(r.host) == primary || Some(r.host) == live_primary {
+            ProblemCode::PrimaryRejectsConnections
+        } else {
+            ProblemCode::ReplicaRejectsConnections
+        };
+        push(code, ids[r.host], r.text);
+    }
+
     // The primary: dead (holistically), or only unreachable from here.
     if let Some(p) = primary {
-        if let super::Reach::Unreachable { cause, detail } = &observed[p].reach {
+        if let super::Reach::Unreachable { cause, .. } = &observed[p].reach
+            && cause.answered()
+        {
+            // Alive: reported above.
+        } else if let super::Reach::Unreachable { cause, detail } = &observed[p].reach {
             let replicas: Vec<usize> = (0..ids.len())
                 .filter(|&i| desired_source(i) == Some(p))
                 .collect();
@@ -266,7 +381,7 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                 .filter(|&i| {
                     info[i]
                         .and_then(|inf| inf.replication.as_ref())
-                        .is_some_and(|r| r.io == IoState::Running && source_of(i) == Some(p))
+                        .is_some_and(|r| !r.lost_source() && source_of(i) == Some(p))
                 })
                 .map(|i| ids[i])
                 .collect();
@@ -362,6 +477,7 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
         let Some(inf) = info[i] else {
             if Some(i) != primary
                 && let super::Reach::Unreachable { cause, detail } = &observed[i].reach
+                && !cause.answered()
             {
                 push(
                     ProblemCode::Unreachable,
@@ -623,6 +739,8 @@ pub(crate) fn cause_text(cause: Unreachable) -> &'static str {
         Unreachable::TimedOut => "connect timed out",
         Unreachable::HungAfterConnect => "hung: accepts connections but does not answer",
         Unreachable::AccessDenied => "access denied",
+        Unreachable::ConnectionLimit => "out of connections",
+        Unreachable::HostBlocked => "host blocked",
         Unreachable::Other => "error",
     }
 }
@@ -720,6 +838,32 @@ pub(crate) mod tests {
                 "killed replica",
                 |s| s.kill(host_address(2)),
                 &[(Unreachable, "h2")],
+            ),
+            (
+                "a primary out of connections, its replicas reconnecting: alive",
+                |s| {
+                    s.exhaust_connections(host_address(0));
+                    for i in [1, 2] {
+                        s.stop_replication(host_address(i));
+                        s.start_replication(host_address(i));
+                    }
+                },
+                &[(PrimaryRejectsConnections, "h0")],
+            ),
+            (
+                "a primary refusing orch's account",
+                |s| s.access_denied(host_address(0)),
+                &[(PrimaryRejectsConnections, "h0")],
+            ),
+            (
+                "a replica out of connections",
+                |s| s.exhaust_connections(host_address(2)),
+                &[(ReplicaRejectsConnections, "h2")],
+            ),
+            (
+                "a replica refusing orch's account",
+                |s| s.access_denied(host_address(2)),
+                &[(ReplicaRejectsConnections, "h2")],
             ),
             (
                 "errant write",

@@ -134,6 +134,7 @@ mod tests {
                 user_schemas: None,
                 privileges: None,
                 channels: Vec::new(),
+                main_port_refused: None,
             })),
         }
     }

@@ -1748,7 +1748,9 @@ impl<E: Executor> Watcher<E> {
             self.locked(
                 stop,
                 |w, fresh| {
-                    let alive = fresh.hosts[primary].state.info().is_some();
+                    // A primary that answers with an error packet (out of connections,
+                    // say) is alive too: failing it over would leave two writable.
+                    let alive = fresh.hosts[primary].state.alive();
                     if alive && !force {
                         return Some(Err(NoRecovery {
                             reason: refused_live.clone(),
@@ -2387,6 +2389,43 @@ mod tests {
         )
         .await;
         assert_eq!(took, None);
+        assert!(!sim.server(host_address(0)).unwrap().read_only);
+    }
+
+    /// Out of connections (error 1040 for orch and for its replicas' reconnecting IO
+    /// threads), the primary is alive: never replaced by the watcher, and a person's
+    /// failover without --force is refused.
+    #[tokio::test(start_paused = true)]
+    async fn a_primary_out_of_connections_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = star();
+        let w = watcher(&sim, dir.path());
+        let took = scenario(
+            sim.clone(),
+            w,
+            Duration::from_secs(2),
+            |s| {
+                s.exhaust_connections(host_address(0));
+                for i in [1, 2] {
+                    s.stop_replication(host_address(i));
+                    s.start_replication(host_address(i));
+                }
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(took, None);
+        assert!(!sim.server(host_address(0)).unwrap().read_only);
+        let mut w = watcher(&sim, dir.path());
+        let stop = Arc::new(AtomicBool::new(false));
+        let refused = w.failover_now(None, false, "test", &stop).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| format!("{e:#}").contains("the primary h0 answers")),
+            "{:?}",
+            refused.map(|_| ())
+        );
         assert!(!sim.server(host_address(0)).unwrap().read_only);
     }
 

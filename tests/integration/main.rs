@@ -23,3 +23,4 @@ mod watch;
 mod watch_ha;
 mod watch_http;
 mod watch_partition;
+mod watch_refusals;
