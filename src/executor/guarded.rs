@@ -66,23 +66,21 @@ impl<E: Executor> Guarded<E> {
         }
     }
 
-    /// After the failover: looks at the failed primary until it is seen read_only (fenced
-    /// by this guard or otherwise) or `stop`, every [`PROBE_EVERY`] for the first minute,
-    /// then every second (the watch's polls look too). The moment between the last step
-    /// and the next poll is not left to chance.
-    pub async fn watch_until_fenced(&self, stop: &AtomicBool) {
+    /// After the failover: looks at the failed primary (never fencing it itself) until it
+    /// is seen read_only or `stop`, calling `answered` each time it answers writable, every
+    /// [`PROBE_EVERY`] for the first minute, then every second: the watch, woken, fences
+    /// it through its recorded runs, which name what it holds that the new primary lacks.
+    /// The moment between the last step and the next poll is not left to chance.
+    pub async fn watch_until_fenced(&self, stop: &AtomicBool, answered: impl Fn()) {
         let Some((_, address)) = &self.former else {
             return;
         };
         let began = tokio::time::Instant::now();
         while !stop.load(Ordering::SeqCst) {
-            if self
-                .observe_former(address)
-                .await
-                .info()
-                .is_some_and(|i| i.read_only)
-            {
-                return;
+            match self.probe(address).await.info() {
+                Some(i) if i.read_only => return,
+                Some(_) => answered(),
+                None => {}
             }
             let every = if began.elapsed() < Duration::from_secs(60) {
                 PROBE_EVERY
@@ -96,7 +94,7 @@ impl<E: Executor> Guarded<E> {
     /// The failed primary as it is now, fenced first if it answers writable.
     async fn observe_former(&self, address: &Address) -> ServerState {
         let seen = self.probe(address).await;
-        if !seen.info().is_some_and(|i| !i.read_only) {
+        if seen.info().is_none_or(|i| i.read_only) {
             return seen;
         }
         let (host, _) = self.former.as_ref().expect("guarding");

@@ -1430,9 +1430,10 @@ impl<E: Executor> Watcher<E> {
                 // Never re-admitted writable: fenced the moment it answers (the guard goes
                 // on looking until it is read_only; the polls look too).
                 self.to_fence.insert(old);
-                let guard = guarded.clone();
-                let stop = stop.clone();
-                tokio::spawn(async move { guard.watch_until_fenced(&stop).await });
+                let (guard, stop, wake) = (guarded.clone(), stop.clone(), self.wake.clone());
+                tokio::spawn(
+                    async move { guard.watch_until_fenced(&stop, || wake.notify_one()).await },
+                );
             }
         } else if let Some(mut f) = in_flight {
             // A server that showed it cannot do its part is left out of the next attempt,
