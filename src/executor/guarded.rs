@@ -35,6 +35,9 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 pub struct Guarded<E> {
     pub inner: E,
     former: Option<(String, Address)>,
+    /// Fence it when it answers writable (false: only bound the look, for a decision
+    /// that is not made yet: a primary that answers again is no failover).
+    fence: bool,
     /// What the guard did, for the run's report: one line per fence.
     fenced: Mutex<Vec<String>>,
 }
@@ -45,7 +48,17 @@ impl<E: Executor> Guarded<E> {
         Guarded {
             inner,
             former,
+            fence: true,
             fenced: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Looks at `former` within [`PROBE_TIMEOUT`] and never fences it: for observing
+    /// before a failover is decided.
+    pub fn probing(inner: E, former: Option<(String, Address)>) -> Guarded<E> {
+        Guarded {
+            fence: false,
+            ..Guarded::new(inner, former)
         }
     }
 
@@ -94,7 +107,7 @@ impl<E: Executor> Guarded<E> {
     /// The failed primary as it is now, fenced first if it answers writable.
     async fn observe_former(&self, address: &Address) -> ServerState {
         let seen = self.probe(address).await;
-        if seen.info().is_none_or(|i| i.read_only) {
+        if !self.fence || seen.info().is_none_or(|i| i.read_only) {
             return seen;
         }
         let (host, _) = self.former.as_ref().expect("guarding");

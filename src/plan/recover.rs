@@ -665,6 +665,10 @@ fn failover(
         .filter(|&r| e.m.link(r).is_some())
         .collect();
     for &r in &replicating {
+        if e.m.live(r).is_some_and(|l| l.ceiling.is_some()) {
+            // Already receives nothing (watch stops them before it decides).
+            continue;
+        }
         let rid = e.id(r);
         e.group = (!needed.contains(&r)).then(|| rid.clone());
         e.emit(

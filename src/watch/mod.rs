@@ -20,6 +20,7 @@ pub mod leader;
 pub mod metrics;
 pub mod webhook;
 
+mod quiesce;
 #[cfg(test)]
 mod thaw_tests;
 #[cfg(test)]
@@ -1177,7 +1178,7 @@ impl<E: Executor> Watcher<E> {
     async fn locked(
         &mut self,
         stop: &Arc<AtomicBool>,
-        decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
+        decide: impl Fn(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
         detection: &str,
         kind: Kind<'_>,
         key: &str,
@@ -1237,15 +1238,34 @@ impl<E: Executor> Watcher<E> {
         &mut self,
         lock: crate::state::ClusterLock,
         stop: &Arc<AtomicBool>,
-        decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
+        decide: impl Fn(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
         detection: &str,
         kind: Kind<'_>,
         key: &str,
     ) -> anyhow::Result<Acted> {
         // Analysed again under the lock: an apply may have changed things meanwhile.
         let began = Instant::now();
-        let fresh = self.observe().await;
-        let recovery = match decide(self, &fresh) {
+        let mut fresh = self.observe().await;
+        let mut decided = decide(self, &fresh);
+        // A failover decides on positions that no longer move: the failed primary's
+        // replicas stop receiving first (one that reconnected to a primary thawing now
+        // would get more than the successor), then the decision is made again on what the
+        // servers say (see quiesce.rs).
+        let mut stopped = Vec::new();
+        if kind != Kind::Repair
+            && let Some(Ok(r)) = &decided
+        {
+            let dead = r.dead.clone();
+            stopped = self.stop_receiving(&fresh, &dead).await;
+            if !stopped.is_empty() {
+                fresh = self.observe_guarding(&dead).await;
+                decided = decide(self, &fresh);
+                if !matches!(decided, Some(Ok(_))) {
+                    self.start_receiving(&stopped).await;
+                }
+            }
+        }
+        let recovery = match decided {
             None => {
                 log(
                     self.cluster(),
@@ -1287,6 +1307,7 @@ impl<E: Executor> Watcher<E> {
             // Aborted once by a pre hook: not again until this failure clears.
             let aborted = format!("{event}/{}/pre_failover", recovery.dead);
             if self.said.contains(&aborted) {
+                self.start_receiving(&stopped).await;
                 lock.release()?;
                 return Ok(Acted::Refused("aborted by a pre_failover hook".into()));
             }
@@ -1317,6 +1338,7 @@ impl<E: Executor> Watcher<E> {
                 .await;
                 self.log_hooks(&post);
                 let hooks: Vec<_> = pre.into_iter().chain(post).collect();
+                self.start_receiving(&stopped).await;
                 self.record_refusal_with(detection, &why, None, &hooks)?;
                 lock.release()?;
                 return Ok(Acted::Refused(why));

@@ -1,6 +1,7 @@
 //! Tests: a primary that thaws while its failover runs is fenced at once, whichever step
 //! the failover is at, and the promotion goes on: never two writable servers, and the
-//! failover completes in its first run. On the simulator, in paused time; on real MariaDB
+//! failover completes in its first run; one that thaws before the decision (while its
+//! replicas' IO threads are stopped for it) is no failover and keeps its replicas. On the simulator, in paused time; on real MariaDB
 //! under a semi-sync write load in `tests/integration/failover_decisions.rs`.
 
 use std::sync::Arc;
@@ -89,6 +90,22 @@ async fn a_primary_thawing_after_any_step_of_its_failover_is_fenced_at_once() {
                 task.await.unwrap();
             })
             .await;
+        // Steps 1 and 2 stop the replicas' IO threads before the decision: a primary that
+        // answers then is no failover, and keeps its replicas.
+        if after <= 2 {
+            assert!(twice.is_empty(), "thawed after step {after}: {twice:?}");
+            assert_eq!(writable(&sim), vec![0], "thawed after step {after}");
+            for i in [1, 2] {
+                let rep = sim.server(host_address(i)).unwrap().replication.unwrap();
+                assert_eq!(rep.source, host_address(0));
+                assert_ne!(
+                    rep.io,
+                    crate::observe::IoState::Stopped,
+                    "h{i} receives again"
+                );
+            }
+            continue;
+        }
         // Before the promotion the old primary is fenced before anything looks at it;
         // thawed right after it (the last step), within the guard's next probes.
         let allowed = if after == 9 { 10 } else { 0 };

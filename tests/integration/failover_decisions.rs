@@ -409,3 +409,104 @@ fn a_replica_with_replication_filters_is_never_promoted_nor_a_source() {
     assert_eq!(watch.stop(), 0);
     sb.down();
 }
+
+/// A session holding `LOCK TABLES app.t WRITE` on node `i` until the sender is used (or
+/// dropped): node `i`'s SQL thread waits behind it.
+fn table_lock(
+    sb: &Sandbox,
+    i: usize,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let opts = crate::sandbox::root_opts(&sb.socket(i));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        crate::sandbox::runtime().block_on(async {
+            use mysql_async::prelude::Queryable;
+            let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+            conn.query_drop("LOCK TABLES app.t WRITE").await.unwrap();
+            held_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || rx.recv()).await;
+            conn.query_drop("UNLOCK TABLES").await.unwrap();
+        })
+    });
+    held_rx.recv().unwrap();
+    (tx, holder)
+}
+
+/// The primary hangs (SIGSTOP) under a semi-sync write load and thaws while its failover
+/// runs: the successor's applier is held back by a table lock, so the failover is waiting
+/// for it when node1 answers again. node1 is fenced at once (its insert held for an
+/// acknowledgement is killed, never acknowledged after `rpl_semi_sync_master_timeout`);
+/// the failover goes on and promotes node2 in its first run; every acknowledged write is
+/// on node2 and node3.
+#[test]
+fn a_primary_thawing_while_its_failover_runs_is_fenced_at_once() {
+    let sb = semi_sync_quiet(&[]);
+    // A short timeout: without the fence at once, the held insert would be acknowledged
+    // 2 s after the thaw, and lost.
+    sb.root(1, "SET GLOBAL rpl_semi_sync_master_timeout = 2000");
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    declare(&file, 2, "promotion: prefer");
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+    let w = app_writing(&sb);
+    let (release, holder) = table_lock(&sb, 2);
+    orch_ok(&["sandbox", "freeze", sb.d(), "1"]);
+    watch.wait_for("recovering: promote node2", 30);
+    orch_ok(&["sandbox", "thaw", sb.d(), "1"]);
+    // The failover still waits for node2's applier past the semi-sync timeout: without
+    // the fence at once, node1 acknowledges its held insert meanwhile (and the writer
+    // goes on writing there).
+    std::thread::sleep(Duration::from_millis(2500));
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    watch.wait_for("failover done", 40);
+    let (acked, errors) = w.join().unwrap();
+    assert_eq!(read_only(&sb, 2), "0", "{}", watch.log());
+    assert_eq!(read_only(&sb, 1), "1", "{}", watch.log());
+    assert_eq!(read_only(&sb, 3), "1");
+    let missing = |i: usize| -> Vec<u64> {
+        acked
+            .iter()
+            .copied()
+            .filter(|id| {
+                first(
+                    &sb.root(
+                        i,
+                        &format!("SELECT COUNT(*) AS c FROM app.t WHERE id = {id}"),
+                    ),
+                    "c",
+                ) == "0"
+            })
+            .collect()
+    };
+    eventually("node3 follows node2", Duration::from_secs(10), || {
+        source_ip(&sb, 3) == ip(&sb, 2)
+    });
+    assert_eq!(
+        (missing(2), missing(3)),
+        (vec![], vec![]),
+        "acknowledged: {} writes, last {:?}; errors {errors:?}\n{}",
+        acked.len(),
+        acked.last(),
+        watch.log()
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        watch
+            .log()
+            .contains("answered writable while it ran: fenced at once"),
+        "{}",
+        watch.log()
+    );
+    let runs = recoveries(&state);
+    assert_eq!(
+        runs[0]["outcome"],
+        "succeeded",
+        "{runs:#?}\n{}",
+        watch.log()
+    );
+    assert_eq!(watch.stop(), 0);
+    sb.down();
+}
