@@ -1260,6 +1260,23 @@ mod tests {
         })
     }
 
+    /// h0 (of a 3-server star) killed: h1 (`promotion: prefer`) is passed over for h2, its
+    /// verdict saying `why`.
+    fn h2_chosen_over_h1(sim: &Arc<Simulator>, why: &str) -> (Desired, Recovery) {
+        sim.kill(host_address(0));
+        sim.tick();
+        let mut d = desired(&STAR4[..3]);
+        d.hosts[1].promotion = Promotion::Prefer;
+        let r = dead_primary(&d, &observe(sim, &d), &Policy::default(), 0, None).unwrap();
+        assert_eq!(r.successor, "h2");
+        assert!(
+            verdict(&r.considered, "h1").contains(why),
+            "{:?}",
+            r.considered
+        );
+        (d, r)
+    }
+
     #[test]
     fn a_candidate_whose_applier_failed_is_not_chosen() {
         let sim = star(3);
@@ -1274,17 +1291,7 @@ mod tests {
             1062,
             "Duplicate entry '1' for key 'PRIMARY'",
         );
-        sim.kill(host_address(0));
-        sim.tick();
-        let mut d = desired(&STAR4[..3]);
-        d.hosts[1].promotion = Promotion::Prefer;
-        let r = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, None).unwrap();
-        assert_eq!(r.successor, "h2");
-        assert!(
-            verdict(&r.considered, "h1").contains("its SQL thread failed (error 1062"),
-            "{:?}",
-            r.considered
-        );
+        let (_, r) = h2_chosen_over_h1(&sim, "its SQL thread failed (error 1062");
         assert!(!waits_on(&r, "h1"), "{:#?}", r.plan.steps);
         // It received what h2 has: it moves under h2 with no gap, left stopped for a person.
         let lost = &r.plan.lost;
@@ -1464,17 +1471,7 @@ mod tests {
         });
         sim.write(host_address(0), 3).unwrap();
         sim.tick();
-        sim.kill(host_address(0));
-        sim.tick();
-        let mut d = desired(&STAR4[..3]);
-        d.hosts[1].promotion = Promotion::Prefer;
-        let r = dead_primary(&d, &observe(&sim, &d), &Policy::default(), 0, None).unwrap();
-        assert_eq!(r.successor, "h2");
-        assert!(
-            verdict(&r.considered, "h1").contains("replication filters (replicate_do_db=shop)"),
-            "{:?}",
-            r.considered
-        );
+        let (d, r) = h2_chosen_over_h1(&sim, "replication filters (replicate_do_db=shop)");
         run(&sim, &d, &r, 3);
     }
 
