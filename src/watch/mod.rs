@@ -93,6 +93,10 @@ pub struct Watcher<E: Executor> {
     /// last read, and when (None: not read since this process last began to lead).
     shared_downtimes: Vec<crate::state::Downtime>,
     shared_read: Option<Instant>,
+    /// Unix milliseconds when this watcher was last seen not leading (or began): a
+    /// downtime created before is no news when it begins to lead; one created since (its
+    /// own API may take one before its first read) is.
+    not_leading_at: i64,
     /// With etcd: the failover in flight as read (or written) during the leadership term
     /// `in_flight_term` (within one, only this process writes it).
     in_flight_seen: Option<inflight::InFlight>,
@@ -216,6 +220,7 @@ impl<E: Executor> Watcher<E> {
             downtimes: Vec::new(),
             shared_downtimes: Vec::new(),
             shared_read: None,
+            not_leading_at: crate::state::now_millis(),
             in_flight_seen: None,
             in_flight_term: None,
             resume_after: Instant::now(),
@@ -457,7 +462,27 @@ impl<E: Executor> Watcher<E> {
         let now_keys: HashSet<(Code, String)> =
             findings.iter().map(|f| (f.code, f.host.clone())).collect();
         self.seen.retain(|k, _| now_keys.contains(k));
-        let live: HashSet<String> = findings.iter().map(finding_key).collect();
+        let mut live: HashSet<String> = findings.iter().map(finding_key).collect();
+        // What status reports as an error that no finding says (a replication that
+        // stopped, semi-sync fallen back to asynchronous, an errant replica): said once
+        // while it lasts, so the log and status agree.
+        let said_by_findings: HashSet<(&str, &str)> = findings
+            .iter()
+            .map(|f| (f.code.name(), f.host.as_str()))
+            .collect();
+        let problems: Vec<(String, String)> = snapshot
+            .problems
+            .iter()
+            .filter(|p| p.severity != crate::observe::classify::Severity::Warning)
+            .filter(|p| !said_by_findings.contains(&(p.code.name(), p.host.as_str())))
+            .map(|p| {
+                (
+                    format!("problem/{}/{}", p.code.name(), p.host),
+                    format!("{} {}: {}", p.code.name(), p.host, p.message),
+                )
+            })
+            .collect();
+        live.extend(problems.iter().map(|(k, _)| k.clone()));
         // Things said about a finding go with it; about former primaries and drift, they
         // are cleared where those end.
         self.said.retain(|k| {
@@ -465,6 +490,9 @@ impl<E: Executor> Watcher<E> {
                 || k.starts_with("reconcile/")
                 || live.iter().any(|l| k.starts_with(l.as_str()))
         });
+        for (key, line) in problems {
+            self.once(key, &line);
+        }
         for f in &findings {
             let first = self.once(
                 finding_key(f),
@@ -714,6 +742,7 @@ impl<E: Executor> Watcher<E> {
     async fn read_shared_downtimes(&mut self) {
         let Some(l) = self.leadership.clone().filter(|l| l.is_leader()) else {
             self.shared_read = None;
+            self.not_leading_at = crate::state::now_millis();
             return;
         };
         if self
@@ -725,8 +754,12 @@ impl<E: Executor> Watcher<E> {
         match l.shared.downtimes(self.cluster()).await {
             Ok(list) => {
                 if self.shared_read.is_none() {
-                    self.downtimes =
-                        crate::state::Downtime::merge(self.downtimes.clone(), list.clone());
+                    let known: Vec<_> = list
+                        .iter()
+                        .filter(|d| d.created_at < self.not_leading_at)
+                        .cloned()
+                        .collect();
+                    self.downtimes = crate::state::Downtime::merge(self.downtimes.clone(), known);
                 }
                 self.shared_downtimes = list;
                 self.shared_read = Some(Instant::now());

@@ -127,6 +127,8 @@ fn a_candidate_whose_applier_failed_is_passed_over_at_once() {
         || slave_status(&sb, 2, "Last_SQL_Errno") == "1062",
     );
     let (_, state, watch) = watched_preferring_node2(&sb, "");
+    // The watch says what status says.
+    watch.wait_for("replication-stopped node2", 10);
     node3_promoted_not_node2(&sb, &watch, &state, "its SQL thread failed (error 1062");
     // Never started again by orch: a person fixes it.
     assert_eq!(slave_status(&sb, 2, "Slave_SQL_Running"), "No");
