@@ -474,6 +474,8 @@ pub struct Store {
     db: Db,
     /// This machine's name: a lock or run recorded with it can be checked by pid.
     local_host: String,
+    /// What the locks taken through this store judge their heartbeats by.
+    clock: lock::Clock,
 }
 
 impl Store {
@@ -498,7 +500,15 @@ impl Store {
         Ok(Store {
             db,
             local_host: hostname(),
+            clock: lock::Clock::default(),
         })
+    }
+
+    /// The same store, its locks judged by `clock` (a manual one in tests).
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: lock::Clock) -> Store {
+        self.clock = clock;
+        self
     }
 
     /// The database file.

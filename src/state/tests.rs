@@ -60,6 +60,10 @@ fn query_i64(store: &Store, sql: &str) -> i64 {
     store.db.conn().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+fn query_text(store: &Store, sql: &str) -> String {
+    store.db.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
 fn poll_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -681,7 +685,10 @@ fn check(fence: &HeldLock) -> Result<(), String> {
 fn a_lock_taken_over_fences_its_former_holder_s_steps() {
     use crate::executor::fenced::Fence;
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    // Both holders' clocks move only when told: which check asks the store, and whether a
+    // heartbeat is still valid, is decided here, not by how busy the machine is.
+    let clock = lock::Clock::manual();
+    let store = Store::open(tmp.path()).unwrap().with_clock(clock.clone());
     let remote = Who {
         host: "elsewhere.example".into(),
         ..me("alice")
@@ -693,14 +700,14 @@ fn a_lock_taken_over_fences_its_former_holder_s_steps() {
         .lock_at("shop", &remote, ttl, now_millis() - 60_000)
         .unwrap();
     let fence = a.fence();
-    let b = store.lock("shop", &me("bob"), ttl).unwrap();
-    // A heartbeat a quarter TTL old vouches for the lock by itself; an older one is
-    // renewed by the next step's check, which finds the token gone.
-    poll_until(
-        "alice's check asks the store",
-        Duration::from_secs(5),
-        || check(&fence).is_err(),
-    );
+    let b = store
+        .lock_at("shop", &me("bob"), ttl, now_millis())
+        .unwrap();
+    // A heartbeat under a quarter TTL old vouches for the lock by itself (alice's own
+    // clock has not moved since she took it) ...
+    assert_eq!(check(&fence), Ok(()));
+    // ... an older one is renewed by the next step's check, which finds the token gone.
+    clock.advance(ttl / 4);
     let refused = check(&fence).unwrap_err();
     assert!(
         refused.contains("taken over by another process"),
@@ -708,7 +715,9 @@ fn a_lock_taken_over_fences_its_former_holder_s_steps() {
     );
     // Known now: no further statement either.
     assert_eq!(fence.holds(), Err(refused));
+    // bob's check renews his and finds it his.
     assert_eq!(check(&b.fence()), Ok(()));
+    assert_eq!(b.fence().holds(), Ok(()));
     b.release().unwrap();
 }
 
@@ -716,23 +725,36 @@ fn a_lock_taken_over_fences_its_former_holder_s_steps() {
 fn a_lock_with_no_heartbeat_for_its_ttl_stops_its_statements_by_the_clock() {
     use crate::executor::fenced::Fence;
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let clock = lock::Clock::manual();
+    let store = Store::open(tmp.path()).unwrap().with_clock(clock.clone());
     // lock_at sends no heartbeats of its own: as if this process were paused.
     let ttl = Duration::from_millis(300);
     let a = store
         .lock_at("shop", &me("alice"), ttl, now_millis())
         .unwrap();
     let fence = a.fence();
+    // It holds until a sixth of the TTL before the TTL (the margin for other processes'
+    // clocks), and not from then on.
+    clock.advance(ttl - ttl / 6 - Duration::from_millis(1));
     assert_eq!(fence.holds(), Ok(()));
-    poll_until(
-        "the lock ran out by the clock",
-        Duration::from_secs(5),
-        || fence.holds().is_err(),
-    );
+    clock.advance(Duration::from_millis(1));
     let why = fence.holds().unwrap_err();
     assert!(why.contains("no heartbeat within its TTL"), "{why}");
     // Nobody took it: a heartbeat finds it still ours and it holds again.
+    let before = query_i64(&store, "SELECT heartbeat_at FROM locks");
     assert_eq!(check(&fence), Ok(()));
+    assert_eq!(fence.holds(), Ok(()));
+    assert!(query_i64(&store, "SELECT heartbeat_at FROM locks") >= before);
+    // Under a quarter TTL later, the step check trusts that heartbeat (writes none) ...
+    std::thread::sleep(Duration::from_millis(2));
+    clock.advance(ttl / 4 - Duration::from_millis(1));
+    let beat = query_i64(&store, "SELECT heartbeat_at FROM locks");
+    assert_eq!(check(&fence), Ok(()));
+    assert_eq!(query_i64(&store, "SELECT heartbeat_at FROM locks"), beat);
+    // ... and from a quarter TTL on, it writes one.
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(check(&fence), Ok(()));
+    assert!(query_i64(&store, "SELECT heartbeat_at FROM locks") > beat);
     a.release().unwrap();
 }
 
@@ -740,30 +762,38 @@ fn a_lock_with_no_heartbeat_for_its_ttl_stops_its_statements_by_the_clock() {
 fn a_held_lock_beats_on_its_own_through_a_step_longer_than_its_ttl() {
     use crate::executor::fenced::Fence;
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
-    let other = Store::open(tmp.path()).unwrap();
+    let clock = lock::Clock::manual();
+    let store = Store::open(tmp.path()).unwrap().with_clock(clock.clone());
     let remote = Who {
         host: "elsewhere.example".into(),
         ..me("alice")
     };
-    let ttl = Duration::from_millis(1500);
+    let ttl = Duration::from_millis(400);
     let a = store.lock("shop", &remote, ttl).unwrap();
     let fence = a.fence();
+    let token = query_text(&store, "SELECT token FROM locks");
     let since = query_i64(&store, "SELECT since FROM locks");
-    // Three TTLs with no heartbeat from the caller: the lock's thread sends them, so
-    // nobody may take it and its statements may run.
+    // Three TTLs with no heartbeat from the caller: the lock's thread sends them. Each
+    // time the holder's clock says its last heartbeat ran out, only a heartbeat from the
+    // thread (judged by the same clock) makes it hold again.
+    for _ in 0..3 {
+        clock.advance(ttl);
+        poll_until(
+            "a heartbeat from the lock's thread",
+            Duration::from_secs(10),
+            || fence.holds().is_ok(),
+        );
+    }
     poll_until("three TTLs of heartbeats", Duration::from_secs(10), || {
-        match other.lock("shop", &me("bob"), ttl) {
-            Err(StateError::Locked { .. }) => {}
-            r => panic!("the lock was lost: {r:?}"),
-        }
-        assert_eq!(fence.holds(), Ok(()));
-        query_i64(&store, "SELECT heartbeat_at FROM locks") - since > 3 * 1500
+        query_i64(&store, "SELECT heartbeat_at FROM locks") - since > 3 * 400
     });
+    // Never taken over meanwhile: the row is still this lock's.
+    assert_eq!(query_text(&store, "SELECT token FROM locks"), token);
     a.release().unwrap();
     // Released: the thread stopped, the row is gone and stays gone.
     assert_eq!(query_i64(&store, "SELECT COUNT(*) FROM locks"), 0);
-    other
+    Store::open(tmp.path())
+        .unwrap()
         .lock("shop", &me("bob"), ttl)
         .unwrap()
         .release()
