@@ -41,6 +41,7 @@ fn new_run(cluster: &str, who: Who) -> NewRun {
             sha256: "ab".repeat(32),
         }],
         fingerprint: Some("sha256:f00d".into()),
+        steps_planned: None,
     }
 }
 
@@ -459,6 +460,67 @@ fn a_running_run_whose_process_is_gone_reads_as_interrupted() {
     assert_eq!(outcome(gone), Outcome::Interrupted);
     // Another host's pid says nothing about this host's processes.
     assert_eq!(outcome(elsewhere), Outcome::Running);
+}
+
+/// A run whose process died after five of its plan's ten steps started (four done) reads
+/// "4/10": its total is the plan's, not the steps recorded before it stopped.
+#[test]
+fn an_interrupted_run_counts_its_steps_against_its_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let run = NewRun {
+        steps_planned: Some(10),
+        ..new_run("shop", who("bob", dead_pid()))
+    };
+    let id = store.begin_run(run).unwrap();
+    for n in 1..=5 {
+        store.record_step_started(id, step(n)).unwrap();
+        if n < 5 {
+            store
+                .record_step_finished(id, n, StepResult::Done, None)
+                .unwrap();
+        }
+    }
+    let run = store.run(id).unwrap().unwrap().run;
+    assert_eq!(run.outcome, Outcome::Interrupted);
+    assert_eq!((run.steps_done, run.steps_total), (4, 10));
+    let listed = &store.runs(&RunFilter::default()).unwrap()[0];
+    assert_eq!((listed.steps_done, listed.steps_total), (4, 10));
+}
+
+/// A refusal (anti-flap, a downtime, ...) is stored as such, not as a failure; a run
+/// recorded before the store kept the plan's step count counts the steps recorded.
+#[test]
+fn version_5_stores_refusals_and_keeps_older_runs_step_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let path = tmp.path().join(DB_FILE);
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        schema::migrate(&mut conn, &schema::MIGRATIONS[..4], &path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (kind, cluster, started_at, user, host, pid, outcome) \
+               VALUES ('apply', 'shop', 1, 'u', 'elsewhere.example', 1, 'failed'); \
+             INSERT INTO run_steps (run_id, number, host, address, action, description, \
+               result) VALUES (1, 1, 'db1', 'a:1', 'fence', 'd', 'done'), \
+               (1, 2, 'db2', 'a:2', 'fence', 'd', 'failed');",
+        )
+        .unwrap();
+    }
+    let store = Store::open(tmp.path()).unwrap();
+    let old = store.run(RunId(1)).unwrap().unwrap().run;
+    assert_eq!((old.steps_done, old.steps_total), (1, 2));
+    let id = store.begin_run(new_run("shop", me("alice"))).unwrap();
+    store
+        .finish_run(
+            id,
+            Outcome::Refused,
+            Some("blocked by anti-flap"),
+            "blocked",
+        )
+        .unwrap();
+    let run = store.run(id).unwrap().unwrap().run;
+    assert_eq!((run.id, run.outcome), (RunId(2), Outcome::Refused));
+    assert_eq!((run.steps_done, run.steps_total), (0, 0));
 }
 
 #[test]

@@ -1568,6 +1568,7 @@ impl<E: Executor> Watcher<E> {
             who: Who::current(),
             files: self.files.clone(),
             fingerprint: None,
+            steps_planned: None,
         })?;
         let mut detail = serde_json::json!({"detection": detection, "decision": why});
         if let Some(no) = no {
@@ -1577,12 +1578,9 @@ impl<E: Executor> Watcher<E> {
             detail["hooks"] = serde_json::to_value(hooks)?;
         }
         self.store.set_run_detail(run, &detail)?;
-        let outcome = if self.dry_run {
-            Outcome::Succeeded
-        } else {
-            Outcome::Failed
-        };
-        self.store.finish_run(run, outcome, Some(why), why)?;
+        // Not acting is a decision, not a failure: nothing was tried, nothing changed.
+        self.store
+            .finish_run(run, Outcome::Refused, Some(why), why)?;
         self.hub.metrics.recovered(self.cluster(), "refused", None);
         self.event(
             "recovery_refused",
@@ -1790,6 +1788,7 @@ impl<E: Executor> Watcher<E> {
                 who: Who::current(),
                 files: files.to_vec(),
                 fingerprint: None,
+                steps_planned: None,
             })?;
             let error = (outcome != Outcome::Succeeded).then_some(text);
             self.store.finish_run(run, outcome, error, text)?;
@@ -1865,6 +1864,7 @@ pub async fn record_recovery<E: Executor>(
         who: Who::current(),
         files: files.to_vec(),
         fingerprint: Some(plan.fingerprint.clone()),
+        steps_planned: Some(plan.steps.len()),
     })?;
     let detail = serde_json::json!({
         "detection": detection,
@@ -2297,11 +2297,12 @@ mod tests {
             .unwrap()
             .runs(&crate::state::RunFilter::default())
             .unwrap();
+        // Recorded as a refusal (orch decided not to act), not as a failure.
         assert!(
-            runs.iter().any(|r| r
-                .summary
-                .as_deref()
-                .is_some_and(|s| s.contains("anti-flap"))),
+            runs.iter().any(|r| r.outcome == Outcome::Refused
+                && r.summary
+                    .as_deref()
+                    .is_some_and(|s| s.contains("anti-flap"))),
             "{runs:?}"
         );
         assert!(converged(&sim2).is_none(), "nothing promoted");

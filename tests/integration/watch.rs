@@ -420,7 +420,7 @@ fn manual_policy_records_and_orch_failover_acts_then_anti_flap_holds() {
     watch.wait_for("failover.automatic is false", 20);
     assert_eq!(read_only(&sb, 2), "1");
     assert_eq!(read_only(&sb, 3), "1");
-    assert_eq!(history(&state)["runs"][0]["outcome"], "failed");
+    assert_eq!(history(&state)["runs"][0]["outcome"], "refused");
     watch.stop();
 
     // A person fails over, to node3.
@@ -441,6 +441,10 @@ fn manual_policy_records_and_orch_failover_acts_then_anti_flap_holds() {
     orch_ok(&["sandbox", "kill", sb.d(), "3"]);
     watch.wait_for("blocked by anti-flap", 20);
     assert_eq!(read_only(&sb, 2), "1", "nothing promoted");
+    // Recorded as a refusal, not a failure (the record follows the log line).
+    eventually("the block recorded", Duration::from_secs(5), || {
+        history(&state)["runs"][0]["outcome"] == "refused"
+    });
     watch.stop();
     sb.down();
 }
