@@ -29,7 +29,7 @@
 mod cluster;
 pub mod etcd;
 pub mod shared;
-pub use cluster::{ClusterState, Downtime};
+pub use cluster::{ClusterState, Downtime, MAX_DOWNTIME};
 mod lock;
 mod runs;
 pub mod schema;
