@@ -110,7 +110,10 @@ pub async fn run_recorded<E: Executor>(
         .count();
     let total = plan.steps.len();
     let (outcome, summary) = if report.succeeded() {
-        (Outcome::Succeeded, format!("{done} steps applied"))
+        (
+            Outcome::Succeeded,
+            format!("{done} step{} applied", if done == 1 { "" } else { "s" }),
+        )
     } else if report.interrupted {
         (
             Outcome::Interrupted,

@@ -275,8 +275,20 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
                 host: ids[w].to_string(),
                 evidence: Evidence::Certain,
                 detail: format!(
-                    "{} is writable beside the primary {}: writes may land in two places",
-                    ids[w], ids[primary]
+                    "{} is writable beside the primary {}: writes may land in two places{}",
+                    ids[w],
+                    ids[primary],
+                    // Named in full: what it took is reported, never replicated.
+                    match (hosts[w].state.info(), hosts[primary].state.info()) {
+                        (Some(theirs), Some(ours)) =>
+                            theirs
+                                .holds_beyond(ours)
+                                .map_or(String::new(), |extra| format!(
+                                    "; it holds transactions {} lacks: {extra}",
+                                    ids[primary]
+                                )),
+                        _ => String::new(),
+                    }
                 ),
             });
         }
@@ -364,27 +376,33 @@ mod tests {
 
     const STAR: &[Option<usize>] = &[None, Some(0), Some(0)];
 
+    /// The findings of a star of `n` servers (h0 the primary) after `setup`.
+    fn star_findings(n: usize, setup: &dyn Fn(&Simulator)) -> Vec<Finding> {
+        let sim = Simulator::star(n, Flavor::Mariadb);
+        sim.write(host_address(0), 3).unwrap();
+        sim.tick();
+        setup(&sim);
+        sim.tick();
+        let sources: Vec<Option<usize>> = (0..n).map(|i| (i > 0).then_some(0)).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let snapshot = rt.block_on(observe_cluster(
+            Arc::new(sim.clone()),
+            &topology(&sources),
+            &Policy::default(),
+            8,
+        ));
+        analyze(&snapshot, 0, 10)
+    }
+
     /// The findings' details, for a primary with one replica then two: the sentence agrees
     /// with how many replicas it names ("h1 still replicates", "h1, h2 still replicate").
     #[test]
     fn details_agree_with_the_number_of_replicas_named() {
         let detail = |n: usize, setup: &dyn Fn(&Simulator)| {
-            let sim = Simulator::star(n, Flavor::Mariadb);
-            sim.tick();
-            setup(&sim);
-            sim.tick();
-            let sources: Vec<Option<usize>> = (0..n).map(|i| (i > 0).then_some(0)).collect();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let snapshot = rt.block_on(observe_cluster(
-                Arc::new(sim.clone()),
-                &topology(&sources),
-                &Policy::default(),
-                8,
-            ));
-            analyze(&snapshot, 0, 10)
+            star_findings(n, setup)
                 .into_iter()
                 .map(|f| f.detail)
                 .collect::<Vec<_>>()
@@ -407,6 +425,29 @@ mod tests {
         assert!(
             some.contains("its replica h1 lost it too and h2 is unreachable"),
             "{some}"
+        );
+    }
+
+    /// A second writable server's finding names every transaction it took that the
+    /// primary lacks, as its stream's whole range (from 1: the primary has none of h2's
+    /// stream, whose sequence numbers, shared with h0's, are bounded, not counted).
+    #[test]
+    fn a_second_writable_server_names_what_the_primary_lacks() {
+        let found = star_findings(3, &|s| {
+            s.stop_replication(host_address(2));
+            s.reset_replication(host_address(2));
+            s.set_read_only(host_address(2), false);
+            s.write(host_address(2), 4).unwrap();
+        });
+        let f = found
+            .iter()
+            .find(|f| f.code == Code::TwoWritablePrimaries)
+            .expect("two writable primaries");
+        assert!(
+            f.detail
+                .ends_with("it holds transactions h0 lacks: 0-3-1..7"),
+            "{}",
+            f.detail
         );
     }
 

@@ -908,17 +908,12 @@ impl<E: Executor> Watcher<E> {
             .collect();
         for i in back {
             // What it has that the primary lacks (written after the last replica got its
-            // events): reported, never replicated.
-            let theirs = snapshot.hosts[i]
-                .state
-                .info()
-                .and_then(|x| x.gtid.executed());
-            let ours = snapshot.hosts[self.primary]
-                .state
-                .info()
-                .and_then(|x| x.gtid.executed());
-            let extra = match (theirs, ours) {
-                (Some(t), Some(o)) => t.missing_from(&o).ok().filter(|m| !m.is_empty()),
+            // events, or since it came back): reported in full, never replicated.
+            let extra = match (
+                snapshot.hosts[i].state.info(),
+                snapshot.hosts[self.primary].state.info(),
+            ) {
+                (Some(theirs), Some(ours)) => theirs.holds_beyond(ours),
                 _ => None,
             };
             let extra = extra.map_or(String::new(), |m| {
@@ -942,6 +937,9 @@ impl<E: Executor> Watcher<E> {
                 "former primary {} answers again, writable{extra}",
                 self.id(i)
             );
+            // Said once per return (the fence may need several polls); the history has it
+            // as the fence's detection.
+            self.once(format!("former/{}/back", self.id(i)), &detection);
             let done = self
                 .locked(
                     stop,
@@ -957,6 +955,7 @@ impl<E: Executor> Watcher<E> {
                 .await?;
             if done.succeeded() {
                 self.to_fence.remove(&i);
+                self.said.remove(&format!("former/{}/back", self.id(i)));
             }
         }
         Ok(())
@@ -2136,6 +2135,11 @@ mod tests {
             .to_string();
         assert!(
             detection.contains("answers again, writable") && detection.contains("lacks"),
+            "{detection}"
+        );
+        // Both, as the range of h0's stream the new primary never got (not only the last).
+        assert!(
+            detection.ends_with("(reported, never replicated): 0-1-6..7"),
             "{detection}"
         );
     }
