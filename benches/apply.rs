@@ -76,6 +76,7 @@ fn bench(c: &mut Criterion) {
                     .iter()
                     .map(|h| (h.id.clone(), h.address.clone()))
                     .collect(),
+                states: Vec::new(),
             };
             let apply = |sim: Arc<Simulator>| {
                 let stop = AtomicBool::new(false);

@@ -171,6 +171,12 @@ pub enum Condition {
     Contains {
         host: String,
     },
+    /// Has executed nothing `host` lacks: `host` can serve it as a source without a gap
+    /// (checked before a replica changes source: a source that came back between the
+    /// observation and the step may have sent it more than the new source has).
+    ContainedIn {
+        host: String,
+    },
     /// No other server of the cluster is writable.
     NoOtherWritable,
     /// `host` replicates with a known lag of at most `seconds` (a switchover's candidate,
@@ -185,7 +191,9 @@ impl Condition {
     /// The other server a condition is about, which must be observed with the step's.
     pub fn other_host(&self) -> Option<&str> {
         match self {
-            Condition::Contains { host } | Condition::LagAtMost { host, .. } => Some(host),
+            Condition::Contains { host }
+            | Condition::ContainedIn { host }
+            | Condition::LagAtMost { host, .. } => Some(host),
             _ => None,
         }
     }
@@ -203,6 +211,14 @@ pub struct Step {
     pub why: String,
     pub requires: Vec<Condition>,
     pub expects: Vec<Condition>,
+    /// The replica whose move this step belongs to, when the change can go on without it:
+    /// a failover moves every replica under its successor, and one replica that cannot be
+    /// moved (its applier hangs on a lock, it stops answering) must not keep the cluster
+    /// without a primary. When such a step fails, that replica's later steps are skipped,
+    /// it is reported as left behind, and the run goes on; the plan is proven with each
+    /// such group cut short at any of its steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detachable: Option<String>,
 }
 
 /// What a step did: the statements it ran, as `--show-sql` renders them (never a secret).

@@ -63,21 +63,42 @@ pub struct Report {
     pub interrupted: bool,
     /// What was undone after a failure, for people.
     pub rolled_back: Vec<String>,
+    /// Why no step ran: orch may not change a server of the plan (a missing privilege,
+    /// a version it cannot drive, several replication channels). Nothing was changed.
+    pub refused: Option<String>,
+    /// Replicas whose detachable steps failed: the run went on without them.
+    pub left_behind: Vec<LeftBehind>,
+    /// The steps of those replicas (the failed one and the skipped ones after it).
+    excused: Vec<usize>,
+}
+
+/// A replica a run went on without (see [`Step::detachable`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftBehind {
+    pub host: String,
+    /// The failed step's number and error.
+    pub why: String,
 }
 
 impl Report {
+    /// Every step done, except those of replicas left behind.
     pub fn succeeded(&self) -> bool {
-        !self.interrupted
+        self.refused.is_none()
+            && !self.interrupted
             && self
                 .results
                 .iter()
-                .all(|r| matches!(r, StepResult::Done(_)))
+                .enumerate()
+                .all(|(n, r)| matches!(r, StepResult::Done(_)) || self.excused.contains(&n))
     }
 }
 
-/// The cluster the plan acts on: every server's name and address.
+/// The cluster the plan acts on: every server's name and address, and the observation
+/// the plan was made from (checked before the first step, see [`crate::plan::preflight`]).
 pub struct Cluster {
     pub servers: Vec<(String, Address)>,
+    /// Empty: nothing is checked before the first step.
+    pub states: Vec<ServerState>,
 }
 
 impl Cluster {
@@ -93,6 +114,12 @@ impl Cluster {
                         .chain(&observed.undeclared)
                         .map(|s| s.address.clone()),
                 )
+                .collect(),
+            states: observed
+                .hosts
+                .iter()
+                .chain(&observed.undeclared)
+                .cloned()
                 .collect(),
         }
     }
@@ -115,11 +142,30 @@ pub async fn run<E: Executor>(
         results: vec![StepResult::NotRun; plan.steps.len()],
         interrupted: false,
         rolled_back: Vec::new(),
+        left_behind: Vec::new(),
+        excused: Vec::new(),
+        refused: None,
     };
+    // The observation the plan was made from says whether orch may change its servers:
+    // checked here, before any step, for every plan and recovery alike, without asking
+    // the servers again.
+    let refused = crate::plan::preflight::refusals(&plan.steps, &cluster.states);
+    if !refused.is_empty() {
+        let why = crate::plan::preflight::text(&refused);
+        progress.note(&format!("refused before any change: {why}"));
+        report.refused = Some(why);
+        return report;
+    }
     for (n, step) in plan.steps.iter().enumerate() {
         if stop.load(Ordering::SeqCst) {
             report.interrupted = true;
             break;
+        }
+        if let Some(h) = &step.detachable
+            && report.left_behind.iter().any(|l| &l.host == h)
+        {
+            report.excused.push(n);
+            continue;
         }
         progress.started(step);
         let began = Instant::now();
@@ -128,6 +174,20 @@ pub async fn run<E: Executor>(
             Err(e) => StepResult::Failed(e),
         };
         progress.finished(step, &result, began.elapsed());
+        if let (StepResult::Failed(e), Some(h)) = (&result, &step.detachable) {
+            // The plan was proven without the rest of this replica's steps: go on.
+            let why = format!("step {} failed: {e}", step.number);
+            progress.note(&format!(
+                "{h} is left behind ({why}); the change goes on without it"
+            ));
+            report.left_behind.push(LeftBehind {
+                host: h.clone(),
+                why,
+            });
+            report.excused.push(n);
+            report.results[n] = result;
+            continue;
+        }
         let failed = matches!(result, StepResult::Failed(_));
         report.results[n] = result;
         if failed {
@@ -245,6 +305,22 @@ fn check(
                     }
                 }
             }
+            Condition::ContainedIn { host: them } => {
+                let theirs = other(them).and_then(|i| i.gtid.executed());
+                match (info.gtid.executed(), theirs) {
+                    (Some(mine), Some(theirs)) if theirs.contains(&mine).unwrap_or(false) => true,
+                    (Some(mine), Some(theirs)) => {
+                        return Err(format!(
+                            "{them} (at {theirs}) lacks transactions {host} executed (at {mine}): {host} would ask it for what it does not have; nothing more is changed"
+                        ));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "cannot compare the GTIDs {host} and {them} executed (unreachable or unreadable)"
+                        ));
+                    }
+                }
+            }
             Condition::NoOtherWritable => states
                 .iter()
                 .filter(|s| s.address != step.address)
@@ -292,6 +368,7 @@ fn describe(c: &Condition) -> String {
         }
         Condition::NotReplica => "still has a source configured".into(),
         Condition::Contains { host } => format!("lacks transactions of {host}"),
+        Condition::ContainedIn { host } => format!("has transactions {host} lacks"),
         Condition::NoOtherWritable => "another server of the cluster is writable".into(),
         Condition::LagAtMost { host, seconds } => format!("{host} lags more than {seconds}s"),
     }
@@ -494,6 +571,7 @@ mod tests {
                 .iter()
                 .map(|h| (h.id.clone(), h.address.clone()))
                 .collect(),
+            states: Vec::new(),
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::{Cluster, Limits, Progress, Report, StepResult};
 use crate::executor::Executor;
 use crate::executor::fenced::Fenced;
+use crate::executor::mysql::Dialect;
 use crate::gtid::Flavor;
 use crate::plan::Plan;
 use crate::render::Format;
@@ -31,16 +32,23 @@ pub fn sql_of_steps(
         .as_ref()
         .and_then(|c| c.replication_user.clone())
         .unwrap_or_else(|| "repl".into());
-    let flavors: std::collections::HashMap<String, Flavor> = crate::plan::names(desired, observed)
-        .into_iter()
-        .zip(observed.hosts.iter().chain(&observed.undeclared))
-        .filter_map(|(id, s)| Some((id, s.info()?.flavor)))
-        .collect();
+    let dialects: std::collections::HashMap<String, Dialect> =
+        crate::plan::names(desired, observed)
+            .into_iter()
+            .zip(observed.hosts.iter().chain(&observed.undeclared))
+            .filter_map(|(id, s)| {
+                let info = s.info()?;
+                Some((id, Dialect::of(info.flavor, &info.version)))
+            })
+            .collect();
     let detection =
         crate::executor::mysql::Detection::from_poll_interval(policy.failover.detect.poll_interval);
     move |step: &Step| {
-        let flavor = flavors.get(&step.host).copied().unwrap_or(Flavor::Mariadb);
-        crate::executor::mysql::step_sql(flavor, step, &replication_user, detection)
+        let dialect = dialects
+            .get(&step.host)
+            .copied()
+            .unwrap_or(Dialect::of(Flavor::Mariadb, ""));
+        crate::executor::mysql::step_sql(dialect, step, &replication_user, detection)
     }
 }
 
@@ -67,6 +75,11 @@ pub struct Finished {
     pub outcome: Outcome,
     pub summary: String,
     pub error: Option<String>,
+}
+
+/// "step" or "steps", as `n` says.
+fn steps(n: usize) -> &'static str {
+    if n == 1 { "step" } else { "steps" }
 }
 
 /// Runs `plan`, recording every step, then the run's outcome; `stop` asks it to stop after
@@ -109,10 +122,30 @@ pub async fn run_recorded<E: Executor>(
         .filter(|x| matches!(x, StepResult::Done(_)))
         .count();
     let total = plan.steps.len();
-    let (outcome, summary) = if report.succeeded() {
+    // Refused by the engine's checks before any step: nothing was tried, nothing failed.
+    let (outcome, summary) = if let Some(why) = &report.refused {
+        (
+            Outcome::Refused,
+            format!("refused before any change, nothing was changed: {why}"),
+        )
+    } else if report.succeeded() && !report.left_behind.is_empty() {
+        let left: Vec<String> = report
+            .left_behind
+            .iter()
+            .map(|l| format!("{} ({})", l.host, l.why))
+            .collect();
         (
             Outcome::Succeeded,
-            format!("{done} step{} applied", if done == 1 { "" } else { "s" }),
+            format!(
+                "{done} {} applied; left behind: {}",
+                steps(done),
+                left.join("; ")
+            ),
+        )
+    } else if report.succeeded() {
+        (
+            Outcome::Succeeded,
+            format!("{done} {} applied", steps(done)),
         )
     } else if report.interrupted {
         (
@@ -125,10 +158,17 @@ pub async fn run_recorded<E: Executor>(
             format!("failed after {done} of {total} steps"),
         )
     };
-    let mut error = report.results.iter().find_map(|x| match x {
-        StepResult::Failed(e) => Some(e.clone()),
-        _ => None,
-    });
+    let mut error = report
+        .results
+        .iter()
+        .find_map(|x| match x {
+            StepResult::Failed(e) => Some(e.clone()),
+            _ => None,
+        })
+        .filter(|_| !report.succeeded());
+    if let Some(why) = &report.refused {
+        error = Some(format!("refused before any change: {why}"));
+    }
     if !report.rolled_back.is_empty() {
         let rb = report.rolled_back.join("; ");
         error = Some(format!("{}; {rb}", error.unwrap_or_default()));

@@ -23,7 +23,7 @@ use crate::executor::Executor;
 use crate::executor::fenced::Fenced;
 use crate::executor::mysql::MysqlExecutor;
 use crate::observe::ObserveOptions;
-use crate::plan::{Placement, Plan, PlanOptions};
+use crate::plan::{BlockCode, Placement, Plan, PlanOptions};
 use crate::render::{self, Format};
 use crate::state::{self, NewRun, Outcome, RunFile, RunKind, Store, Who};
 
@@ -63,7 +63,15 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         let codes: Vec<String> = plan
             .blocked
             .iter()
-            .map(|b| format!("{} ({})", b.host, b.code.name()))
+            .map(|b| match b.code {
+                // Refusals of the whole plan say what to do.
+                BlockCode::MissingPrivilege
+                | BlockCode::UnsupportedVersion
+                | BlockCode::MultipleChannels => {
+                    format!("{} ({}): {}", b.host, b.code.name(), b.reason)
+                }
+                _ => format!("{} ({})", b.host, b.code.name()),
+            })
             .collect();
         bail!(
             "nothing applied: every change the file asks for is blocked: {}",
@@ -231,6 +239,18 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     {
         // It expires on its own within its TTL.
         eprintln!("releasing the etcd lock: {e}");
+    }
+    // The primary a switchover made is the one every view judges against from now on
+    // (`orch status --state`, a watcher started later), as a failover's is: left as it
+    // was, a primary recorded by an earlier failover would show the file as drift and the
+    // new primary as a writable replica.
+    if outcome == Outcome::Succeeded
+        && let Some(new) = plan
+            .steps
+            .iter()
+            .find(|s| matches!(s.action, crate::step::Action::Promote))
+    {
+        store.record_primary(&plan.cluster, &new.host)?;
     }
     let mut error = error;
     if let Some(values) = hook_values.filter(|_| outcome == Outcome::Succeeded) {

@@ -54,7 +54,9 @@ pub fn make(
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => {
-            let snapshot = super::status::observe(&topology, &policy, observe)?;
+            // The plan reads only the servers' states, never the snapshot's problems: it
+            // finds the live primary itself and shows a failover as drift.
+            let snapshot = super::status::observe(&topology, &policy, None, observe)?;
             Observed::from_snapshot(&desired, &snapshot).map_err(anyhow::Error::msg)?
         }
     };

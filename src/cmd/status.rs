@@ -27,32 +27,8 @@ pub fn run(args: StatusArgs, login: &Login) -> anyhow::Result<u8> {
     let snapshot = match (&args.file, &args.seed) {
         (Some(file), None) => {
             let (topology, policy) = crate::spec::load_valid(file)?;
-            match failed_over_to(&topology, args.state.as_deref())? {
-                Some(live) => {
-                    let was = topology
-                        .hosts
-                        .iter()
-                        .find(|h| h.source.is_none())
-                        .map(|h| h.id.clone())
-                        .unwrap_or_default();
-                    let mut snapshot =
-                        observe(&as_if_primary(&topology, &live), &policy, args.options)?;
-                    snapshot.problems.insert(
-                        0,
-                        crate::observe::classify::Problem {
-                            code: crate::observe::classify::ProblemCode::FailoverDrift,
-                            severity: crate::observe::classify::ProblemCode::FailoverDrift
-                                .severity(),
-                            host: was.clone(),
-                            message: format!(
-                                "the file names {was} as the primary, but orch failed over to {live} (orch history): shown as if the file named {live}; update the file"
-                            ),
-                        },
-                    );
-                    snapshot
-                }
-                None => observe(&topology, &policy, args.options)?,
-            }
+            let primary = recorded_primary(&topology.cluster, args.state.as_deref())?;
+            observe(&topology, &policy, primary.as_deref(), args.options)?
         }
         (None, Some(seed)) => {
             let servers = super::discover::crawl(seed, login, args.options)?;
@@ -65,55 +41,32 @@ pub fn run(args: StatusArgs, login: &Login) -> anyhow::Result<u8> {
     Ok(snapshot.exit_code())
 }
 
-/// The primary a failover recorded in the state store made, when the file names another
-/// (a declared host). No state directory: None (status never creates one).
-fn failed_over_to(t: &Topology, state: Option<&Path>) -> anyhow::Result<Option<String>> {
+/// The primary recorded in the state store (by a failover, a switchover or a watcher
+/// that followed one). No state directory: None (status never creates one).
+fn recorded_primary(cluster: &str, state: Option<&Path>) -> anyhow::Result<Option<String>> {
     let dir = crate::state::resolve_dir(state, |n| std::env::var_os(n))?;
     if !dir.join(crate::state::DB_FILE).exists() {
         return Ok(None);
     }
     let store = crate::state::Store::open(&dir)?;
-    let Some(live) = store.cluster_state(&t.cluster)?.current_primary else {
-        return Ok(None);
-    };
-    let declared = t.hosts.iter().any(|h| h.id == live);
-    let file_primary = t.hosts.iter().find(|h| h.source.is_none()).map(|h| &h.id);
-    Ok((declared && file_primary != Some(&live)).then_some(live))
+    Ok(store.cluster_state(cluster)?.current_primary)
 }
 
-/// The topology read as if it named `live` the primary: `live` has no source, and the
-/// file's primary and its replicas replicate from `live`.
-fn as_if_primary(t: &Topology, live: &str) -> Topology {
-    let mut t = t.clone();
-    let old = t
-        .hosts
-        .iter()
-        .find(|h| h.source.is_none())
-        .map(|h| (h.id.clone(), h.pos));
-    for h in &mut t.hosts {
-        if h.id == live {
-            h.source = None;
-        } else if let Some((old_id, pos)) = &old {
-            let points_at_old = h.source.as_ref().is_some_and(|s| &s.value == old_id);
-            if h.id == *old_id || points_at_old {
-                h.source = Some(crate::spec::decode::Spanned {
-                    value: live.to_string(),
-                    pos: *pos,
-                });
-            }
-        }
-    }
-    t
-}
-
-/// Observes a validated topology with the credentials it names; refuses an observation in
-/// which no server answered.
-pub fn observe(t: &Topology, policy: &Policy, options: ObserveOptions) -> anyhow::Result<Snapshot> {
+/// Observes a validated topology with the credentials it names, judged against `primary`
+/// (the recorded one; None: the file's); refuses an observation in which no server
+/// answered.
+pub fn observe(
+    t: &Topology,
+    policy: &Policy,
+    primary: Option<&str>,
+    options: ObserveOptions,
+) -> anyhow::Result<Snapshot> {
     let exec = Arc::new(MysqlExecutor::for_topology(t, options)?);
     let snapshot = super::runtime()?.block_on(crate::executor::observe_cluster(
         exec,
         t,
         policy,
+        primary,
         options.concurrency,
     ));
     snapshot.check_usable()?;
@@ -138,7 +91,14 @@ fn snapshot_of_crawl(login: &Login, servers: &[ServerState]) -> anyhow::Result<S
         .map_err(|e| anyhow::anyhow!("internal: discovered topology: {}", e.message))?;
     let (topology, _) = crate::spec::parse_topology(Path::new("<discovered>"), &root);
     let topology = topology.context("internal: discovered topology")?;
-    let snapshot = Snapshot::new(&topology, &Policy::default(), servers.to_vec(), Vec::new());
+    // A crawl has no recorded primary: it is judged as discovered.
+    let snapshot = Snapshot::new(
+        &topology,
+        &Policy::default(),
+        None,
+        servers.to_vec(),
+        Vec::new(),
+    );
     snapshot.check_usable()?;
     Ok(snapshot)
 }

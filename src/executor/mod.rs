@@ -6,6 +6,7 @@
 //! injection for fast tests and benchmarks. Every scenario test runs on both.
 
 pub mod fenced;
+pub mod guarded;
 pub mod mysql;
 pub mod sim;
 
@@ -122,15 +123,17 @@ pub async fn observe_all<E: Executor>(
         .collect()
 }
 
-/// Observes every declared server of `t` and the undeclared replicas they report, and
-/// classifies the result: one [`Snapshot`] of the cluster.
 /// How many servers outside the file one observation follows.
 pub const MAX_UNDECLARED: usize = 256;
 
+/// Observes every declared server of `t` and the undeclared replicas they report, and
+/// classifies the result against `primary`, the primary orch holds (None: the file's):
+/// one [`Snapshot`] of the cluster (see [`Snapshot::new`]).
 pub async fn observe_cluster<E: Executor>(
     exec: Arc<E>,
     t: &crate::spec::Topology,
     policy: &crate::spec::Policy,
+    primary: Option<&str>,
     concurrency: usize,
 ) -> Snapshot {
     let addresses: Vec<Address> = t
@@ -145,7 +148,7 @@ pub async fn observe_cluster<E: Executor>(
         .collect();
     let states = observe_all(exec.clone(), &addresses, concurrency).await;
     let undeclared = observe_undeclared(exec, &addresses, &states, concurrency).await;
-    Snapshot::new(t, policy, states, undeclared)
+    Snapshot::new(t, policy, primary, states, undeclared)
 }
 
 /// The servers the file does not name that replicate from the cluster, through any number

@@ -10,10 +10,11 @@
 //! | statement | why | MariaDB 10.11 grant | MySQL 8 grant |
 //! |---|---|---|---|
 //! | `SELECT @@version, @@version_comment` | flavour and version | none | none |
-//! | `SELECT @@server_id, @@read_only, @@log_bin, ... @@gtid_*` | identity, fencing state, GTID positions | none | none |
+//! | `SELECT @@server_id, @@read_only, @@log_bin, ... @@gtid_*, @@extra_port` / `@@admin_address, @@admin_port` | identity, fencing state, GTID positions, the administration port (the way in when the main port is out of connections) | none | none |
 //! | `SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'` | semi-sync state, where present | none | none |
 //! | `SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%_status'` (where semi-sync source is on) | still waiting for acknowledgements, or fallen back | none | none |
-//! | `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS` | replication threads, errors, lag, GTID mode | `SLAVE MONITOR` | `REPLICATION CLIENT` |
+//! | `SHOW GRANTS` (same round trip as the first query) | orch's own privileges, checked before any change ([`grants`]) | none | none |
+//! | `SHOW ALL SLAVES STATUS` (MariaDB) / `SHOW REPLICA STATUS` (`SHOW SLAVE STATUS` before MySQL 8.0.22) | replication threads, errors, lag, GTID mode; every channel, to count them | `SLAVE MONITOR` | `REPLICATION CLIENT` |
 //! | `SHOW STATUS LIKE 'Slave_heartbeat_period'` (MariaDB) | heartbeat period | none | — |
 //! | `performance_schema.replication_connection_configuration` (MySQL) | heartbeat period | — | `SELECT` on `performance_schema` |
 //! | `SHOW SLAVE HOSTS` / `SHOW REPLICAS` | the replicas a server has | `REPLICATION MASTER ADMIN` | `REPLICATION SLAVE` |
@@ -37,15 +38,16 @@ use tokio::time::timeout;
 use super::{Executor, Gate, Hold};
 use crate::step::{Step, StepError, StepOutcome};
 
+pub mod grants;
 mod step;
 use crate::gtid::{Flavor, MariadbGtid, MariadbGtidPos};
 use crate::observe::{
-    ConnectedReplica, Gtids, IoState, ObserveOptions, Reach, Replication, ReplicationError,
-    SemiSync, ServerInfo, ServerState, Unreachable,
+    ConnectedReplica, Gtids, IoState, ObserveOptions, Reach, Refusal, Replication,
+    ReplicationError, SemiSync, ServerInfo, ServerState, Unreachable,
 };
 use crate::spec::{Secret, TlsMode};
 use crate::topology::Address;
-pub use step::{Detection, Op, script, step_sql};
+pub use step::{Detection, Dialect, Op, script, step_sql};
 
 /// Connects as one admin user to any server of a cluster.
 #[derive(Clone)]
@@ -61,6 +63,11 @@ pub struct MysqlExecutor {
     /// With [`MysqlExecutor::keeping_connections`]: one connection per server kept between
     /// uses.
     kept: Option<Arc<Mutex<HashMap<Address, Conn>>>>,
+    /// Per server, the port it reserves for administration (MariaDB `extra_port`, MySQL
+    /// `admin_address:admin_port`), as last observed: the way in when its main port is out
+    /// of connections. Learnt while the server answers, so an executor that never got in
+    /// does not know it.
+    reserved: Arc<Mutex<HashMap<Address, Address>>>,
 }
 
 impl MysqlExecutor {
@@ -73,6 +80,7 @@ impl MysqlExecutor {
             replication: None,
             detection: Detection::default(),
             kept: None,
+            reserved: Arc::default(),
         }
     }
 
@@ -89,6 +97,16 @@ impl MysqlExecutor {
     /// one. The caller gives it back with [`MysqlExecutor::give_back`] only after a use
     /// that succeeded (a failed or timed-out use leaves a connection in an unknown state).
     async fn checkout(&self, address: &Address) -> Result<Conn, (Unreachable, String)> {
+        self.checkout_noting(address).await.map(|(conn, _)| conn)
+    }
+
+    /// As [`MysqlExecutor::checkout`], and when the main port refused orch for lack of a
+    /// connection slot and the server's reserved administration port let it in instead,
+    /// that refusal.
+    async fn checkout_noting(
+        &self,
+        address: &Address,
+    ) -> Result<(Conn, Option<Refusal>), (Unreachable, String)> {
         let kept = self
             .kept
             .as_ref()
@@ -99,9 +117,41 @@ impl MysqlExecutor {
         if let Some(mut conn) = kept
             && let Ok(Ok(())) = timeout(ping, conn.ping()).await
         {
-            return Ok(conn);
+            return Ok((conn, None));
         }
-        self.connect(address).await
+        match self.connect(address).await {
+            Ok(conn) => Ok((conn, None)),
+            // Out of connections (error 1040): the server is alive, and keeps a port with
+            // its own few connections for administrators. Any other refusal (access
+            // denied, host blocked) would be the same there.
+            Err((Unreachable::ConnectionLimit, detail)) => {
+                let reserved = self
+                    .reserved
+                    .lock()
+                    .expect("not poisoned")
+                    .get(address)
+                    .cloned();
+                match reserved {
+                    Some(admin) => match self.connect(&admin).await {
+                        Ok(conn) => Ok((
+                            conn,
+                            Some(Refusal {
+                                cause: Unreachable::ConnectionLimit,
+                                detail,
+                            }),
+                        )),
+                        Err(_) => Err((
+                            Unreachable::ConnectionLimit,
+                            format!(
+                                "{detail} (its administration port {admin} did not let orch in either)"
+                            ),
+                        )),
+                    },
+                    None => Err((Unreachable::ConnectionLimit, detail)),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Keeps `conn` for the next use of `address`, or closes it when nothing is kept.
@@ -263,17 +313,30 @@ impl MysqlExecutor {
         }
     }
 
-    async fn read(&self, conn: &mut Conn) -> Result<ServerInfo, mysql_async::Error> {
-        let version: (String, String) = conn
-            .query_first("SELECT @@version, @@version_comment")
+    async fn read(
+        &self,
+        address: &Address,
+        conn: &mut Conn,
+    ) -> Result<ServerInfo, mysql_async::Error> {
+        // orch's own grants ride along with the first query, in the same round trip (a
+        // multi-statement query): checking them before a failover costs it no time.
+        let mut first = conn
+            .query_iter("SELECT @@version, @@version_comment; SHOW GRANTS")
+            .await?;
+        let version: (String, String) = first
+            .collect::<(String, String)>()
             .await?
+            .into_iter()
+            .next()
             .unwrap_or_default();
+        let grants: Vec<String> = first.collect_and_drop().await?;
         let flavor = if version.0.contains("MariaDB") || version.1.contains("MariaDB") {
             Flavor::Mariadb
         } else {
             Flavor::Mysql
         };
         let mut vars = query_map(conn, &variables_sql(flavor, &version.0)).await?;
+        self.note_reserved_port(address, &vars);
         let mut semi =
             show_variables(conn, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'").await?;
         if SEMI_SYNC_SOURCE
@@ -285,12 +348,14 @@ impl MysqlExecutor {
                 show_variables(conn, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%_status'").await?,
             );
         }
-        let status_sql = if flavor == Flavor::Mariadb || !mysql_at_least(&version.0, (8, 0, 22)) {
-            "SHOW SLAVE STATUS"
-        } else {
-            "SHOW REPLICA STATUS"
+        // Every channel, to count them: MariaDB's SHOW SLAVE STATUS shows only the default
+        // connection (`SHOW ALL SLAVES STATUS`, same privilege, shows the named ones too);
+        // MySQL's shows one row per channel.
+        let status_sql = match flavor {
+            Flavor::Mariadb => "SHOW ALL SLAVES STATUS",
+            Flavor::Mysql => step::Dialect::of(flavor, &version.0).status_sql(),
         };
-        let status = query_rows(conn, status_sql).await?.into_iter().next();
+        let (status, channels) = default_channel(query_rows(conn, status_sql).await?);
         let heartbeat = match flavor {
             Flavor::Mariadb => show_variables(conn, "SHOW GLOBAL STATUS LIKE 'Slave_heartbeat_period'")
                 .await?
@@ -326,7 +391,32 @@ impl MysqlExecutor {
             replicas,
         );
         info.user_schemas = Some(user_schemas);
+        info.privileges = Some(grants::parse(&grants));
+        info.channels = channels;
         Ok(info)
+    }
+
+    /// Remembers the server's administration port from its variables (0 or an empty
+    /// address: none).
+    fn note_reserved_port(&self, address: &Address, vars: &RowMap) {
+        let port = number::<u16>(vars, "extra_port")
+            .or_else(|| number::<u16>(vars, "admin_port"))
+            .filter(|p| *p != 0);
+        let host = match vars.get("admin_address") {
+            // MySQL: the admin interface exists only where admin_address is set.
+            Some(a) => a.clone().filter(|a| !a.is_empty()),
+            // MariaDB's extra_port listens on the main port's addresses.
+            None => Some(address.host.clone()),
+        };
+        let mut reserved = self.reserved.lock().expect("not poisoned");
+        match (host, port) {
+            (Some(host), Some(port)) => {
+                reserved.insert(address.clone(), Address { host, port });
+            }
+            _ => {
+                reserved.remove(address);
+            }
+        }
     }
 
     async fn replicas(
@@ -434,20 +524,27 @@ impl Executor for MysqlExecutor {
             address: address.clone(),
             reach: Reach::Unreachable { cause, detail },
         };
-        let mut conn = match self.checkout(address).await {
-            Ok(conn) => conn,
+        let (mut conn, refused) = match self.checkout_noting(address).await {
+            Ok(c) => c,
             Err(e) => return unreachable(e),
         };
         // The whole read shares one deadline: a server that hangs mid-way is hung.
-        let result = timeout(self.options.read_timeout, self.read(&mut conn)).await;
+        let result = timeout(self.options.read_timeout, self.read(address, &mut conn)).await;
         let state = match result {
             Err(_) => unreachable((
                 Unreachable::HungAfterConnect,
                 format!("no answer within {:?}", self.options.read_timeout),
             )),
             Ok(Err(e)) => unreachable(classify_error(&e)),
-            Ok(Ok(info)) => {
-                self.give_back(address, conn).await;
+            Ok(Ok(mut info)) => {
+                if refused.is_some() {
+                    // Not kept: the next observation tries the main port again, and sees
+                    // whether it still refuses.
+                    let _ = timeout(Duration::from_millis(200), conn.disconnect()).await;
+                } else {
+                    self.give_back(address, conn).await;
+                }
+                info.main_port_refused = refused;
                 return ServerState {
                     address: address.clone(),
                     reach: Reach::Reachable(Box::new(info)),
@@ -512,14 +609,13 @@ fn gtid_list_position(info: &str) -> String {
 
 /// Maps a client error to a cause. The message never contains the password (the server
 /// only echoes the user name and client host).
+///
+/// A refusal with an error packet (out of connections, access denied, host blocked) gets
+/// its own cause: the server answered, so it is alive (see [`Unreachable::answered`]).
 fn classify_error(e: &mysql_async::Error) -> (Unreachable, String) {
     match e {
-        // 1045 access denied, 1044 no access to the database, 1227 privileges missing.
-        mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045) => {
-            (Unreachable::AccessDenied, s.message.clone())
-        }
         mysql_async::Error::Server(s) => (
-            Unreachable::Other,
+            Unreachable::of_server_error(u32::from(s.code)).unwrap_or(Unreachable::Other),
             format!("server error {}: {}", s.code, s.message),
         ),
         mysql_async::Error::Io(io) => (Unreachable::Other, format!("I/O error: {io}")),
@@ -535,7 +631,8 @@ fn variables_sql(flavor: Flavor, version: &str) -> String {
              @@gtid_strict_mode AS gtid_strict_mode, @@gtid_current_pos AS gtid_current_pos, \
              @@gtid_binlog_pos AS gtid_binlog_pos, @@gtid_binlog_state AS gtid_binlog_state, \
              @@gtid_slave_pos AS gtid_slave_pos, @@slave_net_timeout AS replica_net_timeout, \
-             @@report_host AS report_host, @@report_port AS report_port"
+             @@report_host AS report_host, @@report_port AS report_port, \
+             @@extra_port AS extra_port"
                 .into()
         }
         Flavor::Mysql => {
@@ -546,12 +643,18 @@ fn variables_sql(flavor: Flavor, version: &str) -> String {
             } else {
                 ("@@log_slave_updates", "@@slave_net_timeout")
             };
+            // 8.0.14 added the administrative connection interface.
+            let admin = if mysql_at_least(version, (8, 0, 14)) {
+                ", @@admin_address AS admin_address, @@admin_port AS admin_port"
+            } else {
+                ""
+            };
             format!(
                 "SELECT @@server_id AS server_id, @@server_uuid AS server_uuid, @@read_only AS read_only, \
                  @@super_read_only AS super_read_only, @@log_bin AS log_bin, {updates} AS log_replica_updates, \
                  @@binlog_format AS binlog_format, @@gtid_mode AS gtid_mode, @@gtid_executed AS gtid_executed, \
                  @@gtid_purged AS gtid_purged, {net_timeout} AS replica_net_timeout, \
-                 @@report_host AS report_host, @@report_port AS report_port"
+                 @@report_host AS report_host, @@report_port AS report_port{admin}"
             )
         }
     }
@@ -705,7 +808,30 @@ fn build_info(
         replication: status.map(|s| replication(flavor, s, heartbeat_period)),
         replicas,
         user_schemas: None,
+        privileges: None,
+        channels: Vec::new(),
+        main_port_refused: None,
     }
+}
+
+/// The replication status rows of a server's channels: the default channel's row (named
+/// `""`; else the first), and every channel's name when there is more than one.
+fn default_channel(mut rows: Vec<RowMap>) -> (Option<RowMap>, Vec<String>) {
+    // MariaDB `Connection_name`, MySQL `Channel_Name` (`Channel_name` before 8.0.22).
+    let name = |r: &RowMap| {
+        ["Connection_name", "Channel_Name", "Channel_name"]
+            .iter()
+            .find_map(|c| r.get(*c).cloned().flatten())
+            .unwrap_or_default()
+    };
+    let channels = if rows.len() > 1 {
+        rows.iter().map(name).collect()
+    } else {
+        Vec::new()
+    };
+    let at = rows.iter().position(|r| name(r).is_empty()).unwrap_or(0);
+    let row = (at < rows.len()).then(|| rows.swap_remove(at));
+    (row, channels)
 }
 
 /// The column names of each flavour's replica status, in orch's order.
@@ -786,7 +912,43 @@ fn replication(flavor: Flavor, s: &RowMap, heartbeat_period: f64) -> Replication
         connect_retry: number(s, "Connect_Retry").unwrap_or(0),
         heartbeat_period,
         source_server_id: number(s, c.source_id).unwrap_or(0),
+        filters: filters(s),
+        // The column that keeps the source's identity once the source is gone.
+        source_uuid: match flavor {
+            Flavor::Mariadb => None,
+            Flavor::Mysql => ["Source_UUID", "Master_UUID"]
+                .iter()
+                .map(|c| text(s, c))
+                .find(|u| !u.is_empty()),
+        },
     }
+}
+
+/// The replication filters `SHOW SLAVE STATUS` reports (the same column names on MariaDB
+/// and MySQL; the domain filters are MariaDB's, the rewrite MySQL's), as `column=value`.
+/// Each drops or rewrites transactions, so the replica may lack whole schemas: it must
+/// never serve others or be promoted.
+fn filters(s: &RowMap) -> Vec<String> {
+    const FILTERS: [&str; 10] = [
+        "Replicate_Do_DB",
+        "Replicate_Ignore_DB",
+        "Replicate_Do_Table",
+        "Replicate_Ignore_Table",
+        "Replicate_Wild_Do_Table",
+        "Replicate_Wild_Ignore_Table",
+        "Replicate_Ignore_Server_Ids",
+        "Replicate_Do_Domain_Ids",
+        "Replicate_Ignore_Domain_Ids",
+        "Replicate_Rewrite_DB",
+    ];
+    FILTERS
+        .iter()
+        .filter_map(|c| {
+            let v = text(s, c);
+            let v = v.trim();
+            (!v.is_empty()).then(|| format!("{}={v}", c.to_ascii_lowercase()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

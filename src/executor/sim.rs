@@ -35,6 +35,7 @@
 //! | [`freeze`](Simulator::freeze) | `HungAfterConnect` | IO `Connecting`, errno 2013, from the next tick (`slave_net_timeout` expired) |
 //! | [`partition_from_orch`](Simulator::partition_from_orch) | `TimedOut` | nothing: they keep replicating |
 //! | [`access_denied`](Simulator::access_denied) | `AccessDenied` | nothing: only orch's account is refused |
+//! | [`exhaust_connections`](Simulator::exhaust_connections) | `ConnectionLimit` (error 1040) | connected ones nothing; one that (re)connects: IO `Connecting`, errno 1040 |
 //! | [`break_sql`](Simulator::break_sql) | SQL thread stopped with that error | — |
 //! | [`purge_binlogs`](Simulator::purge_binlogs) | `purged` = everything so far (MariaDB: the binlog state, read from the oldest binlog's `Gtid_list`; MySQL: `gtid_purged`) | nothing while connected; one that (re)connects needing a purged transaction: IO stopped, error 1236 |
 //!
@@ -82,6 +83,8 @@ const ORCH_USER: &str = "orch";
 /// The client error numbers a replica's IO thread reports.
 const CR_CONN_HOST_ERROR: u32 = 2003;
 const CR_SERVER_LOST: u32 = 2013;
+/// ER_CON_COUNT_ERROR, "Too many connections".
+const ER_CON_COUNT_ERROR: u32 = 1040;
 const ER_MASTER_FATAL_ERROR_READING_BINLOG: u32 = 1236;
 const ER_GTID_STRICT_OUT_OF_ORDER: u32 = 1950;
 
@@ -140,6 +143,10 @@ pub enum Health {
     PartitionedFromOrch,
     /// orch's account is refused; replication is unaffected.
     AccessDenied,
+    /// Out of connections (`max_connections`): every new connection, orch's and the
+    /// replicas' IO threads alike, is answered with error 1040. Connections already open
+    /// (replicas connected before) keep working.
+    TooManyConnections,
 }
 
 impl Health {
@@ -238,8 +245,16 @@ pub struct SimReplication {
     pub sql_running: bool,
     pub last_io_error: Option<ReplicationError>,
     pub last_sql_error: Option<ReplicationError>,
-    /// Reported only: the simulator's delay knob is [`SimReplication::lag`].
+    /// `MASTER_DELAY`: the SQL thread applies nothing while it is set (every transaction
+    /// the simulator makes is younger than any delay: a delayed replica keeps what it
+    /// received in its relay log, as a real one does within a failover's wait).
     pub sql_delay: u32,
+    /// Replication filters `SHOW SLAVE STATUS` reports (reported only: the simulator has
+    /// no schemas).
+    pub filters: Vec<String>,
+    /// The SQL thread waits on a lock held by a session: it applies nothing, and `STOP
+    /// SLAVE` (which waits for it) does not return.
+    pub blocked: bool,
     pub connect_retry: u32,
     pub heartbeat_period: f64,
     /// The source's server_id as last seen on connect (0 until then).
@@ -259,6 +274,8 @@ impl SimReplication {
             last_io_error: None,
             last_sql_error: None,
             sql_delay: 0,
+            filters: Vec::new(),
+            blocked: false,
             // As the sandboxes configure replication: outages noticed and healed quickly.
             connect_retry: 1,
             heartbeat_period: 1.0,
@@ -550,6 +567,8 @@ impl SimServer {
             connect_retry: rep.connect_retry,
             heartbeat_period: rep.heartbeat_period,
             source_server_id: rep.source_server_id,
+            filters: rep.filters.clone(),
+            source_uuid: None,
         })
     }
 
@@ -574,6 +593,9 @@ impl SimServer {
             replication: self.replication_status(seconds_per_transaction),
             replicas,
             user_schemas: Some(self.user_schemas.clone()),
+            privileges: None,
+            channels: Vec::new(),
+            main_port_refused: None,
         }
     }
 }
@@ -713,6 +735,11 @@ impl State {
                 CR_SERVER_LOST,
                 "Lost connection to server at 'handshake: reading initial communication packet', system error: 110",
             ),
+            // The source answers the connection with an error packet; the IO thread retries
+            // every MASTER_CONNECT_RETRY.
+            Some(Health::TooManyConnections) if rep.io == IoState::Connecting => {
+                lost(rep, ER_CON_COUNT_ERROR, "Too many connections")
+            }
             Some(_) if rep.io == IoState::Connecting => {
                 self.connect(i, source.expect("healthy source exists"))
             }
@@ -890,7 +917,7 @@ impl State {
         }
         let server = &mut self.servers[i];
         let rep = server.replication.as_mut().expect("a replica");
-        if !rep.sql_running {
+        if !rep.sql_running || rep.sql_delay > 0 || rep.blocked {
             return;
         }
         let (mut relay, lag) = (std::mem::take(&mut rep.relay), rep.lag);
@@ -1001,6 +1028,11 @@ impl State {
                 format!(
                     "Access denied for user '{ORCH_USER}'@'10.255.255.254' (using password: YES)"
                 ),
+                l.answer,
+            ),
+            Health::TooManyConnections => unreachable(
+                Unreachable::ConnectionLimit,
+                format!("server error {ER_CON_COUNT_ERROR}: Too many connections"),
                 l.answer,
             ),
             Health::Up => {
@@ -1287,12 +1319,25 @@ impl Simulator {
         self.with(address, |st, i| st.servers[i].health = Health::AccessDenied);
     }
 
-    /// Lifts [`Simulator::partition_from_orch`] or [`Simulator::access_denied`].
+    /// The server runs out of connections: every new connection is answered with error
+    /// 1040; the ones already open keep working.
+    #[track_caller]
+    pub fn exhaust_connections(&self, address: impl SimAddress) {
+        self.with(address, |st, i| {
+            st.servers[i].health = Health::TooManyConnections
+        });
+    }
+
+    /// Lifts [`Simulator::partition_from_orch`], [`Simulator::access_denied`] or
+    /// [`Simulator::exhaust_connections`].
     #[track_caller]
     pub fn heal(&self, address: impl SimAddress) {
         self.with(address, |st, i| {
             let h = &mut st.servers[i].health;
-            if matches!(h, Health::PartitionedFromOrch | Health::AccessDenied) {
+            if matches!(
+                h,
+                Health::PartitionedFromOrch | Health::AccessDenied | Health::TooManyConnections
+            ) {
                 *h = Health::Up;
             }
         });
@@ -1485,6 +1530,14 @@ impl Simulator {
             }
             Action::Unfence => self.set_read_only(address, false),
             Action::StopReplication => {
+                if server.replication.as_ref().is_some_and(|r| r.blocked) {
+                    return Err(StepError::Unreachable {
+                        host: step.host.clone(),
+                        detail: format!(
+                            "{address} did not answer `STOP SLAVE` within the read timeout (its SQL thread waits on a lock)"
+                        ),
+                    });
+                }
                 if server.replication.is_some() {
                     self.stop_replication(address);
                 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{IoState, Replication, ServerInfo, ServerState, Unreachable};
+use super::{IoState, Reach, Replication, ServerInfo, ServerState, Unreachable};
 use crate::spec::Policy;
 use crate::spec::Topology;
 
@@ -48,6 +48,8 @@ problem_codes! {
     MultipleWritable = "multiple-writable", Critical;
     ReadOnlyPrimary = "read-only-primary", Critical;
     DuplicateServerId = "duplicate-server-id", Critical;
+    PrimaryRejectsConnections = "primary-rejects-connections", Critical;
+    ReplicaRejectsConnections = "replica-rejects-connections", Error;
     Unreachable = "unreachable", Error;
     ReplicationStopped = "replication-stopped", Error;
     NotReplicating = "not-replicating", Error;
@@ -63,6 +65,9 @@ problem_codes! {
     SemiSyncOff = "semi-sync-off-on-primary", Warning;
     SemiSyncFellBack = "semi-sync-fell-back", Error;
     FailoverDrift = "failover-drift", Warning;
+    ReplicationFilters = "replication-filters", Warning;
+    MultipleChannels = "multiple-replication-channels", Error;
+    MissingPrivilege = "missing-privilege", Error;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +135,105 @@ fn may_be_one_server(r: &Replication, address: &crate::topology::Address) -> boo
             (Some(a), Some(b)) => a == b,
             _ => true,
         }
+}
+
+/// A server that is alive but refuses connections with error packets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// Its index in the observation.
+    pub host: usize,
+    /// What was seen, with what to do, for people.
+    pub text: String,
+}
+
+/// The servers that answer connections with an error packet (out of connections, access
+/// denied, host blocked): orch's probe was refused, or orch got in only through the
+/// reserved administration port, or a replica of it that is not connected was last
+/// answered with one. Such a server is alive: a problem to report, never a failover (its
+/// replicas did not lose it, orch did not either). `ids` names the observed servers.
+pub fn rejections(observed: &[ServerState], ids: &[&str]) -> Vec<Rejection> {
+    let sources = observed_sources(observed);
+    let mut out = Vec::new();
+    for (x, state) in observed.iter().enumerate() {
+        let mut causes = Vec::new();
+        let mut seen = Vec::new();
+        match &state.reach {
+            Reach::Unreachable { cause, detail } if cause.answered() => {
+                causes.push(*cause);
+                seen.push(format!("orch was answered {detail}"));
+            }
+            Reach::Reachable(info) => {
+                if let Some(r) = &info.main_port_refused {
+                    causes.push(r.cause);
+                    seen.push(format!(
+                        "its main port answered orch {} (orch observes it through its administration port)",
+                        r.detail
+                    ));
+                }
+            }
+            Reach::Unreachable { .. } => {}
+        }
+        for (i, replica) in observed.iter().enumerate() {
+            if sources[i] != Some(x) {
+                continue;
+            }
+            if let Some((cause, e)) = replica
+                .info()
+                .and_then(|inf| inf.replication.as_ref())
+                .and_then(Replication::refused_by_source)
+            {
+                causes.push(cause);
+                // MariaDB's IO error reads "error reconnecting to master 'repl@host:port' -
+                // retry-time: 1 maximum-retries: 100000 message: Too many connections":
+                // the server's own words come last.
+                let words = e
+                    .message
+                    .rsplit_once("message: ")
+                    .map_or(e.message.as_str(), |(_, m)| m);
+                seen.push(format!(
+                    "{}'s IO thread was answered error {}: {words}",
+                    ids[i], e.errno
+                ));
+            }
+        }
+        if seen.is_empty() {
+            continue;
+        }
+        causes.sort_by_key(|c| cause_text(*c));
+        causes.dedup();
+        let todo: Vec<&str> = causes.iter().map(|c| refusal_advice(*c)).collect();
+        out.push(Rejection {
+            host: x,
+            text: format!(
+                "{} is alive but refuses connections ({}): not a failover case; {}",
+                ids[x],
+                seen.join("; "),
+                todo.join("; ")
+            ),
+        });
+    }
+    out
+}
+
+/// What to do about a server that refuses connections with `cause`.
+fn refusal_advice(cause: Unreachable) -> &'static str {
+    match cause {
+        Unreachable::ConnectionLimit => {
+            "it is out of connections: new clients fail too; close idle sessions or raise \
+             max_connections (max_user_connections for one account) on it, and reserve orch \
+             a way in that needs no free slot (MariaDB extra_port, MySQL admin_port: see the \
+             README) so that it can observe and fence it meanwhile"
+        }
+        Unreachable::AccessDenied => {
+            "it refuses the account: check the user, password and grants orch (or the \
+             replication account) uses on it"
+        }
+        Unreachable::HostBlocked => {
+            "it blocks the client's host after too many failed connections: run FLUSH HOSTS \
+             on it and raise max_connect_errors"
+        }
+        _ => "",
+    }
 }
 
 pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<Problem> {
@@ -246,9 +350,23 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
         }
     }
 
+    // Servers that answer with error packets: alive, whatever else is wrong.
+    for r in rejections(observed, &ids) {
+        let code = if Some(r.host) == primary || Some(r.host) == live_primary {
+            ProblemCode::PrimaryRejectsConnections
+        } else {
+            ProblemCode::ReplicaRejectsConnections
+        };
+        push(code, ids[r.host], r.text);
+    }
+
     // The primary: dead (holistically), or only unreachable from here.
     if let Some(p) = primary {
-        if let super::Reach::Unreachable { cause, detail } = &observed[p].reach {
+        if let super::Reach::Unreachable { cause, .. } = &observed[p].reach
+            && cause.answered()
+        {
+            // Alive: reported above.
+        } else if let super::Reach::Unreachable { cause, detail } = &observed[p].reach {
             let replicas: Vec<usize> = (0..ids.len())
                 .filter(|&i| desired_source(i) == Some(p))
                 .collect();
@@ -263,7 +381,7 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                 .filter(|&i| {
                     info[i]
                         .and_then(|inf| inf.replication.as_ref())
-                        .is_some_and(|r| r.io == IoState::Running && source_of(i) == Some(p))
+                        .is_some_and(|r| !r.lost_source() && source_of(i) == Some(p))
                 })
                 .map(|i| ids[i])
                 .collect();
@@ -340,10 +458,34 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
     }
 
     for i in 0..ids.len() {
+        let Some(inf) = info[i] else { continue };
+        // What orch cannot change: reported here, refused by every plan and recovery.
+        if !inf.channels.is_empty() {
+            push(
+                ProblemCode::MultipleChannels,
+                ids[i],
+                format!(
+                    "has {} replication channels ({}): orch observes only the default one and changes no such server (plans and recoveries that need it are refused)",
+                    inf.channels.len(),
+                    inf.channels
+                        .iter()
+                        .map(|c| format!("'{c}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        if let Some(lacking) = lacking_privileges(inf) {
+            push(ProblemCode::MissingPrivilege, ids[i], lacking);
+        }
+    }
+
+    for i in 0..ids.len() {
         let id = ids[i];
         let Some(inf) = info[i] else {
             if Some(i) != primary
                 && let super::Reach::Unreachable { cause, detail } = &observed[i].reach
+                && !cause.answered()
             {
                 push(
                     ProblemCode::Unreachable,
@@ -464,6 +606,16 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                     .into(),
             );
         }
+        if !r.filters.is_empty() {
+            push(
+                ProblemCode::ReplicationFilters,
+                id,
+                format!(
+                    "replicates with filters ({}): it may lack whole schemas, so orch never promotes it nor makes it a source",
+                    r.filters.join(", ")
+                ),
+            );
+        }
         // Errant: transactions the primary never had. Compared with the live primary
         // (a source that does not pass on what it replicates is no reference), else with
         // the source.
@@ -548,6 +700,37 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
     out
 }
 
+/// What orch's account lacks on a server for any step it may have to run there (a
+/// switchover or a failover can ask any server for any of them), with the GRANT to run.
+fn lacking_privileges(inf: &ServerInfo) -> Option<String> {
+    use crate::executor::mysql::{Dialect, grants};
+    use crate::step::Action;
+    let held = inf.privileges.as_ref()?;
+    let dialect = Dialect::of(inf.flavor, &inf.version);
+    let every = [
+        Action::Fence { kill_writers: true },
+        Action::StopReplication,
+        Action::WaitRelayLog { timeout_secs: 1 },
+        Action::ResetReplication,
+    ];
+    let mut names: Vec<&str> = Vec::new();
+    for a in &every {
+        for n in grants::missing(held, &grants::needs(dialect, a)?) {
+            if !names.contains(&n.privilege) {
+                names.push(n.privilege);
+            }
+        }
+    }
+    (!names.is_empty()).then(|| {
+        format!(
+            "orch's account {} lacks {}: plans and recoveries that change this server are refused; run: {}",
+            held.account,
+            names.join(", "),
+            grants::grant_statement(&held.account, &names)
+        )
+    })
+}
+
 /// Why a server does not answer: the cause, with the driver's detail when it says more.
 pub(crate) fn unreachable_text(cause: Unreachable, detail: &str) -> String {
     let cause = cause_text(cause);
@@ -564,6 +747,8 @@ pub(crate) fn cause_text(cause: Unreachable) -> &'static str {
         Unreachable::TimedOut => "connect timed out",
         Unreachable::HungAfterConnect => "hung: accepts connections but does not answer",
         Unreachable::AccessDenied => "access denied",
+        Unreachable::ConnectionLimit => "out of connections",
+        Unreachable::HostBlocked => "host blocked",
         Unreachable::Other => "error",
     }
 }
@@ -701,6 +886,32 @@ pub(crate) mod tests {
                 "killed replica",
                 |s| s.kill(host_address(2)),
                 &[(Unreachable, "h2")],
+            ),
+            (
+                "a primary out of connections, its replicas reconnecting: alive",
+                |s| {
+                    s.exhaust_connections(host_address(0));
+                    for i in [1, 2] {
+                        s.stop_replication(host_address(i));
+                        s.start_replication(host_address(i));
+                    }
+                },
+                &[(PrimaryRejectsConnections, "h0")],
+            ),
+            (
+                "a primary refusing orch's account",
+                |s| s.access_denied(host_address(0)),
+                &[(PrimaryRejectsConnections, "h0")],
+            ),
+            (
+                "a replica out of connections",
+                |s| s.exhaust_connections(host_address(2)),
+                &[(ReplicaRejectsConnections, "h2")],
+            ),
+            (
+                "a replica refusing orch's account",
+                |s| s.access_denied(host_address(2)),
+                &[(ReplicaRejectsConnections, "h2")],
             ),
             (
                 "errant write",

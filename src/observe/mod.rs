@@ -27,9 +27,39 @@ pub enum Unreachable {
     /// TCP connected but the server never completed the handshake or a query within the
     /// read timeout: a hung (or frozen) server.
     HungAfterConnect,
-    /// The server answered and refused the credentials.
+    /// The server answered and refused the credentials (1045), or the account's access
+    /// (1044).
     AccessDenied,
+    /// The server answered that it has no connection slot left: `max_connections` (1040),
+    /// the account's `max_user_connections` (1203) or another per-account limit (1226).
+    ConnectionLimit,
+    /// The server answered that it blocks the client's host after `max_connect_errors`
+    /// failed connections (1129) until `FLUSH HOSTS`.
+    HostBlocked,
     Other,
+}
+
+impl Unreachable {
+    /// The cause of a server error packet that refuses a connection, by its error number
+    /// (the client's errno and a replica's `Last_IO_Errno` alike); None for any other
+    /// error.
+    pub fn of_server_error(errno: u32) -> Option<Unreachable> {
+        match errno {
+            1044 | 1045 => Some(Unreachable::AccessDenied),
+            1040 | 1203 | 1226 => Some(Unreachable::ConnectionLimit),
+            1129 => Some(Unreachable::HostBlocked),
+            _ => None,
+        }
+    }
+
+    /// Whether the server sent an error packet: it runs and speaks the protocol, so it is
+    /// alive whatever else is wrong, never a reason to fail it over.
+    pub fn answered(self) -> bool {
+        matches!(
+            self,
+            Unreachable::AccessDenied | Unreachable::ConnectionLimit | Unreachable::HostBlocked
+        )
+    }
 }
 
 /// How a server answered (or did not).
@@ -53,6 +83,15 @@ impl ServerState {
         match &self.reach {
             Reach::Reachable(info) => Some(info),
             Reach::Unreachable { .. } => None,
+        }
+    }
+
+    /// Whether the server is alive as far as orch can tell: observed, or answering with an
+    /// error packet (out of connections, access denied, host blocked).
+    pub fn alive(&self) -> bool {
+        match &self.reach {
+            Reach::Reachable(_) => true,
+            Reach::Unreachable { cause, .. } => cause.answered(),
         }
     }
 }
@@ -98,6 +137,44 @@ pub struct ServerInfo {
     /// the beginning. None where not read (snapshots written before orch read it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_schemas: Option<Vec<String>>,
+    /// orch's own privileges there (`SHOW GRANTS`), checked before a plan or a recovery
+    /// changes the server. None where not read (the simulator, snapshots written before
+    /// orch read them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<Privileges>,
+    /// The names of the server's replication channels when it has more than one (MariaDB
+    /// named connections from `SHOW ALL SLAVES STATUS`, MySQL channels, Group Replication's
+    /// included; the default one is `""`). Empty with one channel or none. `replication`
+    /// describes the default channel (else the first); orch changes no such server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// Set when orch observed the server through the port it reserves for administration
+    /// (MariaDB `extra_port`, MySQL `admin_port`) because its main port refused orch with
+    /// an error packet (out of connections, typically): that refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_port_refused: Option<Refusal>,
+}
+
+/// orch's own account on a server, as `SHOW GRANTS` lists it. Never a password hash: only
+/// the account name and privilege names are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Privileges {
+    /// The account as the server names it (`'orch'@'%'`), for the GRANT statement to run.
+    pub account: String,
+    /// Global privileges (`ON *.*`), upper case, as the server spells them
+    /// (`ALL PRIVILEGES` included as such), sorted.
+    pub global: Vec<String>,
+    /// Roles granted to the account. MariaDB lists an active role's privileges too; MySQL
+    /// lists no role's: a privilege that comes only through a role is not seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+/// A connection refused with an error packet: the cause and the server's words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub cause: Unreachable,
+    pub detail: String,
 }
 
 /// How many user schema names an observation keeps.
@@ -261,6 +338,36 @@ pub struct Replication {
     pub heartbeat_period: f64,
     /// The source's server_id as the replica last saw it (0 if never connected).
     pub source_server_id: u32,
+    /// Replication filters in force (`replicate_do_db=shop`, ...): the replica may lack
+    /// whole schemas, so it never serves others and is never promoted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<String>,
+    /// MySQL `Source_UUID` (`Master_UUID`): the source's server_uuid as the replica last
+    /// saw it, known even once the source is dead. None on MariaDB, before the first
+    /// connection, and in snapshots written before orch read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_uuid: Option<String>,
+}
+
+impl Replication {
+    /// The error its source answered the IO thread's last connection attempt with, while
+    /// the IO thread is not connected, when that error is a refusal (out of connections,
+    /// access denied, host blocked). `Last_IO_Errno` outlives a reconnect, so a running
+    /// IO thread's is old news.
+    pub fn refused_by_source(&self) -> Option<(Unreachable, &ReplicationError)> {
+        if self.io == IoState::Running {
+            return None;
+        }
+        let e = self.last_io_error.as_ref()?;
+        Some((Unreachable::of_server_error(e.errno)?, e))
+    }
+
+    /// Whether the replica lost its source: its IO thread is not connected, and the source
+    /// did not answer it either. A source that refuses the replica with an error packet is
+    /// alive: the replica heard from it.
+    pub fn lost_source(&self) -> bool {
+        self.io != IoState::Running && self.refused_by_source().is_none()
+    }
 }
 
 /// A replica connected to a server, from `SHOW SLAVE HOSTS` (needs `report_host`) or,

@@ -138,6 +138,7 @@ pub(super) fn emit(
         why,
         requires,
         expects,
+        detachable: None,
     });
 }
 
@@ -165,7 +166,13 @@ pub(super) fn conditions(m: &Model, i: usize, action: &Action) -> (Vec<Condition
             }],
         ),
         Action::ChangeSource { source, .. } => (
-            vec![C::Reachable, C::ReplicationStopped],
+            vec![
+                C::Reachable,
+                C::ReplicationStopped,
+                C::ContainedIn {
+                    host: source.clone(),
+                },
+            ],
             vec![
                 C::SourceIs {
                     source: source.clone(),
@@ -671,6 +678,15 @@ impl Builder<'_> {
                 format!(
                     "{cid} is a delayed replica (MASTER_DELAY {}s observed, delay {}s in the file): it is behind on purpose and never a switchover candidate",
                     observed_delay, declared_delay
+                ),
+            ));
+        }
+        if !live.filters.is_empty() {
+            return Some((
+                BlockCode::ReplicationFilters,
+                format!(
+                    "{cid} replicates with filters ({}): it may lack whole schemas, and as the primary it would serve them to no one",
+                    live.filters.join(", ")
                 ),
             ));
         }

@@ -19,6 +19,8 @@
 
 mod build;
 pub mod model;
+mod mysql_errant;
+pub mod preflight;
 pub mod proof;
 pub mod recover;
 #[cfg(test)]
@@ -197,6 +199,10 @@ block_codes! {
     DuplicateIdentity = "duplicate-identity", "two servers report the same server_id (or server_uuid): no change involves either";
     LostReplica = "lost-replica", "the change would leave a replica without a source that passes on transactions (--allow-lost-replicas accepts it)";
     Delayed = "delayed", "a delayed replica is never a switchover candidate, nor the source of a replica that is not declared delayed";
+    ReplicationFilters = "replication-filters", "a replica with replication filters may lack whole schemas: it never serves replicas nor becomes the primary";
+    MissingPrivilege = "missing-privilege", "orch's account lacks a privilege a step needs on a server the plan changes: nothing in the plan runs";
+    UnsupportedVersion = "unsupported-version", "a server the plan changes runs a version orch cannot drive: nothing in the plan runs";
+    MultipleChannels = "multiple-replication-channels", "a server the plan changes has several replication channels: nothing in the plan runs";
 }
 
 /// A change the plan will not make, and why.
@@ -304,8 +310,21 @@ pub fn plan(
     policy: &Policy,
     options: PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let plan = build::build(desired, observed, policy, options).map_err(PlanError::Proof)?;
+    let mut plan = build::build(desired, observed, policy, options).map_err(PlanError::Proof)?;
     proof::prove(desired, observed, &plan).map_err(PlanError::Proof)?;
+    // A plan is one unit: when orch may not change one of its servers, none of it runs.
+    let states: Vec<ServerState> = observed
+        .hosts
+        .iter()
+        .chain(&observed.undeclared)
+        .cloned()
+        .collect();
+    let refused = preflight::refusals(&plan.steps, &states);
+    if !refused.is_empty() {
+        plan.steps.clear();
+        plan.after = plan.before.clone();
+        plan.blocked.extend(refused);
+    }
     Ok(plan)
 }
 

@@ -46,6 +46,9 @@ pub struct Link {
     pub gtid: bool,
     pub delay: u32,
     pub seconds_behind: Option<u64>,
+    /// The source's server_id as the replica last saw it (0: never connected): a dead
+    /// primary's identity, which its replicas still know.
+    pub source_server_id: u32,
 }
 
 /// What the model knows of one reachable server.
@@ -66,7 +69,8 @@ pub struct Live {
     pub position: Option<GtidSet>,
     pub purged: Option<GtidSet>,
     /// MariaDB: `gtid_current_pos` differs from `gtid_slave_pos` (the server wrote
-    /// transactions of its own: a former primary, or errant writes).
+    /// transactions of its own: a former primary, or errant writes). MySQL: it has
+    /// transactions its source never sent it ([`super::mysql_errant`]).
     pub own_writes: bool,
     /// Has transactions the cluster's primary never had.
     pub errant: bool,
@@ -77,6 +81,16 @@ pub struct Live {
     /// What the IO thread received (MariaDB `Gtid_IO_Pos`, MySQL `Retrieved_Gtid_Set`);
     /// once applied, the position is this merged in.
     pub received: Option<GtidSet>,
+    /// Once it receives nothing more (its IO thread stopped), the most it can ever have
+    /// executed until it replicates again: its position with what it received merged in.
+    /// A server that has this much knows it has everything the replica has or will have,
+    /// whether or not its SQL thread ever applies the rest (delayed, stopped, blocked).
+    pub ceiling: Option<GtidSet>,
+    /// Why its SQL thread does not apply what it receives (stopped, or failed with an
+    /// error); None when it does (or it is no replica).
+    pub applier_down: Option<String>,
+    /// Replication filters in force (`replicate_do_db=shop`): it may lack whole schemas.
+    pub filters: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -102,6 +116,26 @@ pub struct Model {
     index: HashMap<String, usize>,
 }
 
+/// What a server that receives nothing more can ever execute: its position with what it
+/// received merged in. A delayed replica (`delay_secs`) applies nothing it received within
+/// its delay while a change runs, so its position is the bound (what it received beyond
+/// is dropped when it changes source; the apply engine checks its executed GTIDs against
+/// the new source's again right before).
+fn ceiling_of(
+    position: &Option<GtidSet>,
+    received: &Option<GtidSet>,
+    delay_secs: u32,
+) -> Option<GtidSet> {
+    if delay_secs > 0 {
+        return position.clone();
+    }
+    match (position, received) {
+        (Some(p), Some(r)) => p.merged(r).ok(),
+        (Some(p), None) => Some(p.clone()),
+        _ => None,
+    }
+}
+
 /// "10.11.6-MariaDB-log" → (10, 11).
 pub fn release(version: &str) -> (u32, u32) {
     let mut parts = version
@@ -120,6 +154,9 @@ impl Model {
         preferred: Option<usize>,
     ) -> Model {
         let sources = observed_sources(servers);
+        // MySQL cannot tell its own writes on the server itself: compared with the
+        // source, or with the other replicas of a dead one.
+        let mysql_own_writes = super::mysql_errant::own_writes(servers, &sources);
         let nodes: Vec<Node> = servers
             .iter()
             .enumerate()
@@ -153,6 +190,7 @@ impl Model {
                             gtid: !r.gtid_mode.eq_ignore_ascii_case("no"),
                             delay: r.sql_delay,
                             seconds_behind: r.seconds_behind,
+                            source_server_id: r.source_server_id,
                         }
                     });
                     let (gtid_enabled, own_writes) = match &inf.gtid {
@@ -162,10 +200,34 @@ impl Model {
                             ..
                         } => (true, current_pos != slave_pos),
                         crate::observe::Gtids::Mysql { gtid_mode, .. } => {
-                            (gtid_mode.eq_ignore_ascii_case("on"), false)
+                            (gtid_mode.eq_ignore_ascii_case("on"), mysql_own_writes[i])
                         }
                     };
                     let running = link.as_ref().is_some_and(|l| l.state == LinkState::Running);
+                    let received = inf
+                        .replication
+                        .as_ref()
+                        .and_then(|r| GtidSet::parse(inf.flavor, &r.retrieved_gtid).ok());
+                    let position = inf.gtid.position();
+                    // Nothing arrives while the IO thread is stopped (or failing to
+                    // connect, which it may yet do: only a stopped one is a ceiling).
+                    let ceiling = inf
+                        .replication
+                        .as_ref()
+                        .filter(|r| r.io == IoState::Stopped)
+                        .and_then(|r| ceiling_of(&position, &received, r.sql_delay));
+                    let applier_down = inf.replication.as_ref().and_then(|r| {
+                        match (&r.last_sql_error, r.sql_running) {
+                            (Some(e), _) => Some(format!(
+                                "its SQL thread failed (error {}: {}): it applies nothing",
+                                e.errno, e.message
+                            )),
+                            (None, false) => {
+                                Some("its SQL thread is stopped: it applies nothing".to_string())
+                            }
+                            (None, true) => None,
+                        }
+                    });
                     Live {
                         flavor: inf.flavor,
                         version: inf.version.clone(),
@@ -177,16 +239,20 @@ impl Model {
                         gtid_enabled,
                         link,
                         gtids: inf.gtid.server_gtids(inf.server_id),
-                        position: inf.gtid.position(),
+                        position,
                         purged: inf.gtid.purged(),
                         own_writes,
                         errant: false,
                         as_observed: inf.read_only && !running,
                         user_schemas: inf.user_schemas.clone(),
-                        received: inf
+                        received,
+                        ceiling,
+                        applier_down,
+                        filters: inf
                             .replication
                             .as_ref()
-                            .and_then(|r| GtidSet::parse(inf.flavor, &r.retrieved_gtid).ok()),
+                            .map(|r| r.filters.clone())
+                            .unwrap_or_default(),
                     }
                 }),
             })
@@ -363,6 +429,13 @@ impl Model {
         if self.primary == Some(x) && !lu.errant {
             return true;
         }
+        // `u` receives nothing more, and `x` has all it could ever execute.
+        if !lu.errant
+            && let (Some(c), Some(px)) = (&lu.ceiling, &lx.position)
+            && px.contains(c).unwrap_or(false)
+        {
+            return true;
+        }
         lu.as_observed
             && match (&lx.position, &lu.position) {
                 (Some(px), Some(pu)) => px.contains(pu).unwrap_or(false),
@@ -426,6 +499,17 @@ impl Model {
                 ),
             ));
         }
+        if !ls.filters.is_empty() {
+            return Err((
+                C::ReplicationFilters,
+                format!(
+                    "{} replicates with filters ({}): it may lack whole schemas {} needs",
+                    sn.id,
+                    ls.filters.join(", "),
+                    rn.id
+                ),
+            ));
+        }
         if ls.release > lr.release {
             return Err((
                 C::SourceNewer,
@@ -483,6 +567,22 @@ impl Model {
         self.known.remove(&u);
         if let Some(l) = self.nodes[u].live.as_mut() {
             l.as_observed = false;
+            l.ceiling = None;
+        }
+    }
+
+    /// `i` receives nothing more (its IO thread stopped): what it has and received bounds
+    /// what it can ever execute. Only when its source does not answer: from a live source
+    /// more arrived between the observation and the stop, so the observed positions are
+    /// no bound (and the apply engine checks again before `i` changes source).
+    fn stops_receiving(&mut self, i: usize) {
+        let source_silent = self.source(i).is_none_or(|s| self.live(s).is_none());
+        if let Some(l) = self.nodes[i].live.as_mut()
+            && source_silent
+            && l.ceiling.is_none()
+        {
+            let delay = l.link.as_ref().map_or(0, |k| k.delay);
+            l.ceiling = ceiling_of(&l.position, &l.received, delay);
         }
     }
 
@@ -536,6 +636,7 @@ impl Model {
                 if !matches!(link.state, LinkState::Broken { sql: true, .. }) {
                     link.state = LinkState::Stopped;
                 }
+                self.stops_receiving(i);
             }
             Action::StopIo => {
                 let Some(link) = self.nodes[i].live.as_mut().and_then(|l| l.link.as_mut()) else {
@@ -546,6 +647,7 @@ impl Model {
                 if !matches!(link.state, LinkState::Broken { sql: true, .. }) {
                     link.state = LinkState::Stopped;
                 }
+                self.stops_receiving(i);
             }
             Action::WaitRelayLog { .. } => {
                 let live = self.nodes[i].live.as_mut().expect("live");
@@ -633,6 +735,7 @@ impl Model {
                     gtid: true,
                     delay: *delay_secs,
                     seconds_behind: None,
+                    source_server_id: self.live(s).map_or(0, |l| l.server_id),
                 };
                 self.set_link(i, Some(link));
                 if was_primary {

@@ -87,8 +87,9 @@ pub const MARIADB_ORCH_PRIVILEGES: &[Privilege] = &[
 ///
 /// - `REPLICATION CLIENT`: `SHOW REPLICA STATUS`, `SHOW BINARY LOG STATUS`/`SHOW MASTER STATUS`.
 /// - `REPLICATION SLAVE`: `SHOW REPLICAS` (MySQL checks this privilege there).
-/// - `REPLICATION_SLAVE_ADMIN`: `STOP/START REPLICA`, `CHANGE REPLICATION SOURCE TO`,
-///   `RESET REPLICA ALL`.
+/// - `REPLICATION_SLAVE_ADMIN`: `STOP/START REPLICA`, `CHANGE REPLICATION SOURCE TO`.
+/// - `RELOAD`: `RESET REPLICA ALL` (8.0 and 8.4 check RELOAD there, not a replication
+///   privilege: without it a switchover stopped between the fence and the promotion).
 /// - `SYSTEM_VARIABLES_ADMIN`: `SET GLOBAL read_only` / `super_read_only`.
 /// - `CONNECTION_ADMIN`: `KILL` of other users' connections.
 /// - `PROCESS`: the process list with other users' threads.
@@ -105,7 +106,11 @@ pub const MYSQL_ORCH_PRIVILEGES: &[Privilege] = &[
     },
     Privilege {
         name: "REPLICATION_SLAVE_ADMIN",
-        why: "STOP/START REPLICA, CHANGE REPLICATION SOURCE TO, RESET REPLICA ALL",
+        why: "STOP/START REPLICA, CHANGE REPLICATION SOURCE TO",
+    },
+    Privilege {
+        name: "RELOAD",
+        why: "RESET REPLICA ALL",
     },
     Privilege {
         name: "SYSTEM_VARIABLES_ADMIN",
@@ -677,6 +682,7 @@ mod tests {
         ));
         let mysql = users_sql(Flavor::Mysql, "a", "b").join("\n");
         assert!(mysql.contains("REPLICATION_SLAVE_ADMIN"));
+        assert!(mysql.contains("RELOAD"));
         assert!(mysql.contains("SYSTEM_VARIABLES_ADMIN"));
         assert!(mysql.contains("GRANT SELECT ON performance_schema.* TO 'orch'@'127.%'"));
     }

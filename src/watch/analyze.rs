@@ -9,10 +9,16 @@
 //! connections are refused (nothing listens: a crashed or killed mysqld); it is
 //! *ambiguous* when they time out or hang (a frozen server, a partition), and then the
 //! failure must persist for `failover.detect.grace` before orch acts.
+//!
+//! A server that answers with an error packet (out of connections, access denied, host
+//! blocked) is alive, whoever it answered: orch's probe or a replica's IO thread. It is
+//! reported (`primary-rejects-connections`, `replica-rejects-connections`, the codes
+//! `orch status` uses), never failed over: promoting a replica beside a primary that is
+//! merely full would leave two writable primaries.
 
 use serde::Serialize;
 
-use crate::observe::classify::unreachable_text;
+use crate::observe::classify::{rejections, unreachable_text};
 use crate::observe::{IoState, Reach, Snapshot, Unreachable};
 
 /// What failed. The names are stable (history, logs, hooks).
@@ -39,6 +45,12 @@ pub enum Code {
     DeadIntermediateSourceAndSomeReplicas,
     /// The primary answers, but none of its replicas replicates from it.
     AllReplicasNotReplicating,
+    /// The primary is alive but refuses connections with error packets (out of
+    /// connections, access denied, host blocked), to orch or to its replicas. Never a
+    /// failover.
+    PrimaryRejectsConnections,
+    /// As `primary-rejects-connections`, for a replica.
+    ReplicaRejectsConnections,
     /// More than one writable server without a source. Recovered: the one that is not the
     /// primary is fenced.
     TwoWritablePrimaries,
@@ -63,6 +75,8 @@ impl Code {
                 "dead-intermediate-source-and-some-replicas"
             }
             Code::AllReplicasNotReplicating => "all-replicas-not-replicating",
+            Code::PrimaryRejectsConnections => "primary-rejects-connections",
+            Code::ReplicaRejectsConnections => "replica-rejects-connections",
             Code::TwoWritablePrimaries => "two-writable-primaries",
             Code::WritableReplica => "writable-replica",
         }
@@ -124,12 +138,20 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
             })
             .collect()
     };
+    // A replica whose source answered it with an error packet did not lose it.
     let lost_it = |i: usize| {
         hosts[i]
             .state
             .info()
             .and_then(|inf| inf.replication.as_ref())
-            .is_some_and(|r| r.io != IoState::Running)
+            .is_some_and(|r| r.lost_source())
+    };
+    let replicating = |i: usize| {
+        hosts[i]
+            .state
+            .info()
+            .and_then(|inf| inf.replication.as_ref())
+            .is_some_and(|r| r.io == IoState::Running)
     };
     let evidence = |cause: Unreachable| match cause {
         Unreachable::Refused => Evidence::Certain,
@@ -140,8 +162,8 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
         let Reach::Unreachable { cause, detail } = &hosts[x].state.reach else {
             continue;
         };
-        if *cause == Unreachable::AccessDenied {
-            // It answers: not dead, whatever else is wrong.
+        if cause.answered() {
+            // It answers: not dead, whatever else is wrong (reported below).
             continue;
         }
         let replicas = replicas_of(x);
@@ -259,6 +281,19 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
         });
     }
 
+    for r in rejections(&states, &ids) {
+        out.push(Finding {
+            code: if r.host == primary {
+                Code::PrimaryRejectsConnections
+            } else {
+                Code::ReplicaRejectsConnections
+            },
+            host: ids[r.host].to_string(),
+            evidence: Evidence::Certain,
+            detail: r.text,
+        });
+    }
+
     // More than one writable server without a source: fence all but the primary.
     let writable: Vec<usize> = (0..hosts.len())
         .filter(|&i| {
@@ -319,7 +354,7 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
             .collect();
         let replicating = replicas
             .iter()
-            .any(|&i| sources[i] == Some(primary) && !lost_it(i));
+            .any(|&i| sources[i] == Some(primary) && replicating(i));
         if !replicas.is_empty() && !replicating {
             out.push(Finding {
                 code: Code::AllReplicasNotReplicating,
@@ -337,10 +372,11 @@ fn rank(code: Code) -> u8 {
     match code {
         Code::DeadPrimary | Code::DeadPrimaryAndSomeReplicas => 0,
         Code::TwoWritablePrimaries => 1,
+        Code::PrimaryRejectsConnections => 2,
         Code::DeadPrimaryAndReplicas | Code::DeadPrimaryWithoutReplicas => 2,
         Code::UnreachablePrimary | Code::UnreachablePrimaryWithLaggingReplicas => 3,
         Code::DeadIntermediateSource | Code::DeadIntermediateSourceAndSomeReplicas => 4,
-        Code::WritableReplica => 5,
+        Code::WritableReplica | Code::ReplicaRejectsConnections => 5,
         Code::AllReplicasNotReplicating => 6,
     }
 }
@@ -366,6 +402,7 @@ mod tests {
             Arc::new(sim.clone()),
             &t,
             &Policy::default(),
+            None,
             8,
         ));
         analyze(&snapshot, 0, 10)
@@ -392,6 +429,7 @@ mod tests {
             Arc::new(sim.clone()),
             &topology(&sources),
             &Policy::default(),
+            None,
             8,
         ));
         analyze(&snapshot, 0, 10)
@@ -514,6 +552,37 @@ mod tests {
                 "a writable replica",
                 |s| s.set_read_only(host_address(2), false),
                 &[(WritableReplica, "h2", Certain)],
+            ),
+            (
+                "a primary out of connections, its replicas reconnecting: alive",
+                |s| {
+                    s.exhaust_connections(host_address(0));
+                    for i in [1, 2] {
+                        s.stop_replication(host_address(i));
+                        s.start_replication(host_address(i));
+                    }
+                },
+                &[(PrimaryRejectsConnections, "h0", Certain)],
+            ),
+            (
+                "a primary out of connections, its replicas still connected",
+                |s| s.exhaust_connections(host_address(0)),
+                &[(PrimaryRejectsConnections, "h0", Certain)],
+            ),
+            (
+                "a primary refusing orch's account",
+                |s| s.access_denied(host_address(0)),
+                &[(PrimaryRejectsConnections, "h0", Certain)],
+            ),
+            (
+                "a replica out of connections",
+                |s| s.exhaust_connections(host_address(2)),
+                &[(ReplicaRejectsConnections, "h2", Certain)],
+            ),
+            (
+                "a replica refusing orch's account",
+                |s| s.access_denied(host_address(1)),
+                &[(ReplicaRejectsConnections, "h1", Certain)],
             ),
             (
                 "no replica replicates",

@@ -21,7 +21,7 @@ use super::{Kind, Watcher, decision_text, log};
 use crate::executor::Executor;
 use crate::observe::Snapshot;
 use crate::plan::Observed;
-use crate::plan::recover::{NoRecovery, Recovery};
+use crate::plan::recover::{Excluded, NoRecovery, Recovery};
 use crate::state::etcd::Op;
 
 /// After a resumption that did not complete, the next waits this long.
@@ -41,6 +41,10 @@ pub struct InFlight {
     pub steps: Vec<String>,
     /// How many steps are done (they run in order).
     pub done: usize,
+    /// Servers an attempt showed the failover cannot count on: the next attempt decides
+    /// without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<Excluded>,
 }
 
 impl InFlight {
@@ -59,6 +63,7 @@ impl InFlight {
                 .map(|s| format!("{} {}: {}", s.number, s.host, s.action.describe()))
                 .collect(),
             done: 0,
+            excluded: Vec::new(),
         }
     }
 
@@ -284,16 +289,19 @@ impl<E: Executor> Watcher<E> {
         }
         self.once(key.clone(), &detection);
         let successor = f.successor.clone();
+        let before = self.resume_after;
         let acted = self
             .locked(
                 stop,
-                |w, fresh| Some(w.rest_of(fresh, x, &successor)),
+                |w, fresh| Some(w.rest_of(fresh, x, &successor, &f.excluded)),
                 &detection,
-                Kind::Resume,
+                Kind::Resume(&f.excluded),
                 &key,
             )
             .await?;
-        if !acted.succeeded() {
+        // A run that failed set its own time to try again (at once when it left a server
+        // out); one that never ran waits.
+        if !acted.succeeded() && self.resume_after == before {
             self.resume_after = Instant::now() + RESUME_BACKOFF;
         }
         Ok(true)
@@ -305,6 +313,7 @@ impl<E: Executor> Watcher<E> {
         fresh: &Snapshot,
         x: usize,
         successor: &str,
+        excluded: &[Excluded],
     ) -> Result<Recovery, NoRecovery> {
         let observed = Observed::from_snapshot(&self.desired, fresh).map_err(|e| NoRecovery {
             reason: e,
@@ -316,6 +325,7 @@ impl<E: Executor> Watcher<E> {
             &self.policy,
             x,
             successor,
+            excluded,
         )?;
         if r.plan.steps.is_empty() {
             log(

@@ -20,6 +20,12 @@ pub mod leader;
 pub mod metrics;
 pub mod webhook;
 
+mod quiesce;
+#[cfg(test)]
+mod thaw_tests;
+#[cfg(test)]
+mod views_tests;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,8 +159,9 @@ enum Kind<'a> {
     /// A failover, with the hooks' event name: pre and post hooks; in flight until done.
     Failover(&'a str),
     /// The rest of a failover in flight: post hooks only (the pre hooks ran before it
-    /// began, and nothing may abort a failover half done).
-    Resume,
+    /// began, and nothing may abort a failover half done); with the servers its attempts
+    /// excluded.
+    Resume(&'a [crate::plan::recover::Excluded]),
 }
 
 impl<'a> Kind<'a> {
@@ -163,7 +170,7 @@ impl<'a> Kind<'a> {
         match self {
             Kind::Repair => None,
             Kind::Failover(event) => Some(event),
-            Kind::Resume => Some("resumed_failover"),
+            Kind::Resume(_) => Some("resumed_failover"),
         }
     }
 }
@@ -269,8 +276,17 @@ impl<E: Executor> Watcher<E> {
         first
     }
 
+    /// One observation, judged against the primary this watcher holds (the file's, or the
+    /// one a failover made): what every view shows and what recovery reads.
     pub async fn observe(&self) -> Snapshot {
-        crate::executor::observe_cluster(self.exec.clone(), &self.topology, &self.policy, 32).await
+        crate::executor::observe_cluster(
+            self.exec.clone(),
+            &self.topology,
+            &self.policy,
+            Some(self.id(self.primary)),
+            32,
+        )
+        .await
     }
 
     /// Watches until `stop`; each poll observes, fences, analyses and acts; between polls,
@@ -424,9 +440,14 @@ impl<E: Executor> Watcher<E> {
     /// (the moments after a crash): the caller looks again soon.
     async fn poll(&mut self, stop: &Arc<AtomicBool>) -> anyhow::Result<bool> {
         let began = Instant::now();
-        let snapshot = self.observe().await;
+        let mut snapshot = self.observe().await;
         let took = began.elapsed();
-        self.follow_primary(&snapshot)?;
+        if self.follow_primary(&snapshot)? {
+            // Judged against the primary held before this very observation showed it had
+            // moved: judged again, so that no view shows the former one as dead.
+            snapshot =
+                snapshot.judged_against(&self.topology, &self.policy, Some(self.id(self.primary)));
+        }
         self.publish(&snapshot, took);
         self.downtime_events().await?;
         self.fence_returning(&snapshot, stop).await?;
@@ -862,8 +883,8 @@ impl<E: Executor> Watcher<E> {
     }
 
     /// The live primary moved (a switchover by apply, or a failover by another watcher):
-    /// follow it.
-    fn follow_primary(&mut self, snapshot: &Snapshot) -> anyhow::Result<()> {
+    /// follow it. True when it did.
+    fn follow_primary(&mut self, snapshot: &Snapshot) -> anyhow::Result<bool> {
         let states: Vec<_> = snapshot.hosts.iter().map(|h| h.state.clone()).collect();
         let sources = crate::observe::classify::observed_sources(&states);
         let serving: Vec<usize> = (0..states.len())
@@ -890,8 +911,9 @@ impl<E: Executor> Watcher<E> {
             );
             self.primary = *p;
             self.store.record_primary(self.cluster(), self.id(*p))?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// A former primary that answers again is fenced at once, never re-admitted writable.
@@ -984,6 +1006,7 @@ impl<E: Executor> Watcher<E> {
             why: format!("{why}: read_only=ON and its writing sessions killed"),
             requires: vec![crate::step::Condition::Reachable],
             expects: vec![crate::step::Condition::ReadOnly { on: true }],
+            detachable: None,
         }];
         Ok(Recovery {
             dead: h.id.clone(),
@@ -1154,7 +1177,7 @@ impl<E: Executor> Watcher<E> {
     async fn locked(
         &mut self,
         stop: &Arc<AtomicBool>,
-        decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
+        decide: impl Fn(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
         detection: &str,
         kind: Kind<'_>,
         key: &str,
@@ -1214,15 +1237,34 @@ impl<E: Executor> Watcher<E> {
         &mut self,
         lock: crate::state::ClusterLock,
         stop: &Arc<AtomicBool>,
-        decide: impl FnOnce(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
+        decide: impl Fn(&Watcher<E>, &Snapshot) -> Option<Result<Recovery, NoRecovery>>,
         detection: &str,
         kind: Kind<'_>,
         key: &str,
     ) -> anyhow::Result<Acted> {
         // Analysed again under the lock: an apply may have changed things meanwhile.
         let began = Instant::now();
-        let fresh = self.observe().await;
-        let recovery = match decide(self, &fresh) {
+        let mut fresh = self.observe().await;
+        let mut decided = decide(self, &fresh);
+        // A failover decides on positions that no longer move: the failed primary's
+        // replicas stop receiving first (one that reconnected to a primary thawing now
+        // would get more than the successor), then the decision is made again on what the
+        // servers say (see quiesce.rs).
+        let mut stopped = Vec::new();
+        if kind != Kind::Repair
+            && let Some(Ok(r)) = &decided
+        {
+            let dead = r.dead.clone();
+            stopped = self.stop_receiving(&fresh, &dead).await;
+            if !stopped.is_empty() {
+                fresh = self.observe_guarding(&dead).await;
+                decided = decide(self, &fresh);
+                if !matches!(decided, Some(Ok(_))) {
+                    self.start_receiving(&stopped).await;
+                }
+            }
+        }
+        let recovery = match decided {
             None => {
                 log(
                     self.cluster(),
@@ -1264,6 +1306,7 @@ impl<E: Executor> Watcher<E> {
             // Aborted once by a pre hook: not again until this failure clears.
             let aborted = format!("{event}/{}/pre_failover", recovery.dead);
             if self.said.contains(&aborted) {
+                self.start_receiving(&stopped).await;
                 lock.release()?;
                 return Ok(Acted::Refused("aborted by a pre_failover hook".into()));
             }
@@ -1294,6 +1337,7 @@ impl<E: Executor> Watcher<E> {
                 .await;
                 self.log_hooks(&post);
                 let hooks: Vec<_> = pre.into_iter().chain(post).collect();
+                self.start_receiving(&stopped).await;
                 self.record_refusal_with(detection, &why, None, &hooks)?;
                 lock.release()?;
                 return Ok(Acted::Refused(why));
@@ -1328,7 +1372,12 @@ impl<E: Executor> Watcher<E> {
         // primary: whoever acts next finishes it.
         let in_flight = match kind {
             Kind::Repair => None,
-            _ => Some(inflight::InFlight::of(&recovery, detection, &self.me())),
+            Kind::Resume(excluded) => {
+                let mut f = inflight::InFlight::of(&recovery, detection, &self.me());
+                f.excluded = excluded.to_vec();
+                Some(f)
+            }
+            Kind::Failover(_) => Some(inflight::InFlight::of(&recovery, detection, &self.me())),
         };
         if let Some(f) = &in_flight
             && let Err(e) = self.begin_in_flight(f).await
@@ -1349,29 +1398,92 @@ impl<E: Executor> Watcher<E> {
                 self.progress_in_flight(f, done.get());
             }
         };
-        let (run, outcome) = record_recovery(
-            &self.store,
-            &lock,
-            &self.exec,
-            &cluster,
-            &recovery,
-            &self.files,
-            detection,
-            &sql,
-            stop.clone(),
-            Some(&on_step),
-        )
-        .await?;
+        // A failover of a primary that did not answer is guarded against it: fenced the
+        // moment it answers writable, while the steps run (see executor::guarded).
+        let former = match kind {
+            Kind::Repair => None,
+            _ => self
+                .index(&recovery.dead)
+                .filter(|&x| fresh.hosts[x].state.info().is_none())
+                .map(|x| (recovery.dead.clone(), self.desired.hosts[x].address.clone())),
+        };
+        let guarded = Arc::new(crate::executor::guarded::Guarded::new(
+            self.exec.clone(),
+            former,
+        ));
+        let ran = AtomicBool::new(false);
+        let (result, ()) = tokio::join!(
+            async {
+                let result = record_recovery(
+                    &self.store,
+                    &lock,
+                    &guarded,
+                    &cluster,
+                    &recovery,
+                    &self.files,
+                    detection,
+                    &sql,
+                    stop.clone(),
+                    Some(&on_step),
+                )
+                .await;
+                ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                result
+            },
+            guarded.watch(&ran)
+        );
+        let (run, outcome, failed) = result?;
+        for line in guarded.fenced() {
+            log(self.cluster(), &line);
+            self.event(
+                "fence",
+                Some(&recovery.dead),
+                &line,
+                Some(run),
+                serde_json::json!({"during": "failover"}),
+            );
+        }
         let promoted = kind != Kind::Repair && outcome == Outcome::Succeeded;
         if promoted {
             self.end_in_flight(&recovery.successor).await?;
             self.primary = self.index(&recovery.successor).expect("declared");
             if let Some(old) = self.index(&recovery.dead) {
-                // Never re-admitted writable: fenced the moment it answers.
+                // Never re-admitted writable: fenced the moment it answers (the guard goes
+                // on looking until it is read_only; the polls look too).
                 self.to_fence.insert(old);
+                let (guard, stop, wake) = (guarded.clone(), stop.clone(), self.wake.clone());
+                tokio::spawn(
+                    async move { guard.watch_until_fenced(&stop, || wake.notify_one()).await },
+                );
             }
-        } else if in_flight.is_some() {
-            self.pause_in_flight();
+        } else if let Some(mut f) = in_flight {
+            // A server that showed it cannot do its part is left out of the next attempt,
+            // which then comes at once: it is a different plan.
+            let excluded = failed
+                .and_then(|(n, e)| crate::plan::recover::excluded_by(&recovery, n, &e))
+                .filter(|x| !f.excluded.contains(x));
+            match excluded {
+                Some(x) => {
+                    log(
+                        self.cluster(),
+                        &format!(
+                            "{} is left out of the next attempt of this failover: {}",
+                            x.host, x.why
+                        ),
+                    );
+                    f.excluded.push(x);
+                    f.done = done.get();
+                    if let Err(e) = self.begin_in_flight(&f).await {
+                        tracing::warn!(
+                            cluster = self.cluster(),
+                            "recording what the next attempt leaves out: {e}"
+                        );
+                    }
+                    self.pause_in_flight();
+                    self.resume_after = Instant::now();
+                }
+                None => self.pause_in_flight(),
+            }
         }
         if let Err(e) = lock.release() {
             // Taken over during the run, which stopped it and said so: the result stands.
@@ -1646,9 +1758,9 @@ impl<E: Executor> Watcher<E> {
             );
             self.locked(
                 stop,
-                |w, fresh| Some(w.rest_of(fresh, x, &f.successor)),
+                |w, fresh| Some(w.rest_of(fresh, x, &f.successor, &f.excluded)),
                 &detection,
-                Kind::Resume,
+                Kind::Resume(&f.excluded),
                 &key,
             )
             .await?
@@ -1656,7 +1768,9 @@ impl<E: Executor> Watcher<E> {
             self.locked(
                 stop,
                 |w, fresh| {
-                    let alive = fresh.hosts[primary].state.info().is_some();
+                    // A primary that answers with an error packet (out of connections,
+                    // say) is alive too: failing it over would leave two writable.
+                    let alive = fresh.hosts[primary].state.alive();
                     if alive && !force {
                         return Some(Err(NoRecovery {
                             reason: refused_live.clone(),
@@ -1834,15 +1948,33 @@ pub fn recover(
         reason: e,
         considered: Vec::new(),
     })?;
-    if primary {
+    let recovery = if primary {
         crate::plan::recover::dead_primary(desired, &observed, policy, x, to)
     } else {
         crate::plan::recover::dead_intermediate(desired, &observed, policy, x)
+    }?;
+    // Refused before it begins (not half-way) when orch may not change a server it needs.
+    let states: Vec<_> = observed
+        .hosts
+        .iter()
+        .chain(&observed.undeclared)
+        .cloned()
+        .collect();
+    let refused = crate::plan::preflight::refusals(&recovery.plan.steps, &states);
+    if !refused.is_empty() {
+        return Err(NoRecovery {
+            reason: format!(
+                "refused before any change: {}",
+                crate::plan::preflight::text(&refused)
+            ),
+            considered: recovery.considered,
+        });
     }
+    Ok(recovery)
 }
 
 /// Runs `recovery` under `lock`, recorded (with its detection and decision) as a recovery
-/// run; returns the run and how it ended.
+/// run; returns the run, how it ended and, when it failed, the step that failed and why.
 #[allow(clippy::too_many_arguments)]
 pub async fn record_recovery<E: Executor>(
     store: &Store,
@@ -1855,7 +1987,7 @@ pub async fn record_recovery<E: Executor>(
     sql: &dyn Fn(&Step) -> Vec<String>,
     stop: Arc<AtomicBool>,
     on_step: Option<&crate::apply::record::OnStep<'_>>,
-) -> anyhow::Result<(RunId, Outcome)> {
+) -> anyhow::Result<(RunId, Outcome, Option<(usize, String)>)> {
     let plan = &recovery.plan;
     let run = store.begin_run(NewRun {
         kind: RunKind::Recovery,
@@ -1891,7 +2023,21 @@ pub async fn record_recovery<E: Executor>(
         },
     )
     .await?;
-    Ok((run, finished.outcome))
+    let failed = (!finished.report.succeeded())
+        .then(|| {
+            finished
+                .report
+                .results
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| plan.steps[*n].detachable.is_none())
+                .find_map(|(n, r)| match r {
+                    crate::apply::StepResult::Failed(e) => Some((n, e.clone())),
+                    _ => None,
+                })
+        })
+        .flatten();
+    Ok((run, finished.outcome, failed))
 }
 
 fn empty_plan(desired: &Desired, observed: &Observed) -> Plan {
@@ -2167,6 +2313,7 @@ mod tests {
             by: serde_json::json!({"id": "a watcher that died"}),
             steps: vec!["1 h1: stop io".into(), "2 h2: stop io".into()],
             done: 1,
+            excluded: Vec::new(),
         };
         w.store
             .set_in_flight("sim", Some(&serde_json::to_string(&began).unwrap()))
@@ -2269,6 +2416,43 @@ mod tests {
         )
         .await;
         assert_eq!(took, None);
+        assert!(!sim.server(host_address(0)).unwrap().read_only);
+    }
+
+    /// Out of connections (error 1040 for orch and for its replicas' reconnecting IO
+    /// threads), the primary is alive: never replaced by the watcher, and a person's
+    /// failover without --force is refused.
+    #[tokio::test(start_paused = true)]
+    async fn a_primary_out_of_connections_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = star();
+        let w = watcher(&sim, dir.path());
+        let took = scenario(
+            sim.clone(),
+            w,
+            Duration::from_secs(2),
+            |s| {
+                s.exhaust_connections(host_address(0));
+                for i in [1, 2] {
+                    s.stop_replication(host_address(i));
+                    s.start_replication(host_address(i));
+                }
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(took, None);
+        assert!(!sim.server(host_address(0)).unwrap().read_only);
+        let mut w = watcher(&sim, dir.path());
+        let stop = Arc::new(AtomicBool::new(false));
+        let refused = w.failover_now(None, false, "test", &stop).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| format!("{e:#}").contains("the primary h0 answers")),
+            "{:?}",
+            refused.map(|_| ())
+        );
         assert!(!sim.server(host_address(0)).unwrap().read_only);
     }
 

@@ -1,6 +1,7 @@
 //! `orch status` against real MariaDB sandboxes: healthy shapes, a killed replica, a frozen
 //! primary (status returns within its timeouts), a broken SQL thread, an errant
-//! transaction, a host that is not there, and wrong credentials.
+//! transaction, a host that is not there, and wrong credentials; after a failover and a
+//! later switchover by apply, `--state` judges against the primary apply made.
 
 use std::time::{Duration, Instant};
 
@@ -555,5 +556,39 @@ fn a_primary_without_semi_sync_or_fallen_back_from_it() {
         json["hosts"][0]["semi_sync"]["source_active"], false,
         "{json}"
     );
+    sb.down();
+}
+
+/// The primary orch records follows a switchover by `orch apply` as it follows a failover:
+/// after `orch failover` made node2 the primary and a later apply switched over to node3
+/// (the file naming node3), `status --state` judges against node3, and finds nothing wrong
+/// (not a failover drift back to node2 and node3 a writable replica).
+#[test]
+fn status_judges_against_the_primary_an_apply_switched_over_to() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let file = crate::plan::write_topology(&sb, "star.yaml", &[None, Some(1), Some(1)]);
+    let (code, out, err) = orch(&[
+        "failover", &file, "--force", "--to", "node2", "--state", &state,
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (_, json) = status_json(&file, &["--state", &state]);
+    assert!(
+        problems(&json).contains(&("failover-drift".into(), "node1".into())),
+        "{json}"
+    );
+    // The file accepts the failover without node1 (fenced, out), then asks for node3.
+    let node3 = crate::plan::write_topology(&sb, "node3.yaml", &[None, Some(3), None]);
+    let text = std::fs::read_to_string(&node3).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("node1:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&node3, text).unwrap();
+    let (code, out, err) = orch(&["apply", &node3, "--auto-approve", "--state", &state]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, json) = status_json(&node3, &["--state", &state]);
+    assert_eq!((code, problems(&json)), (0, vec![]), "{json}");
     sb.down();
 }

@@ -240,7 +240,7 @@ fn semi_sync_watched() -> (Sandbox, String, String, Watch) {
 
 /// The app writing to node1 (one connection, each insert acknowledged before the next;
 /// it stops at its first error); returns once it has written.
-fn app_writing(sb: &Sandbox) -> std::thread::JoinHandle<(Vec<u64>, Vec<String>)> {
+pub(crate) fn app_writing(sb: &Sandbox) -> std::thread::JoinHandle<(Vec<u64>, Vec<String>)> {
     let w = writer(
         sb.tcp_opts(1, "app", "app-password"),
         1,

@@ -335,6 +335,17 @@ fn watchers_on_etcd_elect_one_leader_that_alone_fails_over_and_publishes() {
         let (_, body) = http(apis[follower], "GET", "/api/v1/clusters", None, None);
         body.contains(&format!(r#""primary":"node{new}""#))
     });
+    // And both judge against it, as `status --state` does: the drift, no dead primary.
+    for api in [apis[leader], apis[follower]] {
+        eventually(
+            "the problems judged against the new primary",
+            Duration::from_secs(10),
+            || {
+                let (_, body) = http(api, "GET", "/api/v1/clusters/sandbox/problems", None, None);
+                body.contains(r#""failover-drift""#) && !body.contains(r#""dead-primary""#)
+            },
+        );
+    }
 
     // The leader dies (kill -9: no resignation): the follower leads within the TTL.
     let killed = Instant::now();

@@ -4,16 +4,19 @@
 //! events of a real failover, signed, and one behind a private CA gets them over HTTPS
 //! with its `ca_file`; the live page shows the tree and a killed replica
 //! within 2 s in headless Chromium; an invalid edit of the policy is refused and a valid
-//! one takes effect. Each test waits for conditions with deadlines and stops its watcher,
-//! receivers and servers even when it fails.
+//! one takes effect; after a failover the API, the page's document, `/metrics` and
+//! `orch status --state` show the same problems, judged against the new primary. Each test
+//! waits for conditions with deadlines and stops its watcher, receivers and servers even
+//! when it fails.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Sandbox, eventually, orch_ok};
+use crate::sandbox::{Sandbox, eventually, orch, orch_ok};
 use crate::watch::{Watch, history, ip, read_only, topology, write_policy};
 
 /// One HTTP/1.1 request (`Connection: close`); the status and the body.
@@ -394,6 +397,110 @@ fn metrics_parse_and_follow_a_dead_replica() {
             && sample(&text, "orch_problems", ("code", "unreachable")) == Some(1.0)
             && sample(&text, "orch_replication_lag_seconds", ("host", "node3")).is_none()
     });
+    watch.stop();
+    sb.down();
+}
+
+/// After a failover every view judges the cluster against the new primary, the same way:
+/// the API's problems, the cluster document the page draws, `orch_problems` in /metrics
+/// and `orch status FILE --state DIR` all show the failover drift and the former primary
+/// that is gone, never a dead primary that alerts forever, a writable replica or replicas
+/// on the wrong source. `orch plan` shows the drift as a warning and does not switch back.
+#[test]
+fn after_a_failover_every_view_judges_against_the_new_primary() {
+    let (sb, file, state) = watched("");
+    let addr = listen(&sb);
+    let watch = Watch::start_with(&file, &state, &["--listen", &addr]);
+    wait_ready(&addr);
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    watch.wait_for("failover done", 30);
+    let want: BTreeSet<(String, String)> = [("failover-drift", "node1"), ("unreachable", "node1")]
+        .into_iter()
+        .map(|(c, h)| (c.to_string(), h.to_string()))
+        .collect();
+    let want_codes: BTreeSet<String> = want.iter().map(|(c, _)| c.clone()).collect();
+    let problems = |doc: &serde_json::Value| -> BTreeSet<(String, String)> {
+        doc["problems"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no problems in {doc}"))
+            .iter()
+            .map(|p| {
+                (
+                    p["code"].as_str().unwrap().to_string(),
+                    p["host"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let api = || {
+        let (code, body) = http(
+            &addr,
+            "GET",
+            "/api/v1/clusters/sandbox/problems",
+            None,
+            None,
+        );
+        assert_eq!(code, 200, "{body}");
+        problems(&json(&body))
+    };
+    // The poll after the failover publishes; the one that made it may still be showing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = api();
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API's problems after the failover: {got:?}\n{}",
+            watch.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The page's document.
+    let (_, body) = http(&addr, "GET", "/api/v1/clusters/sandbox", None, None);
+    let doc = json(&body);
+    assert_eq!(problems(&doc), want, "{body}");
+    assert!(
+        doc["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["code"] == "failover-drift" && p["severity"] == "warning"),
+        "{body}"
+    );
+    // /metrics: orch_problems counts exactly those codes.
+    let (_, text) = http(&addr, "GET", "/metrics", None, None);
+    let counted: BTreeSet<String> = samples(&text)
+        .into_iter()
+        .filter(|(m, _, v)| m == "orch_problems" && *v > 0.0)
+        .map(|(_, l, _)| l["code"].clone())
+        .collect();
+    assert_eq!(counted, want_codes, "{text}");
+    // orch status with the same state directory: the same judgement.
+    let (code, out, err) = orch(&["status", &file, "--state", &state, "--format", "json"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(problems(&json(&out)), want, "{out}");
+    // orch plan: the drift as a warning, blocked from switching back; no dead primary.
+    let (_, out, err) = orch(&["plan", &file, "--format", "json"]);
+    let plan = json(&out);
+    let codes = |key: &str| -> Vec<String> {
+        plan[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key} in {out}\n{err}"))
+            .iter()
+            .map(|w| w["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        codes("warnings").contains(&"failover-drift".to_string()),
+        "{out}"
+    );
+    assert!(
+        codes("blocked").contains(&"failover-drift".to_string()),
+        "{out}"
+    );
+    assert!(!out.contains("dead-primary"), "{out}");
     watch.stop();
     sb.down();
 }

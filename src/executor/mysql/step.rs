@@ -159,14 +159,87 @@ fn read_only_past_commits(flavor: Flavor) -> PastCommits {
     }
 }
 
-/// The script of `step` on a server of `flavor`.
-pub fn script(flavor: Flavor, step: &Step, replication_user: &str, d: Detection) -> Vec<Op> {
+/// Which statements a server understands: its flavour and version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dialect {
+    pub flavor: Flavor,
+    /// (major, minor, patch); a version that does not read as one is taken as new.
+    pub version: (u32, u32, u32),
+}
+
+/// The oldest MySQL orch changes: `super_read_only`, `WAIT_FOR_EXECUTED_GTID_SET`, the
+/// dynamic privileges and `GET_MASTER_PUBLIC_KEY` are all there from 8.0.
+pub const MYSQL_MIN: (u32, u32, u32) = (8, 0, 0);
+
+/// MySQL 8.0.22 renamed `STOP/START/RESET SLAVE` and `SHOW SLAVE STATUS` to `... REPLICA`;
+/// the old names are gone in 8.4.
+const MYSQL_REPLICA_STATEMENTS: (u32, u32, u32) = (8, 0, 22);
+/// MySQL 8.0.23 added `CHANGE REPLICATION SOURCE TO` (and its `SOURCE_*` options);
+/// `CHANGE MASTER TO` is gone in 8.4.
+const MYSQL_CHANGE_SOURCE: (u32, u32, u32) = (8, 0, 23);
+
+impl Dialect {
+    /// The dialect of a server reporting `version` (`@@version`).
+    pub fn of(flavor: Flavor, version: &str) -> Dialect {
+        let mut parts = version
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        Dialect {
+            flavor,
+            version: (
+                parts.next().unwrap_or(99),
+                parts.next().unwrap_or(0),
+                parts.next().unwrap_or(0),
+            ),
+        }
+    }
+
+    fn at_least(self, v: (u32, u32, u32)) -> bool {
+        self.version >= v
+    }
+
+    /// Why orch does not change a server of this dialect, if it does not.
+    pub fn unsupported(self) -> Option<String> {
+        let (a, b, c) = self.version;
+        (self.flavor == Flavor::Mysql && !self.at_least(MYSQL_MIN)).then(|| {
+            format!(
+                "runs MySQL {a}.{b}.{c}: orch changes MySQL from {}.{}.{} (its statements, privileges and GTID functions); observing it works",
+                MYSQL_MIN.0, MYSQL_MIN.1, MYSQL_MIN.2
+            )
+        })
+    }
+
+    /// MySQL's statement names from 8.0.22 (`REPLICA`), MariaDB's and older MySQL's
+    /// (`SLAVE`) otherwise.
+    fn replica_word(self) -> &'static str {
+        if self.flavor == Flavor::Mysql && self.at_least(MYSQL_REPLICA_STATEMENTS) {
+            "REPLICA"
+        } else {
+            "SLAVE"
+        }
+    }
+
+    /// `SHOW REPLICA STATUS` / `SHOW SLAVE STATUS`.
+    pub fn status_sql(self) -> &'static str {
+        match self.replica_word() {
+            "REPLICA" => "SHOW REPLICA STATUS",
+            _ => "SHOW SLAVE STATUS",
+        }
+    }
+}
+
+/// The script of `step` on a server speaking `dialect`.
+pub fn script(dialect: Dialect, step: &Step, replication_user: &str, d: Detection) -> Vec<Op> {
+    let flavor = dialect.flavor;
     let mariadb = flavor == Flavor::Mariadb;
-    let (stop, start, reset) = if mariadb {
-        ("STOP SLAVE", "START SLAVE", "RESET SLAVE ALL")
-    } else {
-        ("STOP REPLICA", "START REPLICA", "RESET REPLICA ALL")
-    };
+    let word = dialect.replica_word();
+    let (stop, start, reset) = (
+        format!("STOP {word}"),
+        format!("START {word}"),
+        format!("RESET {word} ALL"),
+    );
+    let (stop, start, reset) = (stop.as_str(), start.as_str(), reset.as_str());
     let sql = |s: &str| Op::Sql(s.to_string());
     let read_only = |on: bool| -> Vec<Op> {
         match (mariadb, on) {
@@ -234,9 +307,29 @@ pub fn script(flavor: Flavor, step: &Step, replication_user: &str, d: Detection)
                     credentials("MASTER_USER", "MASTER_PASSWORD")
                 ))]
             } else {
+                // A new account on the channel (a former primary, a joining server) gets
+                // GET_SOURCE_PUBLIC_KEY=1: the replication account is on
+                // caching_sha2_password by default since 8.0, whose first login over a
+                // link without TLS needs the source's RSA key, or the receiver fails
+                // with error 2061. orch configures no replication TLS (the topology file
+                // has none); a channel kept as it is keeps its own settings.
+                let public_key = |option: &str| {
+                    if *with_credentials {
+                        format!(", {option}=1")
+                    } else {
+                        String::new()
+                    }
+                };
+                // 8.0.23 renamed CHANGE MASTER TO and every MASTER_* option.
+                let (change, o) = if dialect.at_least(MYSQL_CHANGE_SOURCE) {
+                    ("CHANGE REPLICATION SOURCE TO", "SOURCE")
+                } else {
+                    ("CHANGE MASTER TO", "MASTER")
+                };
                 vec![Op::Sql(format!(
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}{}, SOURCE_AUTO_POSITION=1, SOURCE_DELAY={delay_secs}, SOURCE_CONNECT_RETRY={retry}, SOURCE_HEARTBEAT_PERIOD={heartbeat}",
-                    credentials("SOURCE_USER", "SOURCE_PASSWORD")
+                    "{change} {o}_HOST={host}, {o}_PORT={port}{}, {o}_AUTO_POSITION=1, {o}_DELAY={delay_secs}, {o}_CONNECT_RETRY={retry}, {o}_HEARTBEAT_PERIOD={heartbeat}{}",
+                    credentials(&format!("{o}_USER"), &format!("{o}_PASSWORD")),
+                    public_key(&format!("GET_{o}_PUBLIC_KEY"))
                 ))]
             }
         }
@@ -247,7 +340,8 @@ pub fn script(flavor: Flavor, step: &Step, replication_user: &str, d: Detection)
 
 impl Op {
     /// The operation as people read it (`--show-sql`, the audit trail).
-    pub fn render(&self, flavor: Flavor) -> Vec<String> {
+    pub fn render(&self, dialect: Dialect) -> Vec<String> {
+        let flavor = dialect.flavor;
         match self {
             Op::Sql(s) => vec![s.clone()],
             Op::EventsOff => vec![
@@ -270,7 +364,7 @@ impl Op {
                     "-- every 5ms for at most {timeout_secs}s until @@gtid_slave_pos contains SHOW SLAVE STATUS's Gtid_IO_Pos"
                 )],
                 Flavor::Mysql => vec![
-                    "-- SHOW REPLICA STATUS  -> Retrieved_Gtid_Set".to_string(),
+                    format!("-- {}  -> Retrieved_Gtid_Set", dialect.status_sql()),
                     format!(
                         "SELECT WAIT_FOR_EXECUTED_GTID_SET('<Retrieved_Gtid_Set>', {timeout_secs})"
                     ),
@@ -297,10 +391,15 @@ impl Op {
 }
 
 /// The statements of `step` as `orch plan --show-sql` prints them.
-pub fn step_sql(flavor: Flavor, step: &Step, replication_user: &str, d: Detection) -> Vec<String> {
-    script(flavor, step, replication_user, d)
+pub fn step_sql(
+    dialect: Dialect,
+    step: &Step,
+    replication_user: &str,
+    d: Detection,
+) -> Vec<String> {
+    script(dialect, step, replication_user, d)
         .iter()
-        .flat_map(|op| op.render(flavor))
+        .flat_map(|op| op.render(dialect))
         .collect()
 }
 
@@ -334,15 +433,21 @@ impl MysqlExecutor {
     ) -> Result<StepOutcome, StepError> {
         let host = step.host.as_str();
         let mut conn = self.step_conn(host, &step.address).await?;
-        let flavor = self.flavor_of(host, &mut conn).await?;
+        let dialect = self.dialect_of(host, &mut conn).await?;
+        if let Some(why) = dialect.unsupported() {
+            return Err(StepError::Precondition(format!(
+                "{host} {why}: `{}` not run",
+                step.action.describe()
+            )));
+        }
         let user = self
             .replication
             .as_ref()
             .map_or("repl", |(u, _)| u.as_str());
         let mut outcome = StepOutcome::default();
-        for op in script(flavor, step, user, self.detection) {
-            outcome.statements.extend(op.render(flavor));
-            self.run_op(host, flavor, &mut conn, &op, gate).await?;
+        for op in script(dialect, step, user, self.detection) {
+            outcome.statements.extend(op.render(dialect));
+            self.run_op(host, dialect, &mut conn, &op, gate).await?;
         }
         self.give_back(&step.address, conn).await;
         Ok(outcome)
@@ -357,17 +462,18 @@ impl MysqlExecutor {
             })
     }
 
-    async fn flavor_of(&self, host: &str, conn: &mut Conn) -> Result<Flavor, StepError> {
+    async fn dialect_of(&self, host: &str, conn: &mut Conn) -> Result<Dialect, StepError> {
         let sql = "SELECT @@version, @@version_comment";
         let v: (String, String) = self
             .bounded(host, sql, conn.query_first(sql))
             .await?
             .unwrap_or_default();
-        Ok(if v.0.contains("MariaDB") || v.1.contains("MariaDB") {
+        let flavor = if v.0.contains("MariaDB") || v.1.contains("MariaDB") {
             Flavor::Mariadb
         } else {
             Flavor::Mysql
-        })
+        };
+        Ok(Dialect::of(flavor, &v.0))
     }
 
     /// One query, bounded by the read timeout.
@@ -401,11 +507,12 @@ impl MysqlExecutor {
     async fn run_op(
         &self,
         host: &str,
-        flavor: Flavor,
+        dialect: Dialect,
         conn: &mut Conn,
         op: &Op,
         gate: Gate<'_>,
     ) -> Result<(), StepError> {
+        let flavor = dialect.flavor;
         // Asked right before a statement leaves: a pause since the step began (a stall,
         // SIGSTOP) may have cost this process its right to act.
         let ask = |sql: &str| {
@@ -480,10 +587,7 @@ impl MysqlExecutor {
                 Ok(())
             }
             Op::WaitRelayLog { timeout_secs } => {
-                let status_sql = match flavor {
-                    Flavor::Mariadb => "SHOW SLAVE STATUS",
-                    Flavor::Mysql => "SHOW REPLICA STATUS",
-                };
+                let status_sql = dialect.status_sql();
                 let status = self
                     .bounded(host, status_sql, super::query_rows(conn, status_sql))
                     .await?;
@@ -676,7 +780,94 @@ mod tests {
             why: String::new(),
             requires: Vec::new(),
             expects: Vec::new(),
+            detachable: None,
         }
+    }
+
+    /// The current release of each flavour.
+    fn dialect(flavor: Flavor) -> Dialect {
+        match flavor {
+            Flavor::Mariadb => Dialect::of(flavor, "10.11.6-MariaDB-0+deb12u1-log"),
+            Flavor::Mysql => Dialect::of(flavor, "8.4.3"),
+        }
+    }
+
+    /// MySQL renamed its replication statements in 8.0.22 (STOP/START/RESET REPLICA, SHOW
+    /// REPLICA STATUS) and 8.0.23 (CHANGE REPLICATION SOURCE TO, SOURCE_* options), and
+    /// removed the old names in 8.4: each server gets the names it knows.
+    #[test]
+    fn mysql_statements_per_version() {
+        let d = Detection::from_poll_interval(Duration::from_secs(1));
+        let change = |with_credentials| {
+            step(Action::ChangeSource {
+                source: "db1".into(),
+                source_address: Address::parse("10.0.0.1:3306").unwrap(),
+                gtid_position: GtidPosition::AutoPosition,
+                delay_secs: 0,
+                with_credentials,
+            })
+        };
+        let sql = |version: &str, s: &Step| {
+            step_sql(Dialect::of(Flavor::Mysql, version), s, "repl", d).join("; ")
+        };
+        let stop = step(Action::StopReplication);
+        let reset = step(Action::ResetReplication);
+        let cases = [
+            (
+                "8.0.21",
+                "STOP SLAVE",
+                "RESET SLAVE ALL",
+                "CHANGE MASTER TO MASTER_HOST='10.0.0.1', MASTER_PORT=3306, MASTER_USER='repl', MASTER_PASSWORD='<credentials.replication_password>', MASTER_AUTO_POSITION=1, MASTER_DELAY=0, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1.000, GET_MASTER_PUBLIC_KEY=1",
+            ),
+            (
+                "8.0.22-log",
+                "STOP REPLICA",
+                "RESET REPLICA ALL",
+                "CHANGE MASTER TO MASTER_HOST='10.0.0.1', MASTER_PORT=3306, MASTER_USER='repl', MASTER_PASSWORD='<credentials.replication_password>', MASTER_AUTO_POSITION=1, MASTER_DELAY=0, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1.000, GET_MASTER_PUBLIC_KEY=1",
+            ),
+            (
+                "8.0.23",
+                "STOP REPLICA",
+                "RESET REPLICA ALL",
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST='10.0.0.1', SOURCE_PORT=3306, SOURCE_USER='repl', SOURCE_PASSWORD='<credentials.replication_password>', SOURCE_AUTO_POSITION=1, SOURCE_DELAY=0, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1.000, GET_SOURCE_PUBLIC_KEY=1",
+            ),
+            (
+                "8.4.3",
+                "STOP REPLICA",
+                "RESET REPLICA ALL",
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST='10.0.0.1', SOURCE_PORT=3306, SOURCE_USER='repl', SOURCE_PASSWORD='<credentials.replication_password>', SOURCE_AUTO_POSITION=1, SOURCE_DELAY=0, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1.000, GET_SOURCE_PUBLIC_KEY=1",
+            ),
+        ];
+        for (version, want_stop, want_reset, want_change) in cases {
+            assert_eq!(sql(version, &stop), want_stop, "{version}");
+            assert_eq!(sql(version, &reset), want_reset, "{version}");
+            assert_eq!(sql(version, &change(true)), want_change, "{version}");
+            // A channel that keeps its account keeps its own key and TLS settings.
+            assert!(
+                !sql(version, &change(false)).contains("PUBLIC_KEY"),
+                "{version}"
+            );
+        }
+        // The relay-log wait reads the status by the name the server knows.
+        let wait = step(Action::WaitRelayLog { timeout_secs: 5 });
+        assert!(sql("8.0.21", &wait).starts_with("-- SHOW SLAVE STATUS"));
+        assert!(sql("8.0.36", &wait).starts_with("-- SHOW REPLICA STATUS"));
+        // Older than 8.0: refused, with the version named; MariaDB and 8.0 are not.
+        let why = Dialect::of(Flavor::Mysql, "5.7.44-log")
+            .unsupported()
+            .unwrap();
+        assert!(
+            why.contains("MySQL 5.7.44") && why.contains("from 8.0.0"),
+            "{why}"
+        );
+        assert_eq!(Dialect::of(Flavor::Mysql, "8.0.11").unsupported(), None);
+        assert_eq!(
+            Dialect::of(Flavor::Mariadb, "10.6.1-MariaDB").unsupported(),
+            None
+        );
+        // MariaDB never gets a MySQL-only option.
+        let maria = step_sql(dialect(Flavor::Mariadb), &change(true), "repl", d).join("; ");
+        assert!(!maria.contains("PUBLIC_KEY") && maria.starts_with("CHANGE MASTER TO"));
     }
 
     #[test]
@@ -747,14 +938,14 @@ mod tests {
                 Flavor::Mysql,
                 change,
                 &[
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='10.0.0.1', SOURCE_PORT=3306, SOURCE_USER='re''pl', SOURCE_PASSWORD='<credentials.replication_password>', SOURCE_AUTO_POSITION=1, SOURCE_DELAY=60, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=0.500",
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='10.0.0.1', SOURCE_PORT=3306, SOURCE_USER='re''pl', SOURCE_PASSWORD='<credentials.replication_password>', SOURCE_AUTO_POSITION=1, SOURCE_DELAY=60, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=0.500, GET_SOURCE_PUBLIC_KEY=1",
                 ],
             ),
         ];
         let d = Detection::from_poll_interval(Duration::from_millis(500));
         for (flavor, action, want) in cases {
             // The statements, without the comments that explain them.
-            let sql: Vec<String> = step_sql(*flavor, &step(action.clone()), "re'pl", d)
+            let sql: Vec<String> = step_sql(dialect(*flavor), &step(action.clone()), "re'pl", d)
                 .iter()
                 .map(|l| l.split("  --").next().unwrap().to_string())
                 .collect();
@@ -764,11 +955,11 @@ mod tests {
         // read_only (past a commit that waits for an acknowledgement that will not come),
         // then every client session killed.
         assert_eq!(
-            script(Flavor::Mariadb, &step(fence(true)), "repl", d),
+            script(dialect(Flavor::Mariadb), &step(fence(true)), "repl", d),
             [Op::EventsOff, Op::ReadOnlyPastCommits, Op::KillClients]
         );
         assert_eq!(
-            Op::ReadOnlyPastCommits.render(Flavor::Mariadb)[0]
+            Op::ReadOnlyPastCommits.render(dialect(Flavor::Mariadb))[0]
                 .split("  --")
                 .next()
                 .unwrap(),
@@ -780,7 +971,7 @@ mod tests {
             timeout_secs: 30,
         };
         assert_eq!(
-            step_sql(Flavor::Mysql, &step(wait), "repl", d)[1],
+            step_sql(dialect(Flavor::Mysql), &step(wait), "repl", d)[1],
             "SELECT WAIT_FOR_EXECUTED_GTID_SET('<gtid set>', 30)"
         );
     }
