@@ -321,7 +321,7 @@ _orch() {
             return 0
             ;;
         orch__subcmd__downtime)
-            opts="-h -V --cluster --for --reason --end --state --etcd --etcd-prefix --etcd-user --etcd-password-file --etcd-cacert --etcd-cert --etcd-key --help --version"
+            opts="-h -V --cluster --for --reason --force --end --state --etcd --etcd-prefix --etcd-user --etcd-password-file --etcd-cacert --etcd-cert --etcd-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

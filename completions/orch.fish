@@ -130,7 +130,7 @@ complete -c orch -n "__fish_orch_using_subcommand failover" -l ack -d 'Clear the
 complete -c orch -n "__fish_orch_using_subcommand failover" -l force -d 'Fail over a primary that still answers: it is fenced first (read_only, writing sessions killed) and every replica takes what it has, then the failover runs'
 complete -c orch -n "__fish_orch_using_subcommand failover" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orch -n "__fish_orch_using_subcommand failover" -s V -l version -d 'Print version'
-complete -c orch -n "__fish_orch_using_subcommand downtime" -l for -d 'How long (e.g. 30m, 2h)' -r
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l for -d 'How long (e.g. 30m, 2h; at most 30d without --force)' -r
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l reason -d 'Why (recorded, shown in watch\'s log)' -r
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l state -d 'orch\'s state directory [default: $ORCH_STATE, else $XDG_STATE_HOME/orch, else ~/.local/state/orch]' -r -F
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd -d 'etcd members (http(s)://HOST:PORT, comma-separated). watch: several watchers elect one leader there; only it acts, and it publishes each cluster\'s primary. apply: the cluster lock is taken there too, so an apply and a watch leader exclude each other' -r
@@ -141,6 +141,7 @@ complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-cacert -d 'C
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-cert -d 'Client certificate (PEM, with its chain) for etcd\'s --client-cert-auth (with --etcd-key)' -r -F
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l etcd-key -d 'The client certificate\'s private key (PEM, unencrypted)' -r -F
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l cluster -d 'The whole cluster instead of one host'
+complete -c orch -n "__fish_orch_using_subcommand downtime" -l force -d 'Allow a downtime longer than 30 days'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -l end -d 'End the downtime of HOST (or the cluster\'s) now'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -s h -l help -d 'Print help'
 complete -c orch -n "__fish_orch_using_subcommand downtime" -s V -l version -d 'Print version'

@@ -333,13 +333,16 @@ pub enum CliCommand {
         /// The whole cluster instead of one host.
         #[arg(long)]
         cluster: bool,
-        /// How long (e.g. 30m, 2h).
+        /// How long (e.g. 30m, 2h; at most 30d without --force).
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration_arg,
               requires = "reason", conflicts_with = "end")]
         length: Option<std::time::Duration>,
         /// Why (recorded, shown in watch's log).
         #[arg(long)]
         reason: Option<String>,
+        /// Allow a downtime longer than 30 days.
+        #[arg(long, requires = "length")]
+        force: bool,
         /// End the downtime of HOST (or the cluster's) now.
         #[arg(long)]
         end: bool,

@@ -1374,6 +1374,24 @@ pub struct MariadbErrant {
     pub own_write: bool,
 }
 
+/// The whole range of the stream the source lacks, `domain-server-first..last`: the
+/// stream's transactions with sequence numbers after the source's last one in that stream
+/// (from 1 when it has none) up to the replica's, e.g. `0-101-369..452`; one number when
+/// the range holds one (`0-101-452`). Sequence numbers are shared by every server of a
+/// domain, so not every number in the range is a transaction of this stream: the range
+/// bounds them, it does not count them.
+impl fmt::Display for MariadbErrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = self.gtid;
+        let first = self.source_seq_no.map_or(1, |n| n.saturating_add(1));
+        if first >= g.seq_no {
+            write!(f, "{g}")
+        } else {
+            write!(f, "{}-{}-{first}..{}", g.domain_id, g.server_id, g.seq_no)
+        }
+    }
+}
+
 impl MariadbServerGtids {
     /// The errant transactions of this replica relative to `source`.
     ///
@@ -1521,9 +1539,10 @@ impl fmt::Display for ErrantTransactions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ErrantTransactions::Mysql(set) => write!(f, "{set}"),
+            // Every stream's whole range, not only its last GTID.
             ErrantTransactions::Mariadb(list) => {
-                let gtids: Vec<MariadbGtid> = list.iter().map(|e| e.gtid).collect();
-                write_gtid_list(f, &gtids)
+                let ranges: Vec<String> = list.iter().map(ToString::to_string).collect();
+                f.write_str(&ranges.join(","))
             }
         }
     }
@@ -2251,6 +2270,26 @@ mod tests {
             assert_eq!(result.count_at_least(), want.len() as u64, "{}", case.name);
             assert!(!result.is_exact());
         }
+    }
+
+    /// A former primary (server 101) that took writes the new primary (102) never got
+    /// names every stream's whole range, not each stream's last GTID: 0-101-369..452 where
+    /// the new primary has 0-101 up to 368, a single GTID where the range holds one, from 1
+    /// where the new primary has none of that stream.
+    #[test]
+    fn mariadb_extra_transactions_are_named_as_whole_ranges() {
+        let old = mariadb_server(101, "0-101-452", "0-101-452,1-101-7,2-105-30");
+        let new = mariadb_server(102, "0-102-500", "0-101-368,0-102-500,1-101-6");
+        let extra = ServerGtids::Mariadb(old)
+            .errant_relative_to(&ServerGtids::Mariadb(new))
+            .unwrap();
+        assert_eq!(extra.to_string(), "0-101-369..452,1-101-7,2-105-1..30");
+        let one = MariadbErrant {
+            gtid: "0-101-452".parse().unwrap(),
+            source_seq_no: Some(448),
+            own_write: false,
+        };
+        assert_eq!(one.to_string(), "0-101-449..452");
     }
 
     #[test]

@@ -156,12 +156,17 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             cluster,
             length,
             reason,
+            force,
             end,
             state,
             etcd,
         } => {
             if (length.is_some() || end) && host.is_none() && !cluster {
                 anyhow::bail!("name a HOST, or pass --cluster for the whole cluster");
+            }
+            if let Some(length) = length {
+                crate::state::Downtime::check_length(length, force, "--force")
+                    .map_err(|why| anyhow::anyhow!("--for: {why}; nothing recorded"))?;
             }
             cmd::downtime::run(
                 &file,

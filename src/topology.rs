@@ -145,9 +145,31 @@ pub fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// A sentence about the hosts `names`, in the form that agrees with how many there are:
+/// `one` or `many`, with `{}` standing for the names joined by commas. Messages name hosts
+/// in lists that may hold one: `agree(&["n2"], "{} still replicates", "{} still
+/// replicate")` is "n2 still replicates", with two names "n2, n3 still replicate".
+pub fn agree(names: &[impl AsRef<str>], one: &str, many: &str) -> String {
+    let joined: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+    let form = if names.len() == 1 { one } else { many };
+    form.replace("{}", &joined.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sentence_agrees_with_the_number_of_names() {
+        let (one, many) = ("{} still replicates", "{} still replicate");
+        assert_eq!(agree(&["n2"], one, many), "n2 still replicates");
+        assert_eq!(agree(&["n2", "n3"], one, many), "n2, n3 still replicate");
+        let owned = vec![String::from("db1")];
+        assert_eq!(
+            agree(&owned, "its replica {} is down", "its replicas {} are down"),
+            "its replica db1 is down"
+        );
+    }
 
     #[test]
     fn address_table() {

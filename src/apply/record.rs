@@ -77,6 +77,11 @@ pub struct Finished {
     pub error: Option<String>,
 }
 
+/// "step" or "steps", as `n` says.
+fn steps(n: usize) -> &'static str {
+    if n == 1 { "step" } else { "steps" }
+}
+
 /// Runs `plan`, recording every step, then the run's outcome; `stop` asks it to stop after
 /// the current step (it is also set when the lock is lost).
 pub async fn run_recorded<E: Executor>(
@@ -117,9 +122,10 @@ pub async fn run_recorded<E: Executor>(
         .filter(|x| matches!(x, StepResult::Done(_)))
         .count();
     let total = plan.steps.len();
+    // Refused by the engine's checks before any step: nothing was tried, nothing failed.
     let (outcome, summary) = if let Some(why) = &report.refused {
         (
-            Outcome::Failed,
+            Outcome::Refused,
             format!("refused before any change, nothing was changed: {why}"),
         )
     } else if report.succeeded() && !report.left_behind.is_empty() {
@@ -130,10 +136,17 @@ pub async fn run_recorded<E: Executor>(
             .collect();
         (
             Outcome::Succeeded,
-            format!("{done} steps applied; left behind: {}", left.join("; ")),
+            format!(
+                "{done} {} applied; left behind: {}",
+                steps(done),
+                left.join("; ")
+            ),
         )
     } else if report.succeeded() {
-        (Outcome::Succeeded, format!("{done} steps applied"))
+        (
+            Outcome::Succeeded,
+            format!("{done} {} applied", steps(done)),
+        )
     } else if report.interrupted {
         (
             Outcome::Interrupted,

@@ -128,6 +128,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
             })
             .collect(),
         fingerprint: Some(plan.fingerprint.clone()),
+        steps_planned: Some(plan.steps.len()),
     })?;
 
     // Each step runs only while the etcd lock holds (a paused apply whose lease ran out
@@ -294,12 +295,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
 }
 
 fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Running => "running",
-        Outcome::Succeeded => "succeeded",
-        Outcome::Failed => "failed",
-        Outcome::Interrupted => "interrupted",
-    }
+    o.as_str()
 }
 
 /// The hook values of a plan that switches the primary over (None when it does not): the

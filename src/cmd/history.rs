@@ -21,11 +21,12 @@
 //!     "started_at": 1767261600000,
 //!     "ended_at": 1767261603200 | null,        null while running
 //!     "who": {"user": "alice", "host": "admin1", "pid": 4242},
-//!     "outcome": "running" | "succeeded" | "failed" | "interrupted",
+//!     "outcome": "running" | "succeeded" | "failed" | "interrupted" | "refused",
 //!     "error": "..." | null,
 //!     "summary": "..." | null,
 //!     "steps_done": 2,                         steps with result "done"
-//!     "steps_total": 3}]}                      steps recorded
+//!     "steps_total": 3}]}                      the plan's steps (a run recorded before
+//!                                              schema version 5: the steps recorded)
 //! ```
 //!
 //! `orch history ID --format json`: `{"schema": 1, "run": {...}}` with every field above

@@ -400,8 +400,12 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                     ProblemCode::DeadPrimary,
                     ids[p],
                     format!(
-                        "the primary is dead: orch cannot reach it ({why}) and its replicas {} have lost it too",
-                        names.join(", ")
+                        "the primary is dead: orch cannot reach it ({why}) and {}",
+                        crate::topology::agree(
+                            &names,
+                            "its replica {} has lost it too",
+                            "its replicas {} have lost it too"
+                        )
                     ),
                 );
             } else {
@@ -409,8 +413,12 @@ pub fn classify(t: &Topology, policy: &Policy, observed: &[ServerState]) -> Vec<
                     ProblemCode::UnreachablePrimary,
                     ids[p],
                     format!(
-                        "orch cannot reach the primary ({why}) but {} still replicate from it: not a failover case",
-                        still_see_it.join(", ")
+                        "orch cannot reach the primary ({why}) but {} from it: not a failover case",
+                        crate::topology::agree(
+                            &still_see_it,
+                            "{} still replicates",
+                            "{} still replicate"
+                        )
                     ),
                 );
             }
@@ -810,6 +818,46 @@ pub(crate) mod tests {
         let mut v: Vec<_> = list.iter().map(|(c, h)| (*c, h.to_string())).collect();
         v.sort();
         v
+    }
+
+    /// A message naming one replica says "replicates" / "has", two "replicate" / "have".
+    #[test]
+    fn messages_agree_with_the_number_of_replicas_named() {
+        let message = |n: usize, setup: &dyn Fn(&Simulator)| {
+            let sim = Simulator::star(n, Flavor::Mariadb);
+            sim.tick();
+            setup(&sim);
+            sim.tick();
+            let t = star_file(n);
+            let addresses: Vec<_> = t
+                .hosts
+                .iter()
+                .map(|h| h.address.as_ref().unwrap().value.clone())
+                .collect();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let states = rt.block_on(observe_all(Arc::new(sim.clone()), &addresses, 8));
+            classify(&t, &Policy::default(), &states)
+                .into_iter()
+                .map(|p| p.message)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let cut_off = |s: &Simulator| s.partition_from_orch(host_address(0));
+        let killed = |s: &Simulator| s.kill(host_address(0));
+        let one = message(2, &cut_off);
+        assert!(one.contains("but h1 still replicates from it"), "{one}");
+        let two = message(3, &cut_off);
+        assert!(two.contains("but h1, h2 still replicate from it"), "{two}");
+        let one = message(2, &killed);
+        assert!(one.contains("its replica h1 has lost it too"), "{one}");
+        let two = message(3, &killed);
+        assert!(
+            two.contains("its replicas h1, h2 have lost it too"),
+            "{two}"
+        );
     }
 
     #[test]

@@ -180,6 +180,22 @@ pub struct Refusal {
 /// How many user schema names an observation keeps.
 pub const USER_SCHEMAS_SHOWN: usize = 10;
 
+impl ServerInfo {
+    /// The transactions this server holds that `other` lacks (a returning former primary's
+    /// writes the new primary never got), named in full: MySQL the exact set, MariaDB the
+    /// whole range of each (domain, server_id) stream from `gtid_binlog_state` (its
+    /// `gtid_current_pos` keeps only each domain's last GTID). The same rule as errant
+    /// transactions, with `other` as the reference. None when there are none, or when a
+    /// GTID text does not parse or the flavours differ.
+    pub fn holds_beyond(&self, other: &ServerInfo) -> Option<crate::gtid::ErrantTransactions> {
+        let mine = self.gtid.server_gtids(self.server_id)?;
+        let theirs = other.gtid.server_gtids(other.server_id)?;
+        mine.errant_relative_to(&theirs)
+            .ok()
+            .filter(|extra| !extra.is_empty())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SemiSync {
     pub source_enabled: bool,

@@ -272,8 +272,8 @@ impl Builder<'_> {
                     .map(|i| self.id(i).to_string())
                     .collect();
                 self.block(BlockCode::PrimaryUnknown, pd, "keep the primary".into(), format!(
-                    "cannot tell which server is the primary: {} have no source; fix the topology by hand (or give the others a source), then plan again",
-                    if roots.is_empty() { "none of the servers".to_string() } else { roots.join(", ") }
+                    "cannot tell which server is the primary: {}; fix the topology by hand (or give the others a source), then plan again",
+                    if roots.is_empty() { "every server has a source".to_string() } else { crate::topology::agree(&roots, "{} has no source", "{} have no source") }
                 ));
             }
             return;
@@ -386,8 +386,8 @@ impl Builder<'_> {
         let (address, who) = outside.into_iter().max_by_key(|(_, w)| w.len())?;
         (who.len() > inside).then(|| {
             format!(
-                "{} replicate from {address}, which the file does not name, and {} of the file's replicas from its live primary {} ({}): the file's addresses may point at another cluster, or the primary moved outside orch; nothing is planned: check the addresses, or declare {address}",
-                who.join(", "),
+                "{} from {address}, which the file does not name, and {} of the file's replicas from its live primary {} ({}): the file's addresses may point at another cluster, or the primary moved outside orch; nothing is planned: check the addresses, or declare {address}",
+                crate::topology::agree(&who, "{} replicates", "{} replicate"),
                 inside,
                 self.id(po),
                 self.m.nodes[po].address
@@ -646,8 +646,9 @@ impl Builder<'_> {
             .map(|r| self.id(r))
             .collect();
         (!stranded.is_empty()).then(|| {
+            let them = if stranded.len() == 1 { "it" } else { "them" };
             format!(
-                "{} would stay under {}, which as a replica without log_slave_updates passes on nothing: put them under {} in the file, or accept losing them with --allow-lost-replicas",
+                "{} would stay under {}, which as a replica without log_slave_updates passes on nothing: put {them} under {} in the file, or accept losing {them} with --allow-lost-replicas",
                 stranded.join(", "),
                 self.id(old),
                 self.id(c)

@@ -219,8 +219,8 @@ fn check_candidates(
                     primary.pos,
                     &primary.id,
                     format!(
-                        "the policy denies cross-dc failover but {} has no `dc`",
-                        missing.join(", ")
+                        "the policy denies cross-dc failover but {}",
+                        crate::topology::agree(&missing, "{} has no `dc`", "{} have no `dc`")
                     ),
                 )
                 .hint("give every host a `dc:` so orch can tell where it lives"),

@@ -274,15 +274,28 @@ impl<'f> Decoder<'f> {
     }
 }
 
-/// Parses `500ms`, `10s`, `5m`, `1h`, `2d` and sums like `1m30s`. A bare number is refused:
-/// seconds or milliseconds is exactly the ambiguity that causes outages.
+/// Parses `500ms`, `10s`, `5m`, `1h`, `2d` and sums like `1m30s`: the one duration parser
+/// of files, flags and the HTTP API. A bare number is refused: seconds or milliseconds is
+/// exactly the ambiguity that causes outages. Each unit appears at most once and from the
+/// largest down (`1h30m`): `1h1h` or `30m1h` is a slip of the keyboard more often than a
+/// sum anyone meant.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    /// The units, largest first, with their length in milliseconds.
+    const UNITS: [(&str, u64); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
     let text = text.trim();
     if text.is_empty() {
         return Err("it is empty".into());
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
+    // The index in UNITS of the last unit seen: the next must come after it.
+    let mut last: Option<usize> = None;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit())
@@ -299,18 +312,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let millis_per_unit: u64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "" => return Err("a unit is missing (ms, s, m, h or d)".into()),
-            other => return Err(format!("unknown unit `{other}` (ms, s, m, h or d)")),
+        let Some(index) = UNITS.iter().position(|(name, _)| *name == unit) else {
+            return Err(match unit {
+                "" => "a unit is missing (ms, s, m, h or d)".into(),
+                other => format!("unknown unit `{other}` (ms, s, m, h or d)"),
+            });
         };
-        let millis = number
-            .checked_mul(millis_per_unit)
-            .ok_or("it is too long")?;
+        match last {
+            Some(l) if l == index => {
+                return Err(format!(
+                    "the unit `{unit}` appears twice: write each unit once"
+                ));
+            }
+            Some(l) if l > index => {
+                return Err(format!(
+                    "`{unit}` comes after `{}`: write the units from the largest down, as in 1h30m",
+                    UNITS[l].0
+                ));
+            }
+            _ => last = Some(index),
+        }
+        let millis = number.checked_mul(UNITS[index].1).ok_or("it is too long")?;
         total = total
             .checked_add(Duration::from_millis(millis))
             .ok_or("it is too long")?;
@@ -378,9 +400,28 @@ mod tests {
             "1h-",
             "99999999999999999999s",
             "18446744073709551615d",
+            "1h1h",
+            "1m30m",
+            "30m1h",
+            "1s500ms1s",
+            "ms",
+            "1h 30m",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");
         }
+        // What is wrong is said, with what to write instead.
+        assert_eq!(
+            parse_duration("1h1h"),
+            Err("the unit `h` appears twice: write each unit once".into())
+        );
+        assert_eq!(
+            parse_duration("30m1h"),
+            Err("`h` comes after `m`: write the units from the largest down, as in 1h30m".into())
+        );
+        assert_eq!(
+            parse_duration("1d2h3m4s5ms"),
+            Ok(Duration::from_millis(93_784_005))
+        );
     }
 
     #[test]

@@ -250,6 +250,35 @@ fn a_policy_document_is_told_from_a_topology() {
     }
 }
 
+/// A duration with a repeated unit, or units out of order, is refused in a policy file
+/// with its file, line and column, like any other malformed duration.
+#[test]
+fn a_policy_duration_with_a_repeated_unit_is_refused_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        "failover:\n  detect: { poll_interval: 1s, grace: 1h1h }\n  anti_flap: 30m1h\n",
+    )
+    .unwrap();
+    let loaded = load(&path);
+    let found: Vec<(u32, u32, Code)> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, d.column, d.code))
+        .collect();
+    assert_eq!(
+        found,
+        vec![(2, 39, Code::BadDuration), (3, 14, Code::BadDuration)],
+        "{:?}",
+        loaded.diagnostics
+    );
+    let text: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(text[0].contains("p.yaml:2:39"), "{text:?}");
+    assert!(text[0].contains("the unit `h` appears twice"), "{text:?}");
+    assert!(text[1].contains("from the largest down"), "{text:?}");
+}
+
 #[test]
 fn a_policy_file_loads_as_a_policy_with_its_own_diagnostics() {
     let dir = tempfile::tempdir().unwrap();

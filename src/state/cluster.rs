@@ -3,6 +3,8 @@
 //! and a failover in flight (finished by the next watcher to act, never started again).
 //! I/O: the database.
 
+use std::time::Duration;
+
 use rusqlite::{OptionalExtension, params};
 
 use super::{StateError, Store, UnixMillis, now_millis};
@@ -110,7 +112,30 @@ pub struct Downtime {
     pub created_at: UnixMillis,
 }
 
+/// The longest downtime set without `force`: a longer one is far more often a slip (`300d`
+/// for `300m`, a number pasted twice) than a plan, and it silently turns automatic
+/// recovery off for that long.
+pub const MAX_DOWNTIME: Duration = Duration::from_secs(30 * 86_400);
+
 impl Downtime {
+    /// Checks how long a requested downtime lasts (the CLI's `--for` and the API's `for`,
+    /// parsed by the one duration parser): longer than 0s, and at most [`MAX_DOWNTIME`]
+    /// unless `force`. Err says what is wrong; `force_how` names the way to force it.
+    pub fn check_length(length: Duration, force: bool, force_how: &str) -> Result<(), String> {
+        if length.is_zero() {
+            return Err("a downtime lasts longer than 0s".into());
+        }
+        if length > MAX_DOWNTIME && !force {
+            return Err(format!(
+                "{} is longer than {}, the longest downtime orch sets unless forced: check \
+                 the unit (m is minutes, d days), or add {force_how} if you mean it",
+                crate::spec::decode::format_duration(length),
+                crate::spec::decode::format_duration(MAX_DOWNTIME),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `other` is this downtime recorded elsewhere (a state store and etcd): ids
     /// are per store, and each place stamps its own creation time.
     pub fn same(&self, other: &Downtime) -> bool {
@@ -200,6 +225,23 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_downtime_lasts_more_than_nothing_and_at_most_30_days_unless_forced() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(Downtime::check_length(30 * day, false, "--force"), Ok(()));
+        assert_eq!(
+            Downtime::check_length(Duration::ZERO, true, "--force"),
+            Err("a downtime lasts longer than 0s".into())
+        );
+        let why = Downtime::check_length(30 * day + Duration::from_millis(1), false, "--force")
+            .unwrap_err();
+        assert!(
+            why.contains("longer than 30d") && why.ends_with("add --force if you mean it"),
+            "{why}"
+        );
+        assert_eq!(Downtime::check_length(365 * day, true, "--force"), Ok(()));
+    }
 
     /// One downtime in a state store and in etcd (other ids, other creation stamps) is
     /// listed once; another with the same host but another reason is not the same.

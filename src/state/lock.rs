@@ -16,8 +16,10 @@
 //! ours, and before each statement the clock must say a heartbeat came within the TTL
 //! (minus a margin), so a process paused long enough for another to take its lock sends
 //! nothing more once it resumes. Releasing (or dropping the lock) deletes the row only
-//! while the token is still ours. I/O: the database, `kill(2)` with signal 0, the
-//! heartbeat thread.
+//! while the token is still ours. The holder's own judgement ("a heartbeat came within the
+//! TTL") is made by a monotonic [`Clock`], the system's except in tests, which move it by
+//! hand so that they decide by logic rather than by how busy the machine is. I/O: the
+//! database, `kill(2)` with signal 0, the heartbeat thread, the clock.
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -59,6 +61,43 @@ pub struct HeldLock {
     /// it holds by the clock until then + [`valid_for`] of the TTL. None once the token
     /// was found gone.
     last_beat: Mutex<Option<Instant>>,
+    /// What `last_beat` is read and judged by.
+    clock: Clock,
+}
+
+/// The monotonic clock a held lock judges its heartbeats by: the system's, or (in tests)
+/// one that stands still until it is moved, so that "ran out" and "still holds" follow
+/// from what the test did, never from how long the machine took between two statements.
+#[derive(Clone, Default)]
+pub(crate) struct Clock(Option<Arc<Mutex<Instant>>>);
+
+impl Clock {
+    fn now(&self) -> Instant {
+        match &self.0 {
+            None => Instant::now(),
+            Some(t) => *t.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// How long ago `then` was, by this clock (never negative).
+    fn since(&self, then: Instant) -> Duration {
+        self.now().saturating_duration_since(then)
+    }
+
+    /// A clock that moves only by [`Clock::advance`].
+    #[cfg(test)]
+    pub(crate) fn manual() -> Clock {
+        Clock(Some(Arc::new(Mutex::new(Instant::now()))))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn advance(&self, by: Duration) {
+        let t = self
+            .0
+            .as_ref()
+            .expect("only a manual clock is moved by hand");
+        *t.lock().unwrap_or_else(|e| e.into_inner()) += by;
+    }
 }
 
 /// How long after a heartbeat the holder still counts on its lock: the TTL less a sixth,
@@ -106,7 +145,7 @@ impl Store {
         let err = |e| self.db.err(e);
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let token = random_token();
-        let taken = Instant::now();
+        let taken = self.clock.now();
         let mut conn = self.db.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -161,6 +200,7 @@ impl Store {
                 token,
                 ttl,
                 last_beat: Mutex::new(Some(taken)),
+                clock: self.clock.clone(),
             }),
             released: false,
             beat: None,
@@ -228,7 +268,7 @@ impl ClusterLock {
 
 impl HeldLock {
     fn heartbeat_at(&self, now: UnixMillis) -> Result<(), StateError> {
-        let sent = Instant::now();
+        let sent = self.clock.now();
         let changed = self
             .db
             .conn()
@@ -273,7 +313,7 @@ impl Fence for HeldLock {
         // heartbeat is a TTL old. Otherwise one now (unlike a lease in etcd, a lock whose
         // TTL passed is still ours until another process takes it).
         let fresh = (*self.last_beat.lock().unwrap_or_else(|e| e.into_inner()))
-            .is_some_and(|l| l.elapsed() < self.ttl / 4);
+            .is_some_and(|l| self.clock.since(l) < self.ttl / 4);
         if fresh {
             return self.holds();
         }
@@ -288,7 +328,7 @@ impl Fence for HeldLock {
     fn holds(&self) -> Result<(), String> {
         match *self.last_beat.lock().unwrap_or_else(|e| e.into_inner()) {
             None => Err(self.lost()),
-            Some(last) if last.elapsed() < valid_for(self.ttl) => Ok(()),
+            Some(last) if self.clock.since(last) < valid_for(self.ttl) => Ok(()),
             Some(_) => Err(format!(
                 "the cluster lock on {} ran out: no heartbeat within its TTL of {:?} (was \
                  this process paused?); another process may have taken it",

@@ -29,7 +29,7 @@
 mod cluster;
 pub mod etcd;
 pub mod shared;
-pub use cluster::{ClusterState, Downtime};
+pub use cluster::{ClusterState, Downtime, MAX_DOWNTIME};
 mod lock;
 mod runs;
 pub mod schema;
@@ -220,6 +220,9 @@ stored_enum! {
         Failed = "failed",
         /// Stopped before the end: by a signal, a lost lock, or a process that died.
         Interrupted = "interrupted",
+        /// Orch decided not to act (anti-flap, a downtime, `automatic: false`, no
+        /// candidate, a pre-failover hook): nothing was changed, and nothing failed.
+        Refused = "refused",
     }
 }
 
@@ -249,6 +252,9 @@ pub struct NewRun {
     pub files: Vec<RunFile>,
     /// The fingerprint of the observed topology the plan was made from.
     pub fingerprint: Option<String>,
+    /// How many steps the run's plan has (None: no plan). The history counts a run's
+    /// steps against it, not against the steps recorded so far.
+    pub steps_planned: Option<usize>,
 }
 
 /// One step of a run, as [`Store::record_step_started`] and
@@ -291,7 +297,8 @@ pub struct RunSummary {
     pub outcome: Outcome,
     pub error: Option<String>,
     pub summary: Option<String>,
-    /// Steps that ended `done`, and steps recorded at all.
+    /// Steps that ended `done`, and the plan's steps (for a run recorded before orch kept
+    /// that number: the steps recorded).
     pub steps_done: u32,
     pub steps_total: u32,
 }
@@ -474,6 +481,8 @@ pub struct Store {
     db: Db,
     /// This machine's name: a lock or run recorded with it can be checked by pid.
     local_host: String,
+    /// What the locks taken through this store judge their heartbeats by.
+    clock: lock::Clock,
 }
 
 impl Store {
@@ -498,7 +507,15 @@ impl Store {
         Ok(Store {
             db,
             local_host: hostname(),
+            clock: lock::Clock::default(),
         })
+    }
+
+    /// The same store, its locks judged by `clock` (a manual one in tests).
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: lock::Clock) -> Store {
+        self.clock = clock;
+        self
     }
 
     /// The database file.

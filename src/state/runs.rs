@@ -15,7 +15,7 @@ use super::{
 const SUMMARY_COLUMNS: &str = "r.id, r.kind, r.cluster, r.started_at, r.ended_at, r.user, \
      r.host, r.pid, r.outcome, r.error, r.summary, \
      (SELECT count(*) FROM run_steps s WHERE s.run_id = r.id AND s.result = 'done'), \
-     (SELECT count(*) FROM run_steps s WHERE s.run_id = r.id)";
+     coalesce(r.steps_planned, (SELECT count(*) FROM run_steps s WHERE s.run_id = r.id))";
 
 impl Store {
     /// Records the start of a run (outcome `running`); returns its number.
@@ -24,7 +24,7 @@ impl Store {
         let conn = self.db.conn();
         conn.execute(
             "INSERT INTO runs (kind, cluster, started_at, user, host, pid, files, fingerprint, \
-             outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running')",
+             steps_planned, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'running')",
             params![
                 run.kind.as_str(),
                 run.cluster,
@@ -34,6 +34,8 @@ impl Store {
                 run.who.pid,
                 files,
                 run.fingerprint,
+                run.steps_planned
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
             ],
         )
         .map_err(|e| self.db.err(e))?;

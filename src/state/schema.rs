@@ -133,8 +133,46 @@ const V4: &str = r#"
 ALTER TABLE cluster_state ADD COLUMN in_flight TEXT;
 "#;
 
+/// Version 5: a run may end `refused` (orch decided not to act: anti-flap, a downtime,
+/// `automatic: false`, no candidate, a pre-failover hook), which is not a failure; and a
+/// run keeps how many steps its plan had (`steps_planned`), so that one interrupted before
+/// its last steps were recorded still says "4/10", not "4/5". Rebuilt as version 3 was
+/// (the CHECK constraint changes), the id sequence carried over.
+const V5: &str = r#"
+CREATE TABLE runs_v5 (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT    NOT NULL CHECK (kind IN ('apply', 'recovery', 'reload')),
+    cluster       TEXT    NOT NULL,
+    started_at    INTEGER NOT NULL,
+    ended_at      INTEGER,
+    user          TEXT    NOT NULL,
+    host          TEXT    NOT NULL,
+    pid           INTEGER NOT NULL,
+    files         TEXT    NOT NULL DEFAULT '[]',
+    fingerprint   TEXT,
+    outcome       TEXT    NOT NULL
+                  CHECK (outcome IN ('running', 'succeeded', 'failed', 'interrupted',
+                                     'refused')),
+    error         TEXT,
+    summary       TEXT,
+    detail        TEXT,
+    -- NULL: not known (a run recorded before version 5, or one without a plan).
+    steps_planned INTEGER
+);
+INSERT INTO runs_v5 (id, kind, cluster, started_at, ended_at, user, host, pid, files,
+                     fingerprint, outcome, error, summary, detail)
+    SELECT id, kind, cluster, started_at, ended_at, user, host, pid, files,
+           fingerprint, outcome, error, summary, detail FROM runs;
+DELETE FROM sqlite_sequence WHERE name = 'runs_v5';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'runs_v5', seq FROM sqlite_sequence WHERE name = 'runs';
+DROP TABLE runs;
+ALTER TABLE runs_v5 RENAME TO runs;
+CREATE INDEX runs_by_cluster ON runs (cluster, id);
+CREATE INDEX runs_by_start ON runs (started_at);
+"#;
+
 /// Every migration, in order; the schema version this orch writes is `MIGRATIONS.len()`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this orch writes.
 pub fn current_version() -> i64 {

@@ -41,6 +41,7 @@ fn new_run(cluster: &str, who: Who) -> NewRun {
             sha256: "ab".repeat(32),
         }],
         fingerprint: Some("sha256:f00d".into()),
+        steps_planned: None,
     }
 }
 
@@ -57,6 +58,10 @@ fn step(number: u32) -> StepRecord {
 
 /// A raw query on the store's own connection, for what the API does not show.
 fn query_i64(store: &Store, sql: &str) -> i64 {
+    store.db.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn query_text(store: &Store, sql: &str) -> String {
     store.db.conn().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
@@ -457,6 +462,67 @@ fn a_running_run_whose_process_is_gone_reads_as_interrupted() {
     assert_eq!(outcome(elsewhere), Outcome::Running);
 }
 
+/// A run whose process died after five of its plan's ten steps started (four done) reads
+/// "4/10": its total is the plan's, not the steps recorded before it stopped.
+#[test]
+fn an_interrupted_run_counts_its_steps_against_its_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let run = NewRun {
+        steps_planned: Some(10),
+        ..new_run("shop", who("bob", dead_pid()))
+    };
+    let id = store.begin_run(run).unwrap();
+    for n in 1..=5 {
+        store.record_step_started(id, step(n)).unwrap();
+        if n < 5 {
+            store
+                .record_step_finished(id, n, StepResult::Done, None)
+                .unwrap();
+        }
+    }
+    let run = store.run(id).unwrap().unwrap().run;
+    assert_eq!(run.outcome, Outcome::Interrupted);
+    assert_eq!((run.steps_done, run.steps_total), (4, 10));
+    let listed = &store.runs(&RunFilter::default()).unwrap()[0];
+    assert_eq!((listed.steps_done, listed.steps_total), (4, 10));
+}
+
+/// A refusal (anti-flap, a downtime, ...) is stored as such, not as a failure; a run
+/// recorded before the store kept the plan's step count counts the steps recorded.
+#[test]
+fn version_5_stores_refusals_and_keeps_older_runs_step_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let path = tmp.path().join(DB_FILE);
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        schema::migrate(&mut conn, &schema::MIGRATIONS[..4], &path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (kind, cluster, started_at, user, host, pid, outcome) \
+               VALUES ('apply', 'shop', 1, 'u', 'elsewhere.example', 1, 'failed'); \
+             INSERT INTO run_steps (run_id, number, host, address, action, description, \
+               result) VALUES (1, 1, 'db1', 'a:1', 'fence', 'd', 'done'), \
+               (1, 2, 'db2', 'a:2', 'fence', 'd', 'failed');",
+        )
+        .unwrap();
+    }
+    let store = Store::open(tmp.path()).unwrap();
+    let old = store.run(RunId(1)).unwrap().unwrap().run;
+    assert_eq!((old.steps_done, old.steps_total), (1, 2));
+    let id = store.begin_run(new_run("shop", me("alice"))).unwrap();
+    store
+        .finish_run(
+            id,
+            Outcome::Refused,
+            Some("blocked by anti-flap"),
+            "blocked",
+        )
+        .unwrap();
+    let run = store.run(id).unwrap().unwrap().run;
+    assert_eq!((run.id, run.outcome), (RunId(2), Outcome::Refused));
+    assert_eq!((run.steps_done, run.steps_total), (0, 0));
+}
+
 #[test]
 fn a_corrupt_record_is_reported_not_misread() {
     let tmp = tempfile::tempdir().unwrap();
@@ -681,7 +747,10 @@ fn check(fence: &HeldLock) -> Result<(), String> {
 fn a_lock_taken_over_fences_its_former_holder_s_steps() {
     use crate::executor::fenced::Fence;
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    // Both holders' clocks move only when told: which check asks the store, and whether a
+    // heartbeat is still valid, is decided here, not by how busy the machine is.
+    let clock = lock::Clock::manual();
+    let store = Store::open(tmp.path()).unwrap().with_clock(clock.clone());
     let remote = Who {
         host: "elsewhere.example".into(),
         ..me("alice")
@@ -693,14 +762,14 @@ fn a_lock_taken_over_fences_its_former_holder_s_steps() {
         .lock_at("shop", &remote, ttl, now_millis() - 60_000)
         .unwrap();
     let fence = a.fence();
-    let b = store.lock("shop", &me("bob"), ttl).unwrap();
-    // A heartbeat a quarter TTL old vouches for the lock by itself; an older one is
-    // renewed by the next step's check, which finds the token gone.
-    poll_until(
-        "alice's check asks the store",
-        Duration::from_secs(5),
-        || check(&fence).is_err(),
-    );
+    let b = store
+        .lock_at("shop", &me("bob"), ttl, now_millis())
+        .unwrap();
+    // A heartbeat under a quarter TTL old vouches for the lock by itself (alice's own
+    // clock has not moved since she took it) ...
+    assert_eq!(check(&fence), Ok(()));
+    // ... an older one is renewed by the next step's check, which finds the token gone.
+    clock.advance(ttl / 4);
     let refused = check(&fence).unwrap_err();
     assert!(
         refused.contains("taken over by another process"),
@@ -708,7 +777,9 @@ fn a_lock_taken_over_fences_its_former_holder_s_steps() {
     );
     // Known now: no further statement either.
     assert_eq!(fence.holds(), Err(refused));
+    // bob's check renews his and finds it his.
     assert_eq!(check(&b.fence()), Ok(()));
+    assert_eq!(b.fence().holds(), Ok(()));
     b.release().unwrap();
 }
 
@@ -716,23 +787,36 @@ fn a_lock_taken_over_fences_its_former_holder_s_steps() {
 fn a_lock_with_no_heartbeat_for_its_ttl_stops_its_statements_by_the_clock() {
     use crate::executor::fenced::Fence;
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let clock = lock::Clock::manual();
+    let store = Store::open(tmp.path()).unwrap().with_clock(clock.clone());
     // lock_at sends no heartbeats of its own: as if this process were paused.
     let ttl = Duration::from_millis(300);
     let a = store
         .lock_at("shop", &me("alice"), ttl, now_millis())
         .unwrap();
     let fence = a.fence();
+    // It holds until a sixth of the TTL before the TTL (the margin for other processes'
+    // clocks), and not from then on.
+    clock.advance(ttl - ttl / 6 - Duration::from_millis(1));
     assert_eq!(fence.holds(), Ok(()));
-    poll_until(
-        "the lock ran out by the clock",
-        Duration::from_secs(5),
-        || fence.holds().is_err(),
-    );
+    clock.advance(Duration::from_millis(1));
     let why = fence.holds().unwrap_err();
     assert!(why.contains("no heartbeat within its TTL"), "{why}");
     // Nobody took it: a heartbeat finds it still ours and it holds again.
+    let before = query_i64(&store, "SELECT heartbeat_at FROM locks");
     assert_eq!(check(&fence), Ok(()));
+    assert_eq!(fence.holds(), Ok(()));
+    assert!(query_i64(&store, "SELECT heartbeat_at FROM locks") >= before);
+    // Under a quarter TTL later, the step check trusts that heartbeat (writes none) ...
+    std::thread::sleep(Duration::from_millis(2));
+    clock.advance(ttl / 4 - Duration::from_millis(1));
+    let beat = query_i64(&store, "SELECT heartbeat_at FROM locks");
+    assert_eq!(check(&fence), Ok(()));
+    assert_eq!(query_i64(&store, "SELECT heartbeat_at FROM locks"), beat);
+    // ... and from a quarter TTL on, it writes one.
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(check(&fence), Ok(()));
+    assert!(query_i64(&store, "SELECT heartbeat_at FROM locks") > beat);
     a.release().unwrap();
 }
 
@@ -740,30 +824,38 @@ fn a_lock_with_no_heartbeat_for_its_ttl_stops_its_statements_by_the_clock() {
 fn a_held_lock_beats_on_its_own_through_a_step_longer_than_its_ttl() {
     use crate::executor::fenced::Fence;
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
-    let other = Store::open(tmp.path()).unwrap();
+    let clock = lock::Clock::manual();
+    let store = Store::open(tmp.path()).unwrap().with_clock(clock.clone());
     let remote = Who {
         host: "elsewhere.example".into(),
         ..me("alice")
     };
-    let ttl = Duration::from_millis(1500);
+    let ttl = Duration::from_millis(400);
     let a = store.lock("shop", &remote, ttl).unwrap();
     let fence = a.fence();
+    let token = query_text(&store, "SELECT token FROM locks");
     let since = query_i64(&store, "SELECT since FROM locks");
-    // Three TTLs with no heartbeat from the caller: the lock's thread sends them, so
-    // nobody may take it and its statements may run.
+    // Three TTLs with no heartbeat from the caller: the lock's thread sends them. Each
+    // time the holder's clock says its last heartbeat ran out, only a heartbeat from the
+    // thread (judged by the same clock) makes it hold again.
+    for _ in 0..3 {
+        clock.advance(ttl);
+        poll_until(
+            "a heartbeat from the lock's thread",
+            Duration::from_secs(10),
+            || fence.holds().is_ok(),
+        );
+    }
     poll_until("three TTLs of heartbeats", Duration::from_secs(10), || {
-        match other.lock("shop", &me("bob"), ttl) {
-            Err(StateError::Locked { .. }) => {}
-            r => panic!("the lock was lost: {r:?}"),
-        }
-        assert_eq!(fence.holds(), Ok(()));
-        query_i64(&store, "SELECT heartbeat_at FROM locks") - since > 3 * 1500
+        query_i64(&store, "SELECT heartbeat_at FROM locks") - since > 3 * 400
     });
+    // Never taken over meanwhile: the row is still this lock's.
+    assert_eq!(query_text(&store, "SELECT token FROM locks"), token);
     a.release().unwrap();
     // Released: the thread stopped, the row is gone and stays gone.
     assert_eq!(query_i64(&store, "SELECT COUNT(*) FROM locks"), 0);
-    other
+    Store::open(tmp.path())
+        .unwrap()
         .lock("shop", &me("bob"), ttl)
         .unwrap()
         .release()

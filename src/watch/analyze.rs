@@ -178,7 +178,14 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
             .filter(|&i| !lost_it(i))
             .map(|i| ids[i])
             .collect();
-        let names = |v: &[usize]| v.iter().map(|&i| ids[i]).collect::<Vec<_>>().join(", ");
+        let names = |v: &[usize]| v.iter().map(|&i| ids[i]).collect::<Vec<_>>();
+        let lost_too = |v: &[&str]| {
+            crate::topology::agree(
+                v,
+                "its replica {} lost it too",
+                "its replicas {} lost it too",
+            )
+        };
         let seen = format!("orch: {}", unreachable_text(*cause, detail));
         let (code, text) = if x == primary {
             if replicas.is_empty() {
@@ -190,8 +197,12 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
                 (
                     Code::DeadPrimaryAndReplicas,
                     format!(
-                        "{seen}; its replicas {} are unreachable too",
-                        names(&replicas)
+                        "{seen}; {}",
+                        crate::topology::agree(
+                            &names(&replicas),
+                            "its replica {} is unreachable too",
+                            "its replicas {} are unreachable too"
+                        )
                     ),
                 )
             } else if !still.is_empty() {
@@ -207,34 +218,48 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
                     (
                         Code::UnreachablePrimaryWithLaggingReplicas,
                         format!(
-                            "{seen}; {} still replicate from it but lag beyond {max_lag_secs}s",
-                            still.join(", ")
+                            "{seen}; {} from it but lag beyond {max_lag_secs}s",
+                            crate::topology::agree(
+                                &still,
+                                "{} still replicates",
+                                "{} still replicate"
+                            )
                         ),
                     )
                 } else {
                     (
                         Code::UnreachablePrimary,
-                        format!("{seen}, but {} still replicate from it", still.join(", ")),
+                        format!(
+                            "{seen}, but {} from it",
+                            crate::topology::agree(
+                                &still,
+                                "{} still replicates",
+                                "{} still replicate"
+                            )
+                        ),
                     )
                 }
             } else if reachable.len() < replicas.len() {
                 (
                     Code::DeadPrimaryAndSomeReplicas,
                     format!(
-                        "{seen}; its replicas {} lost it too and {} are unreachable",
-                        names(&reachable),
-                        replicas
-                            .iter()
-                            .filter(|i| !reachable.contains(i))
-                            .map(|&i| ids[i])
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "{seen}; {} and {}",
+                        lost_too(&names(&reachable)),
+                        crate::topology::agree(
+                            &replicas
+                                .iter()
+                                .filter(|i| !reachable.contains(i))
+                                .map(|&i| ids[i])
+                                .collect::<Vec<_>>(),
+                            "{} is unreachable",
+                            "{} are unreachable"
+                        )
                     ),
                 )
             } else {
                 (
                     Code::DeadPrimary,
-                    format!("{seen}; its replicas {} lost it too", names(&reachable)),
+                    format!("{seen}; {}", lost_too(&names(&reachable))),
                 )
             }
         } else {
@@ -246,10 +271,7 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
             } else {
                 Code::DeadIntermediateSource
             };
-            (
-                code,
-                format!("{seen}; its replicas {} lost it too", names(&reachable)),
-            )
+            (code, format!("{seen}; {}", lost_too(&names(&reachable))))
         };
         out.push(Finding {
             code,
@@ -288,8 +310,20 @@ pub fn analyze(snapshot: &Snapshot, primary: usize, max_lag_secs: u64) -> Vec<Fi
                 host: ids[w].to_string(),
                 evidence: Evidence::Certain,
                 detail: format!(
-                    "{} is writable beside the primary {}: writes may land in two places",
-                    ids[w], ids[primary]
+                    "{} is writable beside the primary {}: writes may land in two places{}",
+                    ids[w],
+                    ids[primary],
+                    // Named in full: what it took is reported, never replicated.
+                    match (hosts[w].state.info(), hosts[primary].state.info()) {
+                        (Some(theirs), Some(ours)) =>
+                            theirs
+                                .holds_beyond(ours)
+                                .map_or(String::new(), |extra| format!(
+                                    "; it holds transactions {} lacks: {extra}",
+                                    ids[primary]
+                                )),
+                        _ => String::new(),
+                    }
                 ),
             });
         }
@@ -378,6 +412,82 @@ mod tests {
     }
 
     const STAR: &[Option<usize>] = &[None, Some(0), Some(0)];
+
+    /// The findings of a star of `n` servers (h0 the primary) after `setup`.
+    fn star_findings(n: usize, setup: &dyn Fn(&Simulator)) -> Vec<Finding> {
+        let sim = Simulator::star(n, Flavor::Mariadb);
+        sim.write(host_address(0), 3).unwrap();
+        sim.tick();
+        setup(&sim);
+        sim.tick();
+        let sources: Vec<Option<usize>> = (0..n).map(|i| (i > 0).then_some(0)).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let snapshot = rt.block_on(observe_cluster(
+            Arc::new(sim.clone()),
+            &topology(&sources),
+            &Policy::default(),
+            None,
+            8,
+        ));
+        analyze(&snapshot, 0, 10)
+    }
+
+    /// The findings' details, for a primary with one replica then two: the sentence agrees
+    /// with how many replicas it names ("h1 still replicates", "h1, h2 still replicate").
+    #[test]
+    fn details_agree_with_the_number_of_replicas_named() {
+        let detail = |n: usize, setup: &dyn Fn(&Simulator)| {
+            star_findings(n, setup)
+                .into_iter()
+                .map(|f| f.detail)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let cut_off = |s: &Simulator| s.partition_from_orch(host_address(0));
+        let killed = |s: &Simulator| s.kill(host_address(0));
+        let one = detail(2, &cut_off);
+        assert!(one.contains("but h1 still replicates from it"), "{one}");
+        let two = detail(3, &cut_off);
+        assert!(two.contains("but h1, h2 still replicate from it"), "{two}");
+        let one = detail(2, &killed);
+        assert!(one.contains("its replica h1 lost it too"), "{one}");
+        let two = detail(3, &killed);
+        assert!(two.contains("its replicas h1, h2 lost it too"), "{two}");
+        let some = detail(3, &|s| {
+            s.kill(host_address(0));
+            s.kill(host_address(2));
+        });
+        assert!(
+            some.contains("its replica h1 lost it too and h2 is unreachable"),
+            "{some}"
+        );
+    }
+
+    /// A second writable server's finding names every transaction it took that the
+    /// primary lacks, as its stream's whole range (from 1: the primary has none of h2's
+    /// stream, whose sequence numbers, shared with h0's, are bounded, not counted).
+    #[test]
+    fn a_second_writable_server_names_what_the_primary_lacks() {
+        let found = star_findings(3, &|s| {
+            s.stop_replication(host_address(2));
+            s.reset_replication(host_address(2));
+            s.set_read_only(host_address(2), false);
+            s.write(host_address(2), 4).unwrap();
+        });
+        let f = found
+            .iter()
+            .find(|f| f.code == Code::TwoWritablePrimaries)
+            .expect("two writable primaries");
+        assert!(
+            f.detail
+                .ends_with("it holds transactions h0 lacks: 0-3-1..7"),
+            "{}",
+            f.detail
+        );
+    }
 
     #[test]
     fn every_code_from_its_scenario() {

@@ -481,6 +481,9 @@ struct DowntimeBody {
     #[serde(rename = "for")]
     length: String,
     reason: String,
+    /// Allows a downtime longer than [`crate::state::MAX_DOWNTIME`].
+    #[serde(default)]
+    force: bool,
 }
 
 /// The cluster is watched here and the host (if any) is one of its.
@@ -517,13 +520,10 @@ async fn add_downtime(
         return r;
     }
     let length = match crate::spec::decode::parse_duration(&b.length) {
-        Ok(d) if !d.is_zero() => d,
-        Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "for: a downtime lasts longer than 0s",
-            );
-        }
+        Ok(d) => match crate::state::Downtime::check_length(d, b.force, r#""force": true"#) {
+            Ok(()) => d,
+            Err(why) => return error(StatusCode::BAD_REQUEST, format!("for: {why}")),
+        },
         Err(why) => {
             return error(
                 StatusCode::BAD_REQUEST,

@@ -963,17 +963,12 @@ impl<E: Executor> Watcher<E> {
             .collect();
         for i in back {
             // What it has that the primary lacks (written after the last replica got its
-            // events): reported, never replicated.
-            let theirs = snapshot.hosts[i]
-                .state
-                .info()
-                .and_then(|x| x.gtid.executed());
-            let ours = snapshot.hosts[self.primary]
-                .state
-                .info()
-                .and_then(|x| x.gtid.executed());
-            let extra = match (theirs, ours) {
-                (Some(t), Some(o)) => t.missing_from(&o).ok().filter(|m| !m.is_empty()),
+            // events, or since it came back): reported in full, never replicated.
+            let extra = match (
+                snapshot.hosts[i].state.info(),
+                snapshot.hosts[self.primary].state.info(),
+            ) {
+                (Some(theirs), Some(ours)) => theirs.holds_beyond(ours),
                 _ => None,
             };
             let extra = extra.map_or(String::new(), |m| {
@@ -997,6 +992,9 @@ impl<E: Executor> Watcher<E> {
                 "former primary {} answers again, writable{extra}",
                 self.id(i)
             );
+            // Said once per return (the fence may need several polls); the history has it
+            // as the fence's detection.
+            self.once(format!("former/{}/back", self.id(i)), &detection);
             let done = self
                 .locked(
                     stop,
@@ -1012,6 +1010,7 @@ impl<E: Executor> Watcher<E> {
                 .await?;
             if done.succeeded() {
                 self.to_fence.remove(&i);
+                self.said.remove(&format!("former/{}/back", self.id(i)));
             }
         }
         Ok(())
@@ -1713,6 +1712,7 @@ impl<E: Executor> Watcher<E> {
             who: Who::current(),
             files: self.files.clone(),
             fingerprint: None,
+            steps_planned: None,
         })?;
         let mut detail = serde_json::json!({"detection": detection, "decision": why});
         if let Some(no) = no {
@@ -1722,12 +1722,9 @@ impl<E: Executor> Watcher<E> {
             detail["hooks"] = serde_json::to_value(hooks)?;
         }
         self.store.set_run_detail(run, &detail)?;
-        let outcome = if self.dry_run {
-            Outcome::Succeeded
-        } else {
-            Outcome::Failed
-        };
-        self.store.finish_run(run, outcome, Some(why), why)?;
+        // Not acting is a decision, not a failure: nothing was tried, nothing changed.
+        self.store
+            .finish_run(run, Outcome::Refused, Some(why), why)?;
         self.hub.metrics.recovered(self.cluster(), "refused", None);
         self.event(
             "recovery_refused",
@@ -1937,6 +1934,7 @@ impl<E: Executor> Watcher<E> {
                 who: Who::current(),
                 files: files.to_vec(),
                 fingerprint: None,
+                steps_planned: None,
             })?;
             let error = (outcome != Outcome::Succeeded).then_some(text);
             self.store.finish_run(run, outcome, error, text)?;
@@ -2030,6 +2028,7 @@ pub async fn record_recovery<E: Executor>(
         who: Who::current(),
         files: files.to_vec(),
         fingerprint: Some(plan.fingerprint.clone()),
+        steps_planned: Some(plan.steps.len()),
     })?;
     let detail = serde_json::json!({
         "detection": detection,
@@ -2317,6 +2316,11 @@ mod tests {
             detection.contains("answers again, writable") && detection.contains("lacks"),
             "{detection}"
         );
+        // Both, as the range of h0's stream the new primary never got (not only the last).
+        assert!(
+            detection.ends_with("(reported, never replicated): 0-1-6..7"),
+            "{detection}"
+        );
     }
 
     /// A failover that another process began (it reset h2, its successor, then died) is
@@ -2514,11 +2518,12 @@ mod tests {
             .unwrap()
             .runs(&crate::state::RunFilter::default())
             .unwrap();
+        // Recorded as a refusal (orch decided not to act), not as a failure.
         assert!(
-            runs.iter().any(|r| r
-                .summary
-                .as_deref()
-                .is_some_and(|s| s.contains("anti-flap"))),
+            runs.iter().any(|r| r.outcome == Outcome::Refused
+                && r.summary
+                    .as_deref()
+                    .is_some_and(|s| s.contains("anti-flap"))),
             "{runs:?}"
         );
         assert!(converged(&sim2).is_none(), "nothing promoted");

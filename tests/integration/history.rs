@@ -64,6 +64,7 @@ fn three_runs(dir: &Path) -> [RunId; 3] {
                     sha256: "cd".repeat(32),
                 }],
                 fingerprint: Some("sha256:0123456789abcdef".into()),
+                steps_planned: None,
             })
             .unwrap()
     };

@@ -7,6 +7,7 @@ mod apply_faults;
 mod apply_paused;
 mod common;
 mod completions;
+mod downtime;
 mod etcd_auth;
 mod etcd_tls;
 mod failover_decisions;

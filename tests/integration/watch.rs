@@ -397,6 +397,69 @@ fn a_thawed_former_primary_acknowledges_no_write_the_new_primary_lacks() {
     sb.down();
 }
 
+/// A former primary restarted writable (read_only=0 in its configuration) takes writes
+/// before watch sees it (watch is paused meanwhile), with the same sequence numbers as the
+/// new primary's own writes. Once watch looks again it fences it and names every
+/// transaction it took that the new primary lacks: its stream's whole range from
+/// `gtid_binlog_state`, not only the last GTID `gtid_current_pos` keeps, in the log and in
+/// the history.
+#[test]
+fn a_returning_writable_primary_s_extra_transactions_are_named_in_full() {
+    let sb = Sandbox::up(&["-n", "3"]);
+    app_account(&sb);
+    let policy = write_policy(&sb, "");
+    let file = topology(&sb, 3, &policy);
+    let state = sb.dir.join("state").to_str().unwrap().to_string();
+    let watch = Watch::start(&file, &state);
+    orch_ok(&["sandbox", "kill", sb.d(), "1"]);
+    watch.wait_for("failover done", 20);
+    let new = if read_only(&sb, 2) == "0" { 2 } else { 3 };
+    for id in 0..30 {
+        sb.root(
+            new,
+            &format!("INSERT INTO app.t VALUES ({})", 1_000_000 + id),
+        );
+    }
+    watch.signal(libc::SIGSTOP);
+    orch_ok(&["sandbox", "start", sb.d(), "1"]);
+    assert_eq!(read_only(&sb, 1), "0", "node1 comes back writable");
+    let last = first(&sb.root(1, "SELECT @@gtid_binlog_pos AS p"), "p");
+    let seq: u64 = last.rsplit('-').next().unwrap().parse().unwrap();
+    for id in 0..20 {
+        sb.root(1, &format!("INSERT INTO app.t VALUES ({id})"));
+    }
+    watch.signal(libc::SIGCONT);
+    eventually(
+        "the returning former primary is fenced",
+        Duration::from_secs(15),
+        || read_only(&sb, 1) == "1",
+    );
+    // node1's 20 writes: 0-1-(seq+1) to 0-1-(seq+20); the new primary has node1's stream
+    // up to seq (and its own 30 writes further on in the domain, which hid them all from
+    // a comparison of positions).
+    let range = format!("0-1-{}..{}", seq + 1, seq + 20);
+    let named = format!("node{new} lacks (reported, never replicated): {range}");
+    watch.wait_for(&named, 10);
+    let log = watch.log();
+    assert!(
+        log.contains("two-writable-primaries node1") == log.contains(&format!("lacks: {range}")),
+        "the finding, when logged, names them too:\n{log}"
+    );
+    let h = history(&state);
+    // The newest run: the fence (one step, read_only and the writers killed).
+    let fence = &h["runs"][0];
+    assert_eq!(
+        (fence["kind"].as_str(), fence["summary"].as_str()),
+        (Some("recovery"), Some("1 step applied")),
+        "{h}"
+    );
+    let id = fence["id"].to_string();
+    let (_, detail, _) = orch(&["history", &id, "--state", &state]);
+    assert!(detail.contains(&named), "{detail}");
+    assert_eq!(watch.stop(), 0);
+    sb.down();
+}
+
 /// `automatic: false`: a dead primary is detected and recorded, nothing is changed; then
 /// `orch failover` (a person) replaces it; a second death within anti-flap is blocked.
 #[test]
@@ -420,7 +483,7 @@ fn manual_policy_records_and_orch_failover_acts_then_anti_flap_holds() {
     watch.wait_for("failover.automatic is false", 20);
     assert_eq!(read_only(&sb, 2), "1");
     assert_eq!(read_only(&sb, 3), "1");
-    assert_eq!(history(&state)["runs"][0]["outcome"], "failed");
+    assert_eq!(history(&state)["runs"][0]["outcome"], "refused");
     watch.stop();
 
     // A person fails over, to node3.
@@ -441,6 +504,10 @@ fn manual_policy_records_and_orch_failover_acts_then_anti_flap_holds() {
     orch_ok(&["sandbox", "kill", sb.d(), "3"]);
     watch.wait_for("blocked by anti-flap", 20);
     assert_eq!(read_only(&sb, 2), "1", "nothing promoted");
+    // Recorded as a refusal, not a failure (the record follows the log line).
+    eventually("the block recorded", Duration::from_secs(5), || {
+        history(&state)["runs"][0]["outcome"] == "refused"
+    });
     watch.stop();
     sb.down();
 }

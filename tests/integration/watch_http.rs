@@ -216,6 +216,42 @@ fn api_actions_need_the_token_and_change_nothing_without_it() {
     let bad = r#"{"cluster": "sandbox", "host": "node9", "for": "1h", "reason": "x"}"#;
     let (code, body) = http(&addr, "POST", "/api/v1/downtimes", Some(&token), Some(bad));
     assert_eq!(code, 404, "{body}");
+    // The one duration parser: a repeated unit is refused; longer than 30 days only with
+    // "force" (then recorded, and ended below with the rest).
+    for (length, why) in [
+        ("1h1h", "the unit `h` appears twice"),
+        ("106751991167d", "longer than 30d"),
+    ] {
+        let long = format!(
+            r#"{{"cluster": "sandbox", "host": "node2", "for": "{length}", "reason": "x"}}"#
+        );
+        let (code, body) = http(
+            &addr,
+            "POST",
+            "/api/v1/downtimes",
+            Some(&token),
+            Some(&long),
+        );
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains(why), "{body}");
+    }
+    let forced = r#"{"cluster": "sandbox", "for": "45d", "reason": "x", "force": true}"#;
+    let (code, body) = http(
+        &addr,
+        "POST",
+        "/api/v1/downtimes",
+        Some(&token),
+        Some(forced),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = http(
+        &addr,
+        "DELETE",
+        "/api/v1/downtimes?cluster=sandbox",
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
     let (code, body) = http(
         &addr,
         "DELETE",
