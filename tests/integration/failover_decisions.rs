@@ -428,20 +428,24 @@ fn table_lock(
 /// on node2 and node3.
 #[test]
 fn a_primary_thawing_while_its_failover_runs_is_fenced_at_once() {
+    // semi_sync's timeout is 30 s: longer than the primary is frozen here, so the insert
+    // it holds still waits for an acknowledgement when it thaws (one frozen past the
+    // timeout acknowledges it the instant it thaws: nothing can fence it first).
     let sb = semi_sync_quiet(&[]);
-    // A short timeout: without the fence at once, the held insert would be acknowledged
-    // 2 s after the thaw, and lost.
-    sb.root(1, "SET GLOBAL rpl_semi_sync_master_timeout = 2000");
-    let (_, state, watch) = watched_preferring_node2(&sb, "");
+    let (_, state, watch) = watched_preferring_node2(&sb, "  promote:\n    wait_relay_log: 60s\n");
     let w = app_writing(&sb);
     let (release, holder) = table_lock(&sb, 2);
     orch_ok(&["sandbox", "freeze", sb.d(), "1"]);
     watch.wait_for("recovering: promote node2", 30);
     orch_ok(&["sandbox", "thaw", sb.d(), "1"]);
-    // The failover still waits for node2's applier past the semi-sync timeout: without
-    // the fence at once, node1 acknowledges its held insert meanwhile (and the writer
-    // goes on writing there).
-    std::thread::sleep(Duration::from_millis(2500));
+    // The failover waits for node2's applier until the writer's held insert is killed.
+    // Without the fence at once, node1 acknowledges it when its semi-sync wait times out,
+    // and the writer goes on writing there until the run ends: this times out.
+    eventually(
+        "the writer's held insert is killed",
+        Duration::from_secs(20),
+        || w.is_finished(),
+    );
     release.send(()).unwrap();
     holder.join().unwrap();
     watch.wait_for("failover done", 40);
