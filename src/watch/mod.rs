@@ -1297,6 +1297,16 @@ impl<E: Executor> Watcher<E> {
                 }
             }
         }
+        // Those stops are part of the record.
+        let with_stops = format!(
+            "{detection}; before deciding, {} stopped receiving from it (STOP SLAVE IO_THREAD)",
+            stopped.join(", ")
+        );
+        let detection = if stopped.is_empty() {
+            detection
+        } else {
+            with_stops.as_str()
+        };
         let recovery = match decided {
             None => {
                 log(

@@ -262,6 +262,12 @@ fn a_delayed_backup_neither_blocks_a_failover_nor_loses_its_delay() {
         || source_ip(&sb, 3) == ip(&sb, 2) && slave_status(&sb, 3, "Slave_IO_Running") == "Yes",
     );
     assert_eq!(slave_status(&sb, 3, "SQL_Delay"), "3600");
+    // The replicas stopped receiving before the decision, as the history says.
+    let detail = first_recovery(&state);
+    assert!(
+        detail.contains("before deciding, node2, node3 stopped receiving from it"),
+        "{detail}"
+    );
     let runs = recoveries(&state);
     assert_eq!(runs.len(), 1, "{runs:#?}");
     assert_eq!(runs[0]["outcome"], "succeeded", "{runs:#?}");
