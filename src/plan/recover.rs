@@ -743,7 +743,7 @@ fn failover(
             continue;
         }
         let rid = e.id(r);
-        let live = e.m.live(r).expect("reachable").clone();
+        let executed = e.m.live(r).and_then(|l| l.position.clone());
         let lose = |reason: String| Lost {
             host: rid.clone(),
             reason,
@@ -758,7 +758,7 @@ fn failover(
         // A delayed replica's SQL thread applies nothing recent within the failover: what
         // it executed is what it has (the apply engine checks it again before it moves).
         let has = if d > 0 {
-            live.position.clone()
+            executed
         } else {
             positions[k].clone()
         };

@@ -46,21 +46,10 @@ impl<E: Executor> Watcher<E> {
                     .is_some_and(|r| r.io != IoState::Stopped)
             })
             .collect();
-        let action = |i: usize, action: Action, why: &str| Step {
-            number: 0,
-            phase: Phase::Failover,
-            host: self.id(i).to_string(),
-            address: self.desired.hosts[i].address.clone(),
-            action,
-            why: why.to_string(),
-            requires: vec![Condition::Reachable],
-            expects: vec![Condition::IoStopped],
-            detachable: None,
-        };
         let steps: Vec<Step> = receiving
             .iter()
             .map(|&i| {
-                action(
+                self.io_step(
                     i,
                     Action::StopIo,
                     "stop receiving from the failed primary before the decision",
@@ -89,17 +78,13 @@ impl<E: Executor> Watcher<E> {
         let steps: Vec<Step> = hosts
             .iter()
             .filter_map(|h| self.index(h))
-            .map(|i| Step {
-                number: 0,
-                phase: Phase::Failover,
-                host: self.id(i).to_string(),
-                address: self.desired.hosts[i].address.clone(),
-                // START SLAVE starts only what is stopped: the IO thread here.
-                action: Action::StartReplication,
-                why: "the failover it was stopped for does not happen".into(),
-                requires: vec![Condition::Reachable],
-                expects: Vec::new(),
-                detachable: None,
+            // START SLAVE starts only what is stopped: the IO thread here.
+            .map(|i| {
+                self.io_step(
+                    i,
+                    Action::StartReplication,
+                    "the failover it was stopped for does not happen",
+                )
             })
             .collect();
         let done = self.run_all(steps).await;
@@ -114,6 +99,21 @@ impl<E: Executor> Watcher<E> {
                 }
             ),
         );
+    }
+
+    /// A step on declared host `i`, outside any plan (the engine's checks are not run).
+    fn io_step(&self, i: usize, action: Action, why: &str) -> Step {
+        Step {
+            number: 0,
+            phase: Phase::Failover,
+            host: self.id(i).to_string(),
+            address: self.desired.hosts[i].address.clone(),
+            action,
+            why: why.to_string(),
+            requires: vec![Condition::Reachable],
+            expects: Vec::new(),
+            detachable: None,
+        }
     }
 
     /// Runs `steps` concurrently; the hosts whose step succeeded (a failure is logged).

@@ -503,3 +503,42 @@ fn a_primary_thawing_while_its_failover_runs_is_fenced_at_once() {
     assert_eq!(watch.stop(), 0);
     sb.down();
 }
+
+/// The successor chosen (node2, `prefer`) cannot apply what it received within
+/// `wait_relay_log` (a table lock holds its applier): the attempt fails, node2 is left
+/// out, and the next attempt comes at once and promotes node3 with every acknowledged
+/// write; once the lock is gone node2 follows node3.
+#[test]
+fn a_successor_that_cannot_catch_up_is_left_out_and_the_next_best_promoted_at_once() {
+    let sb = semi_sync_quiet(&[2]);
+    let (_, state, watch) = watched_preferring_node2(&sb, "  promote:\n    wait_relay_log: 3s\n");
+    let (release, holder) = table_lock(&sb, 2);
+    let acked = kill_primary_under_writes(&sb);
+    watch.wait_for("failover done", 40);
+    assert_eq!(read_only(&sb, 3), "0", "{}", watch.log());
+    assert_eq!(read_only(&sb, 2), "1");
+    all_acked_on(&sb, &[3], &acked);
+    assert!(
+        watch
+            .log()
+            .contains("node2 is left out of the next attempt of this failover"),
+        "{}",
+        watch.log()
+    );
+    let runs = recoveries(&state);
+    let outcomes: Vec<&str> = runs
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["failed", "succeeded"], "{runs:#?}");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    eventually(
+        "node2 replicates from node3",
+        Duration::from_secs(30),
+        || source_ip(&sb, 2) == ip(&sb, 3) && slave_status(&sb, 2, "Slave_SQL_Running") == "Yes",
+    );
+    all_acked_on(&sb, &[2], &acked);
+    assert_eq!(watch.stop(), 0);
+    sb.down();
+}
