@@ -81,10 +81,12 @@ pub struct LeftBehind {
 }
 
 impl Report {
-    /// Every step done, except those of replicas left behind.
+    /// Every step done, except those of replicas left behind (but not all of them: a run
+    /// that left behind everything it was to move did nothing).
     pub fn succeeded(&self) -> bool {
         self.refused.is_none()
             && !self.interrupted
+            && (self.excused.len() < self.results.len() || self.results.is_empty())
             && self
                 .results
                 .iter()

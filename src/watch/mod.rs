@@ -104,6 +104,10 @@ pub struct Watcher<E: Executor> {
     /// After an attempt to finish a failover in flight that did not complete, the next
     /// waits until then.
     resume_after: Instant,
+    /// A relocation (a dead intermediate's replicas, those a failover left behind) that
+    /// did not succeed is tried again after [`inflight::RESUME_BACKOFF`], not every poll
+    /// (a replica whose `STOP SLAVE` hangs behind a lock would fail every time).
+    relocate_after: HashMap<String, Instant>,
 }
 
 /// The primary this watcher last published in etcd (and when), and whether a write is
@@ -224,6 +228,7 @@ impl<E: Executor> Watcher<E> {
             in_flight_seen: None,
             in_flight_term: None,
             resume_after: Instant::now(),
+            relocate_after: HashMap::new(),
             leadership: None,
             published: Arc::default(),
         })
@@ -1173,21 +1178,34 @@ impl<E: Executor> Watcher<E> {
             }
             return Ok(());
         }
-        self.locked(
-            stop,
-            |w, fresh| {
-                still(w, fresh)
-                    .then(|| recover(&w.desired, fresh, &w.policy, x, None, dead_primary))
-            },
-            &detection,
-            if dead_primary {
-                Kind::Failover(f.code.name())
-            } else {
-                Kind::Repair
-            },
-            &key,
-        )
-        .await?;
+        if !dead_primary
+            && self
+                .relocate_after
+                .get(&key)
+                .is_some_and(|&t| Instant::now() < t)
+        {
+            return Ok(());
+        }
+        let acted = self
+            .locked(
+                stop,
+                |w, fresh| {
+                    still(w, fresh)
+                        .then(|| recover(&w.desired, fresh, &w.policy, x, None, dead_primary))
+                },
+                &detection,
+                if dead_primary {
+                    Kind::Failover(f.code.name())
+                } else {
+                    Kind::Repair
+                },
+                &key,
+            )
+            .await?;
+        if !dead_primary && matches!(acted, Acted::Ran { .. }) && !acted.succeeded() {
+            self.relocate_after
+                .insert(key, Instant::now() + inflight::RESUME_BACKOFF);
+        }
         Ok(())
     }
 

@@ -525,12 +525,14 @@ fn a_successor_that_cannot_catch_up_is_left_out_and_the_next_best_promoted_at_on
         "{}",
         watch.log()
     );
+    // The failed attempt, then the failover (later runs may try to move node2 while it
+    // is still locked: each fails and waits before the next).
     let runs = recoveries(&state);
     let outcomes: Vec<&str> = runs
         .iter()
         .map(|r| r["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["failed", "succeeded"], "{runs:#?}");
+    assert_eq!(outcomes[..2], ["failed", "succeeded"], "{runs:#?}");
     release.send(()).unwrap();
     holder.join().unwrap();
     eventually(
